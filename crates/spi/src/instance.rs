@@ -1,0 +1,188 @@
+//! The Instance plugin kind: create, tag, describe and destroy one resource at a time.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::serde_util::{empty_vec_as_null, null_as_default};
+use crate::{InterfaceSpec, Result};
+
+/// Tags (labels) carried by an instance. Sorted, so output and hashes are stable.
+pub type Tags = BTreeMap<String, String>;
+
+/// Tag naming the group an instance belongs to.
+pub const GROUP_TAG: &str = "infrakit.group";
+/// Tag holding the configuration hash an instance was created with.
+pub const CONFIG_HASH_TAG: &str = "infrakit.config.hash";
+/// Tag holding an instance's logical ID (pets).
+pub const LOGICAL_ID_TAG: &str = "infrakit.logical_id";
+/// Tag written by InfraKit before 2018 for the configuration hash; read for compatibility.
+pub const LEGACY_CONFIG_TAG: &str = "infrakit.config_sha";
+
+/// The versions of the Instance API that clients of each InfraKit generation require.
+pub const INTERFACES: &[InterfaceSpec] = &[
+    InterfaceSpec { name: "Instance", version: "0.6.1" },
+    InterfaceSpec { name: "Instance", version: "0.5.0" },
+    InterfaceSpec { name: "Instance", version: "0.3.0" },
+    InterfaceSpec { name: "Instance", version: "0.1.0" },
+];
+
+/// Something attached to an instance that outlives it, such as a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attachment {
+    /// Identifier of the attachment (e.g. a volume name).
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Kind of attachment (e.g. `volume`, `ebs`).
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+}
+
+/// What to create: the input of `Instance.Provision`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Spec {
+    /// Plugin-specific properties (command line, image, machine type, ...).
+    #[serde(rename = "Properties", default)]
+    pub properties: Value,
+    /// Tags to put on the instance.
+    #[serde(rename = "Tags", default, deserialize_with = "null_as_default")]
+    pub tags: Tags,
+    /// A script to run when the instance starts.
+    #[serde(rename = "Init", default, deserialize_with = "null_as_default")]
+    pub init: String,
+    /// The logical ID of a pet, `null` for cattle.
+    #[serde(rename = "LogicalID", default)]
+    pub logical_id: Option<String>,
+    /// Attachments to connect to the instance.
+    #[serde(
+        rename = "Attachments",
+        default,
+        deserialize_with = "null_as_default",
+        serialize_with = "empty_vec_as_null"
+    )]
+    pub attachments: Vec<Attachment>,
+}
+
+/// What exists: one entry of `Instance.DescribeInstances`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// The plugin-assigned identifier.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// The logical ID, if the instance is a pet.
+    #[serde(rename = "LogicalID", default)]
+    pub logical_id: Option<String>,
+    /// The instance's tags.
+    #[serde(rename = "Tags", default, deserialize_with = "null_as_default")]
+    pub tags: Tags,
+    /// Provider state, present when asked for with `Properties: true`.
+    #[serde(rename = "Properties", default, skip_serializing_if = "Option::is_none")]
+    pub properties: Option<Value>,
+}
+
+impl Description {
+    /// The logical ID, falling back to the `infrakit.logical_id` tag.
+    pub fn logical_id(&self) -> Option<&str> {
+        self.logical_id
+            .as_deref()
+            .or_else(|| self.tags.get(LOGICAL_ID_TAG).map(String::as_str))
+    }
+
+    /// The configuration hash tag, new or legacy spelling.
+    pub fn config_hash(&self) -> Option<&str> {
+        self.tags
+            .get(CONFIG_HASH_TAG)
+            .or_else(|| self.tags.get(LEGACY_CONFIG_TAG))
+            .map(String::as_str)
+    }
+}
+
+/// Why an instance is being destroyed (`Instance.Destroy`'s optional `Context`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestroyContext {
+    /// `terminate`, `rolling_update`, `scale_down`, `unhealthy`, ...
+    #[serde(rename = "Reason", default)]
+    pub reason: String,
+}
+
+impl DestroyContext {
+    /// A context with the given reason.
+    pub fn reason(reason: &str) -> Self {
+        DestroyContext {
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// An Instance plugin.
+///
+/// Implementations know nothing about groups: the group controller works out membership from the
+/// tags that the plugin keeps on each instance.
+#[async_trait]
+pub trait Instance: Send + Sync {
+    /// Checks `properties` without side effects.
+    async fn validate(&self, properties: &Value) -> Result<()>;
+    /// Creates one instance and returns its ID.
+    async fn provision(&self, spec: Spec) -> Result<String>;
+    /// Merges `labels` into the instance's tags.
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()>;
+    /// Destroys the instance permanently. Destroying an instance that is already gone succeeds.
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()>;
+    /// Lists the instances that carry every one of `tags` (all instances when `tags` is empty).
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>>;
+}
+
+/// True when `have` carries every key/value pair of `want`.
+pub fn tags_match(have: &Tags, want: &Tags) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn spec_round_trips_the_wire_shape() {
+        let wire = json!({"Properties":{"Note":"v1"},"Tags":{"infrakit.group":"cattle"},"Init":"echo hello","LogicalID":null,"Attachments":null});
+        let spec: Spec = serde_json::from_value(wire.clone()).unwrap();
+        assert_eq!(spec.init, "echo hello");
+        assert_eq!(serde_json::to_value(&spec).unwrap(), wire);
+    }
+
+    #[test]
+    fn spec_accepts_nulls_and_missing_fields() {
+        let spec: Spec =
+            serde_json::from_value(json!({"Tags": null, "Init": null, "Attachments": [{"ID": "v1"}]}))
+                .unwrap();
+        assert!(spec.tags.is_empty());
+        assert_eq!(spec.attachments[0].id, "v1");
+    }
+
+    #[test]
+    fn description_omits_empty_properties_and_falls_back_to_tag() {
+        let d: Description = serde_json::from_value(
+            json!({"ID":"i-1","LogicalID":null,"Tags":{"infrakit.logical_id":"db1"}}),
+        )
+        .unwrap();
+        assert_eq!(d.logical_id(), Some("db1"));
+        let back = serde_json::to_value(&d).unwrap();
+        assert!(back.get("Properties").is_none());
+    }
+
+    #[test]
+    fn tags_match_is_and() {
+        let have: Tags = [("a", "1"), ("b", "2")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let mut want = Tags::new();
+        assert!(tags_match(&have, &want));
+        want.insert("a".into(), "1".into());
+        assert!(tags_match(&have, &want));
+        want.insert("c".into(), "3".into());
+        assert!(!tags_match(&have, &want));
+    }
+}
