@@ -7,12 +7,14 @@
 //! plugin crates.
 
 pub mod error;
+pub mod event;
 pub mod flavor;
 pub mod group;
 pub mod instance;
 mod serde_util;
 
 pub use error::{Error, Result};
+pub use event::{Event, Publisher};
 pub use flavor::{Allocation, Flavor, Health, Index};
 pub use group::{Group, GroupDescription, GroupProperties, GroupSpec, PluginRef};
 pub use instance::{Attachment, Description, DestroyContext, Instance, Spec, Tags};

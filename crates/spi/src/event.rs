@@ -1,0 +1,81 @@
+//! Events a plugin publishes, in InfraKit's event shape (spec 2.6).
+//!
+//! A plugin that can tell when an instance dies (a process exited, a container stopped) publishes
+//! an [`Event`] so the group controller can react at once instead of waiting for its next poll.
+//! Over the wire events travel as server-sent events on `/events?topic=...`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// Topic of instance lifecycle events. Subscribers match by prefix (`/instance/`).
+pub const INSTANCE_TOPIC: &str = "/instance/";
+
+/// One event.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Slash-separated topic, e.g. `/instance/exited`.
+    #[serde(rename = "Topic", default)]
+    pub topic: String,
+    /// Event type, e.g. `exited`.
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// The subject, e.g. an instance ID.
+    #[serde(rename = "ID", default)]
+    pub id: String,
+    /// Human-readable text.
+    #[serde(rename = "Message", default)]
+    pub message: String,
+    /// RFC 3339 time at which the event happened.
+    #[serde(rename = "Timestamp", default)]
+    pub timestamp: String,
+    /// Extra data (for instance events: `{"Tags": {...}}`).
+    #[serde(rename = "Data", default)]
+    pub data: Value,
+}
+
+impl Event {
+    /// An instance event of `kind` about instance `id`, stamped now.
+    pub fn instance(kind: &str, id: &str, message: impl Into<String>, data: Value) -> Self {
+        Event {
+            topic: format!("{INSTANCE_TOPIC}{kind}"),
+            kind: kind.to_string(),
+            id: id.to_string(),
+            message: message.into(),
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            data,
+        }
+    }
+
+    /// True when this event falls under `topic` (a trailing `/` matches by prefix).
+    pub fn matches(&self, topic: &str) -> bool {
+        let topic = if topic.is_empty() { "/" } else { topic };
+        if topic.ends_with('/') {
+            self.topic.starts_with(topic)
+        } else {
+            self.topic == topic
+        }
+    }
+}
+
+/// Implemented by plugins that publish events.
+pub trait Publisher: Send + Sync {
+    /// A receiver of every event published from now on.
+    fn subscribe(&self) -> broadcast::Receiver<Event>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_matching_is_by_prefix_with_trailing_slash() {
+        let e = Event::instance("exited", "i-1", "exit status 1", Value::Null);
+        assert_eq!(e.topic, "/instance/exited");
+        assert!(e.matches("/instance/"));
+        assert!(e.matches("/"));
+        assert!(e.matches("/instance/exited"));
+        assert!(!e.matches("/instance"));
+        assert!(!e.matches("/group/"));
+    }
+}
