@@ -1,0 +1,437 @@
+//! InfraKit's testing instance plugin: every instance is one JSON file in a directory.
+//!
+//! Provisioning writes `instance-<n>` (a random 63-bit number) holding the instance's
+//! description plus the full spec it was created from:
+//!
+//! ```json
+//! {"ID": "instance-42", "LogicalID": null, "Tags": {"infrakit.group": "cattle"}, "Spec": {...}}
+//! ```
+//!
+//! The file name is the instance ID. Deleting a file by hand is how a test kills an instance;
+//! editing its tags by hand changes what the group controller sees. Files are written atomically
+//! (a temporary file in the same directory, then a rename), so a reader never sees half a file.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use infrakit_spi::instance::tags_match;
+use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Prefix of every instance file name (and so of every instance ID).
+pub const ID_PREFIX: &str = "instance-";
+
+/// The content of one instance file: the description fields plus the spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct InstanceFile {
+    #[serde(rename = "ID", default)]
+    id: String,
+    #[serde(rename = "LogicalID", default)]
+    logical_id: Option<String>,
+    #[serde(rename = "Tags", default, deserialize_with = "null_as_default")]
+    tags: Tags,
+    #[serde(rename = "Spec", default)]
+    spec: Spec,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// The file instance plugin. Cheap to clone; clones share the directory and its write lock.
+#[derive(Debug, Clone)]
+pub struct FilePlugin {
+    dir: PathBuf,
+    /// Serialises read-modify-write cycles (Label) against each other and against Destroy.
+    lock: Arc<Mutex<()>>,
+}
+
+impl FilePlugin {
+    /// A plugin keeping its instances in `dir`, which is created if it does not exist.
+    pub fn new(dir: PathBuf) -> Result<Self> {
+        fs::create_dir_all(&dir)
+            .map_err(|e| Error::plugin(format!("cannot create {}: {e}", dir.display())))?;
+        Ok(FilePlugin {
+            dir,
+            lock: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The directory holding the instance files.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of the file of instance `id`, or `None` when `id` cannot be a file name here.
+    fn path_of(&self, id: &str) -> Option<PathBuf> {
+        valid_id(id).then(|| self.dir.join(id))
+    }
+
+    /// Runs blocking file-system work off the async worker threads.
+    async fn blocking<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(FilePlugin) -> Result<T> + Send + 'static,
+    {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(this))
+            .await
+            .map_err(|e| Error::plugin(format!("file plugin task failed: {e}")))?
+    }
+}
+
+/// True when `id` is a plain file name that a provisioned instance could have.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && !id.contains(['/', '\\', '\0'])
+}
+
+/// Writes `value` as JSON to `path` atomically: a temporary file beside it, then a rename.
+fn write_atomic(path: &Path, value: &InstanceFile) -> io::Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    serde_json::to_writer_pretty(&mut tmp, value)?;
+    tmp.write_all(b"\n")?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+fn read_instance(path: &Path) -> io::Result<InstanceFile> {
+    let buf = fs::read(path)?;
+    serde_json::from_slice(&buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
+    Error::plugin(format!("cannot {what} {}: {e}", path.display()))
+}
+
+fn check_properties(properties: &Value) -> Result<()> {
+    match properties {
+        Value::Null | Value::Object(_) => Ok(()),
+        other => Err(Error::invalid(
+            "Properties",
+            format!("must be a JSON object or null, got {}", json_kind(other)),
+        )),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[async_trait]
+impl Instance for FilePlugin {
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        check_properties(properties)
+    }
+
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        check_properties(&spec.properties)?;
+        self.blocking(move |this| {
+            loop {
+                let id = format!("{ID_PREFIX}{}", rand::random::<u64>() >> 1);
+                let path = this.dir.join(&id);
+                if path.exists() {
+                    continue; // astronomically unlikely; pick another number
+                }
+                let file = InstanceFile {
+                    id: id.clone(),
+                    logical_id: spec.logical_id.clone(),
+                    tags: spec.tags.clone(),
+                    spec,
+                };
+                write_atomic(&path, &file).map_err(|e| io_error("write", &path, e))?;
+                tracing::debug!(%id, "provisioned file instance");
+                return Ok(id);
+            }
+        })
+        .await
+    }
+
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        let Some(path) = self.path_of(id) else {
+            return Err(Error::instance_not_found(id));
+        };
+        let (id, labels) = (id.to_string(), labels.clone());
+        self.blocking(move |this| {
+            let _guard = this.lock.lock().unwrap_or_else(|e| e.into_inner());
+            let mut file = match read_instance(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(Error::instance_not_found(id))
+                }
+                Err(e) => return Err(io_error("read", &path, e)),
+            };
+            file.id = id;
+            file.tags.extend(labels);
+            write_atomic(&path, &file).map_err(|e| io_error("write", &path, e))
+        })
+        .await
+    }
+
+    async fn destroy(&self, id: &str, _context: &DestroyContext) -> Result<()> {
+        let Some(path) = self.path_of(id) else {
+            return Ok(()); // no such file can exist, so the instance is already gone
+        };
+        self.blocking(move |this| {
+            let _guard = this.lock.lock().unwrap_or_else(|e| e.into_inner());
+            match fs::remove_file(&path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_error("remove", &path, e)),
+            }
+        })
+        .await
+    }
+
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        let want = tags.clone();
+        self.blocking(move |this| {
+            let entries = fs::read_dir(&this.dir).map_err(|e| io_error("list", &this.dir, e))?;
+            let mut out = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|e| io_error("list", &this.dir, e))?;
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                if !valid_id(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                    continue;
+                }
+                let file = match read_instance(&entry.path()) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::debug!(file = %name, error = %e, "skipping unreadable instance file");
+                        continue;
+                    }
+                };
+                if !tags_match(&file.tags, &want) {
+                    continue;
+                }
+                let props = if properties {
+                    Some(serde_json::to_value(&file.spec).map_err(|e| Error::plugin(e.to_string()))?)
+                } else {
+                    None
+                };
+                out.push(Description {
+                    id: name,
+                    logical_id: file.logical_id,
+                    tags: file.tags,
+                    properties: props,
+                });
+            }
+            out.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn tags(pairs: &[(&str, &str)]) -> Tags {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn spec(group: &str) -> Spec {
+        Spec {
+            properties: json!({"Note": "v1"}),
+            tags: tags(&[("infrakit.group", group), ("tier", "web")]),
+            init: "echo hello".into(),
+            ..Spec::default()
+        }
+    }
+
+    fn plugin() -> (tempfile::TempDir, FilePlugin) {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = FilePlugin::new(tmp.path().join("instances")).unwrap();
+        (tmp, p)
+    }
+
+    #[tokio::test]
+    async fn provision_writes_one_json_file_named_by_the_id() {
+        let (_tmp, p) = plugin();
+        let mut s = spec("cattle");
+        s.logical_id = Some("db1".into());
+        let id = p.provision(s.clone()).await.unwrap();
+        assert!(id.starts_with(ID_PREFIX));
+        let n: u64 = id[ID_PREFIX.len()..].parse().unwrap();
+        assert!(n < 1 << 63);
+
+        let names: Vec<_> = fs::read_dir(p.dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(
+            names,
+            vec![id.clone()],
+            "no temporary files are left behind"
+        );
+
+        let content: Value = serde_json::from_slice(&fs::read(p.dir().join(&id)).unwrap()).unwrap();
+        assert_eq!(content["ID"], json!(id));
+        assert_eq!(content["LogicalID"], json!("db1"));
+        assert_eq!(content["Tags"]["tier"], json!("web"));
+        assert_eq!(content["Spec"], serde_json::to_value(&s).unwrap());
+    }
+
+    #[tokio::test]
+    async fn describe_and_matches_tags_and_returns_the_spec_as_properties() {
+        let (_tmp, p) = plugin();
+        let a = p.provision(spec("a")).await.unwrap();
+        let b = p.provision(spec("b")).await.unwrap();
+
+        let all = p.describe_instances(&Tags::new(), false).await.unwrap();
+        let mut ids: Vec<_> = all.iter().map(|d| d.id.clone()).collect();
+        ids.sort();
+        let mut expected = vec![a.clone(), b.clone()];
+        expected.sort();
+        assert_eq!(ids, expected);
+        assert!(all.iter().all(|d| d.properties.is_none()));
+
+        let only_a = p
+            .describe_instances(&tags(&[("infrakit.group", "a"), ("tier", "web")]), true)
+            .await
+            .unwrap();
+        assert_eq!(only_a.len(), 1);
+        assert_eq!(only_a[0].id, a);
+        let props = only_a[0].properties.clone().unwrap();
+        assert_eq!(props, serde_json::to_value(spec("a")).unwrap());
+
+        let none = p
+            .describe_instances(&tags(&[("infrakit.group", "a"), ("tier", "db")]), false)
+            .await
+            .unwrap();
+        assert!(none.is_empty());
+    }
+
+    #[tokio::test]
+    async fn describe_skips_garbage_directories_and_temporary_files() {
+        let (_tmp, p) = plugin();
+        let id = p.provision(spec("a")).await.unwrap();
+        fs::write(p.dir().join("notes.txt"), "not json").unwrap();
+        fs::create_dir(p.dir().join("subdir")).unwrap();
+        fs::copy(p.dir().join(&id), p.dir().join(".tmp-half")).unwrap();
+        let all = p.describe_instances(&Tags::new(), false).await.unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].id, id);
+    }
+
+    #[tokio::test]
+    async fn id_is_the_file_name_even_for_copied_files() {
+        let (_tmp, p) = plugin();
+        let id = p.provision(spec("a")).await.unwrap();
+        fs::copy(p.dir().join(&id), p.dir().join("instance-7")).unwrap();
+        let all = p.describe_instances(&Tags::new(), false).await.unwrap();
+        assert!(all.iter().any(|d| d.id == "instance-7"));
+        p.destroy("instance-7", &DestroyContext::default())
+            .await
+            .unwrap();
+        assert!(!p.dir().join("instance-7").exists());
+    }
+
+    #[tokio::test]
+    async fn label_merges_tags_and_fails_for_missing_instances() {
+        let (_tmp, p) = plugin();
+        let id = p.provision(spec("a")).await.unwrap();
+        p.label(&id, &tags(&[("tier", "db"), ("new", "1")]))
+            .await
+            .unwrap();
+        let d = p.describe_instances(&Tags::new(), true).await.unwrap();
+        assert_eq!(
+            d[0].tags,
+            tags(&[("infrakit.group", "a"), ("tier", "db"), ("new", "1")])
+        );
+        let spec_tags = &d[0].properties.as_ref().unwrap()["Tags"];
+        assert_eq!(
+            spec_tags["tier"],
+            json!("web"),
+            "the spec keeps what was asked for"
+        );
+
+        let err = p.label("instance-1", &Tags::new()).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+        let err = p.label("../escape", &Tags::new()).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn destroy_removes_the_file_and_is_idempotent() {
+        let (_tmp, p) = plugin();
+        let id = p.provision(spec("a")).await.unwrap();
+        let ctx = DestroyContext::reason("terminate");
+        p.destroy(&id, &ctx).await.unwrap();
+        assert!(!p.dir().join(&id).exists());
+        p.destroy(&id, &ctx).await.unwrap();
+        p.destroy("../../etc/passwd", &ctx).await.unwrap();
+        assert!(p
+            .describe_instances(&Tags::new(), false)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn deleting_the_file_by_hand_kills_the_instance() {
+        let (_tmp, p) = plugin();
+        let a = p.provision(spec("a")).await.unwrap();
+        let b = p.provision(spec("a")).await.unwrap();
+        fs::remove_file(p.dir().join(&a)).unwrap();
+        let left = p.describe_instances(&Tags::new(), false).await.unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].id, b);
+    }
+
+    #[tokio::test]
+    async fn validate_accepts_objects_and_null_only() {
+        let (_tmp, p) = plugin();
+        p.validate(&json!({"Note": 1})).await.unwrap();
+        p.validate(&Value::Null).await.unwrap();
+        for bad in [json!([1]), json!("x"), json!(3), json!(true)] {
+            match p.validate(&bad).await.unwrap_err() {
+                Error::Invalid { path, .. } => assert_eq!(path, "Properties"),
+                other => panic!("unexpected {other}"),
+            }
+        }
+        let mut s = spec("a");
+        s.properties = json!("x");
+        assert!(p.provision(s).await.is_err());
+        assert!(p
+            .describe_instances(&Tags::new(), false)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn new_creates_the_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a/b/c");
+        let p = FilePlugin::new(dir.clone()).unwrap();
+        assert!(dir.is_dir());
+        assert_eq!(p.dir(), dir);
+        // A path that is a file cannot become the directory.
+        let file = tmp.path().join("file");
+        fs::write(&file, "x").unwrap();
+        assert!(FilePlugin::new(file.join("sub")).is_err());
+    }
+}
