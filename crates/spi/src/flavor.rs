@@ -10,8 +10,14 @@ use crate::{InterfaceSpec, Result};
 
 /// The versions of the Flavor API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
-    InterfaceSpec { name: "Flavor", version: "0.1.1" },
-    InterfaceSpec { name: "Flavor", version: "0.1.0" },
+    InterfaceSpec {
+        name: "Flavor",
+        version: "0.1.1",
+    },
+    InterfaceSpec {
+        name: "Flavor",
+        version: "0.1.0",
+    },
 ];
 
 /// How a group allocates its instances: a count (cattle) or a list of logical IDs (pets).

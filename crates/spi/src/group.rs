@@ -14,8 +14,14 @@ use crate::{Error, InterfaceSpec, Result};
 
 /// The versions of the Group API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
-    InterfaceSpec { name: "Group", version: "0.1.1" },
-    InterfaceSpec { name: "Group", version: "0.1.0" },
+    InterfaceSpec {
+        name: "Group",
+        version: "0.1.1",
+    },
+    InterfaceSpec {
+        name: "Group",
+        version: "0.1.0",
+    },
 ];
 
 /// A group as committed: an ID and free-form properties (parsed by [`GroupProperties::parse`]).
@@ -180,9 +186,18 @@ impl GroupProperties {
     /// Renders these properties back to JSON (for `InspectGroups`).
     pub fn to_value(&self) -> Value {
         let mut map = serde_json::Map::new();
-        map.insert("Allocation".into(), serde_json::to_value(&self.allocation).unwrap_or_default());
-        map.insert("Instance".into(), serde_json::to_value(&self.instance).unwrap_or_default());
-        map.insert("Flavor".into(), serde_json::to_value(&self.flavor).unwrap_or_default());
+        map.insert(
+            "Allocation".into(),
+            serde_json::to_value(&self.allocation).unwrap_or_default(),
+        );
+        map.insert(
+            "Instance".into(),
+            serde_json::to_value(&self.instance).unwrap_or_default(),
+        );
+        map.insert(
+            "Flavor".into(),
+            serde_json::to_value(&self.flavor).unwrap_or_default(),
+        );
         if let Some(u) = &self.updating {
             map.insert("Updating".into(), u.clone());
         }
@@ -196,9 +211,10 @@ impl GroupProperties {
 fn required_plugin(p: Option<PluginRef>, path: &str) -> Result<PluginRef> {
     match p {
         None => Err(Error::invalid(path, "must be set, with a Plugin name")),
-        Some(p) if p.plugin.trim().is_empty() => {
-            Err(Error::invalid(format!("{path}.Plugin"), "must not be blank"))
-        }
+        Some(p) if p.plugin.trim().is_empty() => Err(Error::invalid(
+            format!("{path}.Plugin"),
+            "must not be blank",
+        )),
         Some(p) => Ok(p),
     }
 }
@@ -401,7 +417,9 @@ mod tests {
     }
 
     fn err_of(props: Value) -> String {
-        GroupProperties::parse(&spec(props)).unwrap_err().to_string()
+        GroupProperties::parse(&spec(props))
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -409,27 +427,48 @@ mod tests {
         let i = json!({"Plugin": "instance-file"});
         let f = json!({"Plugin": "flavor-vanilla"});
         assert!(err_of(json!({"Instance": i, "Flavor": f})).starts_with("Properties.Allocation:"));
-        assert!(err_of(json!({"Allocation": {"Size": 1, "LogicalIDs": ["a"]}, "Instance": i, "Flavor": f}))
-            .contains("only one of Size or LogicalIDs"));
-        assert!(err_of(json!({"Allocation": {"Size": 2.5}, "Instance": i, "Flavor": f}))
-            .starts_with("Properties.Allocation.Size:"));
-        assert!(err_of(json!({"Allocation": {"Size": "two"}, "Instance": i, "Flavor": f}))
-            .starts_with("Properties.Allocation.Size:"));
+        assert!(err_of(
+            json!({"Allocation": {"Size": 1, "LogicalIDs": ["a"]}, "Instance": i, "Flavor": f})
+        )
+        .contains("only one of Size or LogicalIDs"));
+        assert!(
+            err_of(json!({"Allocation": {"Size": 2.5}, "Instance": i, "Flavor": f}))
+                .starts_with("Properties.Allocation.Size:")
+        );
+        assert!(
+            err_of(json!({"Allocation": {"Size": "two"}, "Instance": i, "Flavor": f}))
+                .starts_with("Properties.Allocation.Size:")
+        );
         assert!(err_of(json!({"Allocation": {"Size": 1}, "Flavor": f}))
             .starts_with("Properties.Instance:"));
-        assert!(err_of(json!({"Allocation": {"Size": 1}, "Instance": {"Plugin": ""}, "Flavor": f}))
-            .starts_with("Properties.Instance.Plugin:"));
-        assert!(err_of(json!({"Allocation": {"LogicalIDs": ["a", "a"]}, "Instance": i, "Flavor": f}))
-            .starts_with("Properties.Allocation.LogicalIDs[1]:"));
-        assert!(err_of(json!({"Allocation": {"Sise": 1}, "Instance": i, "Flavor": f}))
-            .starts_with("Properties.Allocation.Sise: unknown field"));
-        let blank = GroupSpec { id: " ".into(), properties: json!({}) };
-        assert!(GroupProperties::parse(&blank).unwrap_err().to_string().starts_with("ID:"));
+        assert!(err_of(
+            json!({"Allocation": {"Size": 1}, "Instance": {"Plugin": ""}, "Flavor": f})
+        )
+        .starts_with("Properties.Instance.Plugin:"));
+        assert!(err_of(
+            json!({"Allocation": {"LogicalIDs": ["a", "a"]}, "Instance": i, "Flavor": f})
+        )
+        .starts_with("Properties.Allocation.LogicalIDs[1]:"));
+        assert!(
+            err_of(json!({"Allocation": {"Sise": 1}, "Instance": i, "Flavor": f}))
+                .starts_with("Properties.Allocation.Sise: unknown field")
+        );
+        let blank = GroupSpec {
+            id: " ".into(),
+            properties: json!({}),
+        };
+        assert!(GroupProperties::parse(&blank)
+            .unwrap_err()
+            .to_string()
+            .starts_with("ID:"));
     }
 
     #[test]
     fn plugin_names_split_into_lookup_and_type() {
-        assert_eq!(split_plugin_name("flavor-swarm/worker"), ("flavor-swarm", "worker"));
+        assert_eq!(
+            split_plugin_name("flavor-swarm/worker"),
+            ("flavor-swarm", "worker")
+        );
         assert_eq!(split_plugin_name("instance-file"), ("instance-file", ""));
     }
 }

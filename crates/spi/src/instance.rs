@@ -23,10 +23,22 @@ pub const LEGACY_CONFIG_TAG: &str = "infrakit.config_sha";
 
 /// The versions of the Instance API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
-    InterfaceSpec { name: "Instance", version: "0.6.1" },
-    InterfaceSpec { name: "Instance", version: "0.5.0" },
-    InterfaceSpec { name: "Instance", version: "0.3.0" },
-    InterfaceSpec { name: "Instance", version: "0.1.0" },
+    InterfaceSpec {
+        name: "Instance",
+        version: "0.6.1",
+    },
+    InterfaceSpec {
+        name: "Instance",
+        version: "0.5.0",
+    },
+    InterfaceSpec {
+        name: "Instance",
+        version: "0.3.0",
+    },
+    InterfaceSpec {
+        name: "Instance",
+        version: "0.1.0",
+    },
 ];
 
 /// Something attached to an instance that outlives it, such as a volume.
@@ -78,7 +90,11 @@ pub struct Description {
     #[serde(rename = "Tags", default, deserialize_with = "null_as_default")]
     pub tags: Tags,
     /// Provider state, present when asked for with `Properties: true`.
-    #[serde(rename = "Properties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "Properties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties: Option<Value>,
 }
 
@@ -154,9 +170,10 @@ mod tests {
 
     #[test]
     fn spec_accepts_nulls_and_missing_fields() {
-        let spec: Spec =
-            serde_json::from_value(json!({"Tags": null, "Init": null, "Attachments": [{"ID": "v1"}]}))
-                .unwrap();
+        let spec: Spec = serde_json::from_value(
+            json!({"Tags": null, "Init": null, "Attachments": [{"ID": "v1"}]}),
+        )
+        .unwrap();
         assert!(spec.tags.is_empty());
         assert_eq!(spec.attachments[0].id, "v1");
     }

@@ -1,0 +1,443 @@
+//! Calling plugins over their sockets, and trait implementations on top of that, so a remote
+//! plugin is used exactly like an in-process one.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyperlocal::{UnixClientExt, UnixConnector};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use infrakit_spi::{
+    Allocation, Description, DestroyContext, Error, Flavor, Group, GroupDescription, GroupSpec,
+    Health, Index, Instance, Result, Spec, Tags,
+};
+
+use crate::jsonrpc::Response;
+
+/// Default timeout of quick calls (validate, describe, health, ...): `$INFRAKIT_CLIENT_TIMEOUT`
+/// (a duration like `15s`), else 15 s.
+pub fn default_timeout() -> Duration {
+    std::env::var("INFRAKIT_CLIENT_TIMEOUT")
+        .ok()
+        .and_then(|t| match t.trim().parse::<u64>() {
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => humantime::parse_duration(t.trim()).ok(),
+        })
+        .unwrap_or(Duration::from_secs(15))
+}
+
+/// Timeout of calls that create or destroy things, which may legitimately take minutes.
+pub const LONG_TIMEOUT: Duration = Duration::from_secs(600);
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+fn next_id() -> u64 {
+    if NEXT_ID.load(Ordering::Relaxed) == 0 {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            | 1;
+        let _ = NEXT_ID.compare_exchange(0, seed >> 1, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A JSON-RPC client of one plugin socket. Cheap to clone; connections are pooled.
+#[derive(Clone)]
+pub struct Client {
+    name: String,
+    socket: PathBuf,
+    timeout: Duration,
+    http: HttpClient<UnixConnector, Full<Bytes>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("name", &self.name)
+            .field("socket", &self.socket)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client of plugin `name` listening at `socket`.
+    pub fn new(name: &str, socket: impl Into<PathBuf>) -> Client {
+        Client {
+            name: name.to_string(),
+            socket: socket.into(),
+            timeout: default_timeout(),
+            http: HttpClient::unix(),
+        }
+    }
+
+    /// Sets the timeout of quick calls.
+    pub fn with_timeout(mut self, timeout: Duration) -> Client {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The plugin name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The socket path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Unavailable {
+            name: self.name.clone(),
+            socket: self.socket.display().to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Calls `method` with `params` and decodes the result, within the quick-call timeout.
+    pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+    ) -> Result<R> {
+        self.call_within(method, params, self.timeout).await
+    }
+
+    /// Calls `method` with an explicit timeout.
+    pub async fn call_within<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<R> {
+        let body = serde_json::to_vec(&json!({
+            "jsonrpc": "2.0",
+            "method": method,
+            "params": params,
+            "id": next_id(),
+        }))
+        .map_err(|e| Error::plugin(format!("cannot encode {method} params: {e}")))?;
+        let req = hyper::Request::post(hyperlocal::Uri::new(&self.socket, "/"))
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::HOST, "h")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| Error::plugin(e.to_string()))?;
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| {
+                // The connector's own error says why the socket could not be used.
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    reason = s.to_string();
+                    source = s.source();
+                }
+                self.unavailable(reason)
+            })?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unavailable(e))?
+                .to_bytes();
+            Ok::<_, Error>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| Error::Timeout {
+                name: self.name.clone(),
+                method: method.to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            })??;
+        if !status.is_success() {
+            return Err(Error::plugin(format!(
+                "plugin '{}' answered {method} with HTTP {status}: {}",
+                self.name,
+                String::from_utf8_lossy(&bytes).trim()
+            )));
+        }
+        let resp: Response<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::plugin(format!(
+                "plugin '{}' sent an invalid {method} response: {e}",
+                self.name
+            ))
+        })?;
+        if let Some(err) = resp.error {
+            return Err(Error::Plugin(err.message));
+        }
+        match resp.result {
+            None | Some(Value::Null) => Err(Error::plugin(format!(
+                "plugin '{}' returned a null result for {method}",
+                self.name
+            ))),
+            Some(v) => serde_json::from_value(v).map_err(|e| {
+                Error::plugin(format!(
+                    "plugin '{}' sent an unexpected {method} result: {e}",
+                    self.name
+                ))
+            }),
+        }
+    }
+
+    /// `Handshake.Hello`: the interfaces (e.g. `Instance/0.6.1`) and objects the plugin serves.
+    pub async fn hello(&self) -> Result<std::collections::BTreeMap<String, Vec<Value>>> {
+        #[derive(Deserialize)]
+        struct Hello {
+            #[serde(rename = "Objects", default)]
+            objects: std::collections::BTreeMap<String, Vec<Value>>,
+        }
+        let h: Hello = self.call("Handshake.Hello", &json!({})).await?;
+        Ok(h.objects)
+    }
+}
+
+/// A result whose content does not matter (`{"OK": true}`).
+#[derive(Deserialize)]
+struct Ack {}
+
+/// An Instance plugin reached over its socket.
+#[derive(Debug, Clone)]
+pub struct InstanceClient {
+    client: Client,
+    kind: String,
+}
+
+impl InstanceClient {
+    /// A client of subtype `kind` (`""` for the default) of the plugin behind `client`.
+    pub fn new(client: Client, kind: &str) -> Self {
+        InstanceClient {
+            client,
+            kind: kind.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Instance for InstanceClient {
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        let p = json!({"Type": self.kind, "Properties": properties});
+        self.client
+            .call::<_, Ack>("Instance.Validate", &p)
+            .await
+            .map(|_| ())
+    }
+
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "ID", default)]
+            id: Option<String>,
+        }
+        let p = json!({"Type": self.kind, "Spec": spec});
+        let r: R = self
+            .client
+            .call_within("Instance.Provision", &p, LONG_TIMEOUT)
+            .await?;
+        r.id.ok_or_else(|| {
+            Error::plugin(format!(
+                "plugin '{}' provisioned an instance without an ID",
+                self.client.name
+            ))
+        })
+    }
+
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        let p = json!({"Type": self.kind, "Instance": id, "Labels": labels});
+        self.client
+            .call::<_, Ack>("Instance.Label", &p)
+            .await
+            .map(|_| ())
+    }
+
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
+        let p = json!({"Type": self.kind, "Instance": id, "Context": context});
+        self.client
+            .call_within::<_, Ack>("Instance.Destroy", &p, LONG_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Descriptions", default)]
+            descriptions: Option<Vec<Description>>,
+        }
+        let p = json!({"Type": self.kind, "Tags": tags, "Properties": properties});
+        let r: R = self.client.call("Instance.DescribeInstances", &p).await?;
+        Ok(r.descriptions.unwrap_or_default())
+    }
+}
+
+/// A Flavor plugin reached over its socket.
+#[derive(Debug, Clone)]
+pub struct FlavorClient {
+    client: Client,
+    kind: String,
+}
+
+impl FlavorClient {
+    /// A client of subtype `kind` (`""` for the default) of the plugin behind `client`.
+    pub fn new(client: Client, kind: &str) -> Self {
+        FlavorClient {
+            client,
+            kind: kind.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl Flavor for FlavorClient {
+    async fn validate(&self, properties: &Value, allocation: &Allocation) -> Result<()> {
+        let p = json!({"Type": self.kind, "Properties": properties, "Allocation": allocation});
+        self.client
+            .call::<_, Ack>("Flavor.Validate", &p)
+            .await
+            .map(|_| ())
+    }
+
+    async fn prepare(
+        &self,
+        properties: &Value,
+        spec: Spec,
+        allocation: &Allocation,
+        index: &Index,
+    ) -> Result<Spec> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Spec")]
+            spec: Spec,
+        }
+        let p = json!({"Type": self.kind, "Properties": properties, "Spec": spec, "Allocation": allocation, "Index": index});
+        let r: R = self.client.call("Flavor.Prepare", &p).await?;
+        Ok(r.spec)
+    }
+
+    async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Health")]
+            health: Health,
+        }
+        let p = json!({"Type": self.kind, "Properties": properties, "Instance": instance});
+        let r: R = self.client.call("Flavor.Healthy", &p).await?;
+        Ok(r.health)
+    }
+
+    async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
+        let p = json!({"Type": self.kind, "Properties": properties, "Instance": instance});
+        self.client
+            .call_within::<_, Ack>("Flavor.Drain", &p, LONG_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+}
+
+/// A Group plugin reached over its socket.
+#[derive(Debug, Clone)]
+pub struct GroupClient {
+    client: Client,
+}
+
+impl GroupClient {
+    /// A client of the group plugin behind `client`.
+    pub fn new(client: Client) -> Self {
+        GroupClient { client }
+    }
+
+    fn params(&self, id: &str) -> Value {
+        json!({"Name": self.client.name, "ID": id})
+    }
+}
+
+#[async_trait]
+impl Group for GroupClient {
+    async fn commit_group(&self, spec: GroupSpec, pretend: bool) -> Result<String> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Details", default)]
+            details: String,
+        }
+        let p = json!({"Name": self.client.name, "Spec": spec, "Pretend": pretend});
+        let r: R = self
+            .client
+            .call_within("Group.CommitGroup", &p, LONG_TIMEOUT)
+            .await?;
+        Ok(r.details)
+    }
+
+    async fn free_group(&self, id: &str) -> Result<()> {
+        self.client
+            .call::<_, Value>("Group.FreeGroup", &self.params(id))
+            .await
+            .map(|_| ())
+    }
+
+    async fn describe_group(&self, id: &str) -> Result<GroupDescription> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Description")]
+            description: GroupDescription,
+        }
+        let r: R = self
+            .client
+            .call("Group.DescribeGroup", &self.params(id))
+            .await?;
+        Ok(r.description)
+    }
+
+    async fn destroy_group(&self, id: &str) -> Result<()> {
+        self.client
+            .call_within::<_, Value>("Group.DestroyGroup", &self.params(id), LONG_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    async fn inspect_groups(&self) -> Result<Vec<GroupSpec>> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Groups", default)]
+            groups: Option<Vec<GroupSpec>>,
+        }
+        let r: R = self
+            .client
+            .call("Group.InspectGroups", &self.params(""))
+            .await?;
+        Ok(r.groups.unwrap_or_default())
+    }
+
+    async fn destroy_instances(&self, id: &str, instances: &[String]) -> Result<()> {
+        let p = json!({"Name": self.client.name, "ID": id, "Instances": instances});
+        self.client
+            .call_within::<_, Value>("Group.DestroyInstances", &p, LONG_TIMEOUT)
+            .await
+            .map(|_| ())
+    }
+
+    async fn size(&self, id: &str) -> Result<usize> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Size")]
+            size: usize,
+        }
+        let r: R = self.client.call("Group.Size", &self.params(id)).await?;
+        Ok(r.size)
+    }
+
+    async fn set_size(&self, id: &str, size: usize) -> Result<()> {
+        let p = json!({"Name": self.client.name, "ID": id, "Size": size});
+        self.client
+            .call::<_, Value>("Group.SetSize", &p)
+            .await
+            .map(|_| ())
+    }
+}

@@ -1,0 +1,101 @@
+//! The plugin directory: where sockets and `.pid` files live, and how a name maps to a socket.
+
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// `$INFRAKIT_HOME`, else `~/.infrakit`.
+pub fn infrakit_home() -> PathBuf {
+    if let Some(home) = std::env::var_os("INFRAKIT_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(home);
+    }
+    let user_home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    user_home.join(".infrakit")
+}
+
+/// `$INFRAKIT_PLUGINS_DIR`, else `$INFRAKIT_HOME/plugins`, else `~/.infrakit/plugins`.
+pub fn plugins_dir() -> PathBuf {
+    match std::env::var_os("INFRAKIT_PLUGINS_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => infrakit_home().join("plugins"),
+    }
+}
+
+/// Creates `dir` (and parents) with mode 0700 if it is missing, and refuses a directory that
+/// other users can write to, since anyone who can create a socket there can impersonate a plugin.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    if !dir.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "plugin directory {} is writable by other users (mode {:o}); run `chmod go-w {}`",
+                dir.display(),
+                mode & 0o777,
+                dir.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The socket path of plugin `name` (only the lookup part of `name/type` picks the socket).
+pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    let (lookup, _) = infrakit_spi::group::split_plugin_name(name);
+    dir.join(lookup)
+}
+
+/// The `.pid` file next to a plugin's socket.
+pub fn pid_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.pid"))
+}
+
+/// One entry of the plugin directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Plugin name (the socket's file name).
+    pub name: String,
+    /// Socket path.
+    pub socket: PathBuf,
+    /// Process ID from the `.pid` file, if there is one.
+    pub pid: Option<i32>,
+}
+
+/// Lists the sockets in `dir`, sorted by name. Files that are not sockets are skipped.
+pub fn list(dir: &Path) -> io::Result<Vec<Entry>> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if !entry.file_type()?.is_socket() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = read_pid(&pid_path(dir, &name));
+        out.push(Entry {
+            socket: entry.path(),
+            name,
+            pid,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Reads a `.pid` file.
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
