@@ -1,0 +1,121 @@
+//! InfraKit's vanilla flavor, plus health probes.
+//!
+//! The vanilla flavor adds init lines, tags and attachments to every instance of a group and
+//! judges health by the instance's provider state and, if configured, a probe:
+//!
+//! ```json
+//! {
+//!   "Init": ["echo hello"],
+//!   "Tags": {"tier": "web"},
+//!   "Attachments": [{"ID": "data", "Type": "volume"}],
+//!   "Health": {
+//!     "HTTP": {"URL": "http://127.0.0.1:{{ Tags.port }}/health", "Status": 200},
+//!     "Interval": "1s",
+//!     "Timeout": "1s"
+//!   }
+//! }
+//! ```
+//!
+//! * **Prepare** appends the `Init` lines to the spec's init script (joined with `\n`), merges
+//!   `Tags` into the spec's tags (the flavor's win), and appends `Attachments`.
+//! * **Healthy** reports [`Health::Unhealthy`] when the instance plugin says the instance's
+//!   `State` is `exited`, `dead`, `stopped` or `terminated`. Otherwise, without a probe, it is
+//!   [`Health::Healthy`]; with one, the probe decides:
+//!   `{"Exec": ["sh", "-c", "..."]}` (exit status 0), `{"TCP": "host:port"}` (connects) or
+//!   `{"HTTP": {"URL": "http://...", "Status": 200}}` (answers with that status), each within
+//!   `Timeout`. Exec probes see `INFRAKIT_INSTANCE_ID`, `INFRAKIT_LOGICAL_ID` and
+//!   `INFRAKIT_GROUP` in their environment. Probe strings may use placeholders: `{{ ID }}`,
+//!   `{{ LogicalID }}`, `{{ Group }}`, `{{ Tags.name }}` and `{{ Properties.field }}`.
+//!   Results are cached per instance for `Interval`, so the group controller may ask often.
+//! * **Drain** does nothing.
+
+mod cache;
+pub mod probe;
+pub mod properties;
+mod template;
+
+use async_trait::async_trait;
+use infrakit_spi::{Allocation, Description, Flavor, Health, Index, Result, Spec};
+use serde_json::Value;
+
+pub use probe::{ProbeError, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
+pub use properties::{HealthProbe, ProbeCheck, VanillaProperties};
+
+/// Provider states (the `State` field of an instance's properties) that mean the instance is not
+/// running any more, compared without regard to case.
+pub const DEAD_STATES: &[&str] = &["exited", "dead", "stopped", "terminated"];
+
+/// The vanilla flavor. Cheap to share behind an `Arc`; all methods take `&self` and may be called
+/// concurrently.
+#[derive(Debug, Default)]
+pub struct VanillaFlavor {
+    cache: cache::HealthCache,
+}
+
+impl VanillaFlavor {
+    /// A flavor with an empty health cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// Adds `properties` to `spec`: init lines appended, tags merged (the flavor's win), attachments
+/// appended. The spec's properties and logical ID are left alone.
+pub fn apply(properties: &VanillaProperties, mut spec: Spec) -> Spec {
+    if !properties.init.is_empty() {
+        let lines = properties.init.join("\n");
+        spec.init = if spec.init.is_empty() {
+            lines
+        } else {
+            format!("{}\n{lines}", spec.init)
+        };
+    }
+    spec.tags
+        .extend(properties.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    spec.attachments
+        .extend(properties.attachments.iter().cloned());
+    spec
+}
+
+/// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
+fn dead_state(instance: &Description) -> Option<&str> {
+    let state = instance.properties.as_ref()?.get("State")?.as_str()?;
+    DEAD_STATES
+        .iter()
+        .any(|s| s.eq_ignore_ascii_case(state))
+        .then_some(state)
+}
+
+#[async_trait]
+impl Flavor for VanillaFlavor {
+    async fn validate(&self, properties: &Value, _allocation: &Allocation) -> Result<()> {
+        VanillaProperties::parse(properties).map(drop)
+    }
+
+    async fn prepare(
+        &self,
+        properties: &Value,
+        spec: Spec,
+        _allocation: &Allocation,
+        _index: &Index,
+    ) -> Result<Spec> {
+        let properties = VanillaProperties::parse(properties)?;
+        Ok(apply(&properties, spec))
+    }
+
+    async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
+        let properties = VanillaProperties::parse(properties)?;
+        if let Some(state) = dead_state(instance) {
+            tracing::debug!(instance = %instance.id, state, "instance is not running");
+            return Ok(Health::Unhealthy);
+        }
+        Ok(match &properties.health {
+            None => Health::Healthy,
+            Some(probe) => self.cache.health(probe, instance).await,
+        })
+    }
+
+    async fn drain(&self, _properties: &Value, _instance: &Description) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,692 @@
+//! Behaviour of the vanilla flavor through the `Flavor` trait: prepare, validate, and health
+//! probes against real processes, sockets and HTTP servers.
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use infrakit_flavor_vanilla::{
+    HealthProbe, ProbeCheck, ProbeError, VanillaFlavor, VanillaProperties,
+};
+use infrakit_spi::{Allocation, Attachment, Description, Error, Flavor, Health, Index, Spec};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+fn instance(id: &str, tags: Value, properties: Option<Value>) -> Description {
+    serde_json::from_value(json!({"ID": id, "Tags": tags, "Properties": properties})).unwrap()
+}
+
+async fn healthy(flavor: &VanillaFlavor, props: Value, inst: &Description) -> Health {
+    flavor.healthy(&props, inst).await.unwrap()
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepare
+
+#[tokio::test]
+async fn prepare_matches_the_infrakit_vector() {
+    let flavor = VanillaFlavor::new();
+    let spec = Spec {
+        properties: json!({"Note": "v1"}),
+        init: String::new(),
+        ..Spec::default()
+    };
+    let out = flavor
+        .prepare(
+            &json!({"Init": ["echo hello"]}),
+            spec.clone(),
+            &Allocation::size(2),
+            &Index::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.init, "echo hello");
+    assert_eq!(out.properties, spec.properties);
+    assert_eq!(out.logical_id, None);
+}
+
+#[tokio::test]
+async fn prepare_appends_init_merges_tags_and_appends_attachments() {
+    let flavor = VanillaFlavor::new();
+    let spec: Spec = serde_json::from_value(json!({
+        "Properties": {"cmd": "run"},
+        "Tags": {"infrakit.group": "web", "tier": "old", "keep": "me"},
+        "Init": "first",
+        "LogicalID": "db1",
+        "Attachments": [{"ID": "a0", "Type": "volume"}]
+    }))
+    .unwrap();
+    let props = json!({
+        "Init": ["second", "third"],
+        "Tags": {"tier": "web", "new": "x"},
+        "Attachments": [{"ID": "a1", "Type": "ebs"}, {"ID": "a2"}]
+    });
+    let out = flavor
+        .prepare(
+            &props,
+            spec.clone(),
+            &Allocation::size(1),
+            &Index::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.init, "first\nsecond\nthird");
+    let tags: Vec<(&str, &str)> = out
+        .tags
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        tags,
+        [
+            ("infrakit.group", "web"),
+            ("keep", "me"),
+            ("new", "x"),
+            ("tier", "web")
+        ]
+    );
+    let attachment = |id: &str, kind: &str| Attachment {
+        id: id.into(),
+        kind: kind.into(),
+    };
+    assert_eq!(
+        out.attachments,
+        [
+            attachment("a0", "volume"),
+            attachment("a1", "ebs"),
+            attachment("a2", "")
+        ]
+    );
+    assert_eq!(out.properties, spec.properties);
+    assert_eq!(out.logical_id.as_deref(), Some("db1"));
+}
+
+#[tokio::test]
+async fn prepare_with_no_properties_changes_nothing() {
+    let flavor = VanillaFlavor::new();
+    let spec: Spec = serde_json::from_value(json!({"Init": "boot", "Tags": {"a": "b"}})).unwrap();
+    for props in [Value::Null, json!({}), json!({"Init": null, "Tags": null})] {
+        let out = flavor
+            .prepare(
+                &props,
+                spec.clone(),
+                &Allocation::size(1),
+                &Index::default(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, spec, "{props}");
+    }
+    let out = flavor
+        .prepare(
+            &json!({"Init": "single"}),
+            spec.clone(),
+            &Allocation::size(1),
+            &Index::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.init, "boot\nsingle");
+}
+
+#[tokio::test]
+async fn prepare_rejects_bad_properties() {
+    let err = VanillaFlavor::new()
+        .prepare(
+            &json!({"Tags": ["x"]}),
+            Spec::default(),
+            &Allocation::size(1),
+            &Index::default(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref path, .. } if path == "Properties.Tags"),
+        "{err}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validate
+
+async fn invalid_path(props: Value) -> String {
+    match VanillaFlavor::new()
+        .validate(&props, &Allocation::size(3))
+        .await
+        .unwrap_err()
+    {
+        Error::Invalid { path, .. } => path,
+        other => panic!("expected an Invalid error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn validate_accepts_good_properties_for_any_allocation() {
+    let flavor = VanillaFlavor::new();
+    let good = [
+        Value::Null,
+        json!({}),
+        json!({"Init": "x", "Tags": {"a": "b"}, "Attachments": null}),
+        json!({"Health": {"Exec": ["sh", "-c", "test {{ ID }}"], "Interval": "500ms"}}),
+        json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port }}", "Timeout": "2s"}}),
+        json!({"Health": {"HTTP": {"URL": "http://{{ Properties.Host }}/", "Status": 204}}}),
+    ];
+    let pets = Allocation {
+        size: 0,
+        logical_ids: Some(vec!["a".into()]),
+    };
+    for props in good {
+        flavor.validate(&props, &Allocation::size(0)).await.unwrap();
+        flavor.validate(&props, &pets).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn validate_errors_carry_field_paths() {
+    assert_eq!(invalid_path(json!({"Init": 5})).await, "Properties.Init");
+    assert_eq!(
+        invalid_path(json!({"Color": "red"})).await,
+        "Properties.Color"
+    );
+    assert_eq!(
+        invalid_path(json!({"Attachments": [{"ID": "a"}, {"ID": 3}]})).await,
+        "Properties.Attachments[1].ID"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"TCP": "a:1", "HTTP": {"URL": "http://x"}}})).await,
+        "Properties.Health"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"TCP": 8080}})).await,
+        "Properties.Health.TCP"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port"}})).await,
+        "Properties.Health.TCP"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"Exec": []}})).await,
+        "Properties.Health.Exec"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"HTTP": {"URL": "ftp://x/"}}})).await,
+        "Properties.Health.HTTP.URL"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"Exec": ["true"], "Interval": "1 fortnight"}})).await,
+        "Properties.Health.Interval"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"Exec": ["true"], "Timeout": "fast"}})).await,
+        "Properties.Health.Timeout"
+    );
+    assert_eq!(
+        invalid_path(json!({"Health": {"Exec": ["true"], "Retries": 3}})).await,
+        "Properties.Health.Retries"
+    );
+}
+
+#[test]
+fn parse_types_are_reusable() {
+    let p = VanillaProperties::parse(&json!({
+        "Health": {"Exec": ["true"], "Interval": "2s"}
+    }))
+    .unwrap();
+    assert_eq!(
+        p.health,
+        Some(HealthProbe {
+            check: ProbeCheck::Exec(vec!["true".into()]),
+            interval: Duration::from_secs(2),
+            timeout: HealthProbe::DEFAULT_TIMEOUT,
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Healthy: provider state and no probe
+
+#[tokio::test]
+async fn dead_states_are_unhealthy_and_skip_the_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("probe.log");
+    let probe = json!({"Health": {"Exec": ["sh", "-c", format!("echo run >> {}", log.display())]}});
+    let flavor = VanillaFlavor::new();
+    for state in ["exited", "dead", "stopped", "terminated", "Exited"] {
+        let inst = instance("i-1", json!({}), Some(json!({"State": state})));
+        assert_eq!(
+            healthy(&flavor, Value::Null, &inst).await,
+            Health::Unhealthy,
+            "{state}"
+        );
+        assert_eq!(
+            healthy(&flavor, probe.clone(), &inst).await,
+            Health::Unhealthy,
+            "{state}"
+        );
+    }
+    assert_eq!(lines(&log), 0, "no probe runs for a dead instance");
+
+    let running = instance("i-1", json!({}), Some(json!({"State": "running"})));
+    assert_eq!(
+        healthy(&flavor, Value::Null, &running).await,
+        Health::Healthy
+    );
+    let no_props = instance("i-2", json!({}), None);
+    assert_eq!(
+        healthy(&flavor, json!({}), &no_props).await,
+        Health::Healthy
+    );
+}
+
+#[tokio::test]
+async fn healthy_rejects_bad_properties() {
+    let err = VanillaFlavor::new()
+        .healthy(&json!({"Health": {}}), &instance("i-1", json!({}), None))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid { ref path, .. } if path == "Properties.Health"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn drain_is_a_no_op() {
+    VanillaFlavor::new()
+        .drain(&json!({"Init": ["x"]}), &instance("i-1", json!({}), None))
+        .await
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exec probes
+
+fn exec(script: &str) -> Value {
+    json!({"Health": {"Exec": ["sh", "-c", script]}})
+}
+
+#[tokio::test]
+async fn exec_probe_exit_status_decides() {
+    let flavor = VanillaFlavor::new();
+    let inst = instance("i-1", json!({}), None);
+    assert_eq!(
+        healthy(&flavor, exec("exit 0"), &inst).await,
+        Health::Healthy
+    );
+    let other = instance("i-2", json!({}), None);
+    assert_eq!(
+        healthy(&flavor, exec("exit 3"), &other).await,
+        Health::Unhealthy
+    );
+    let missing = instance("i-3", json!({}), None);
+    let props = json!({"Health": {"Exec": ["/nonexistent/probe"]}});
+    assert_eq!(healthy(&flavor, props, &missing).await, Health::Unhealthy);
+}
+
+#[tokio::test]
+async fn exec_probe_sees_instance_environment_and_rendered_args() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("env");
+    let script = format!(
+        "printf '%s|%s|%s|%s' \"$INFRAKIT_INSTANCE_ID\" \"$INFRAKIT_LOGICAL_ID\" \
+         \"$INFRAKIT_GROUP\" \"$1\" > {}",
+        out.display()
+    );
+    let props = json!({"Health": {"Exec": ["sh", "-c", script, "probe", "{{ Tags.port }}-{{ Properties.State }}"]}});
+    let pet = instance(
+        "i-7",
+        json!({"infrakit.group": "db", "infrakit.logical_id": "db1", "port": "5432"}),
+        Some(json!({"State": "running"})),
+    );
+    let flavor = VanillaFlavor::new();
+    assert_eq!(healthy(&flavor, props.clone(), &pet).await, Health::Healthy);
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        "i-7|db1|db|5432-running"
+    );
+
+    let cattle = instance("i-8", json!({"port": "1"}), Some(json!({"State": "up"})));
+    assert_eq!(healthy(&flavor, props, &cattle).await, Health::Healthy);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "i-8|||1-up");
+}
+
+#[tokio::test]
+async fn exec_probe_with_unrenderable_args_is_unhealthy_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let props = json!({"Health": {"Exec": ["sh", "-c", format!("echo ran >> {}", log.display()), "{{ Tags.missing }}"]}});
+    let inst = instance("i-1", json!({}), None);
+    assert_eq!(
+        healthy(&VanillaFlavor::new(), props, &inst).await,
+        Health::Unhealthy
+    );
+    assert_eq!(lines(&log), 0);
+}
+
+/// True while a process with this PID exists and is not a zombie.
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test]
+async fn exec_probe_timeout_is_unhealthy_and_kills_the_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    // The shell forks `sleep` into the background and waits, so killing only the shell would
+    // leave the sleep running.
+    let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+    let props = json!({"Health": {"Exec": ["sh", "-c", script], "Timeout": "300ms"}});
+    let inst = instance("i-1", json!({}), None);
+
+    let started = Instant::now();
+    assert_eq!(
+        healthy(&VanillaFlavor::new(), props, &inst).await,
+        Health::Unhealthy
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // SIGKILL has been sent to the whole group; wait (bounded) for the kernel to finish it off.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(pid) && Instant::now() < deadline {
+        tokio::task::yield_now().await;
+        std::thread::yield_now();
+    }
+    assert!(!alive(pid), "the probe's child {pid} outlived the timeout");
+}
+
+#[tokio::test]
+async fn probe_check_reports_why() {
+    let probe = HealthProbe::new(ProbeCheck::Exec(vec![
+        "sh".into(),
+        "-c".into(),
+        "exit 4".into(),
+    ]));
+    let err = probe
+        .check(&instance("i-1", json!({}), None))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ProbeError::Failed { .. }), "{err}");
+    assert!(err.to_string().contains('4'), "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interval cache and concurrency
+
+#[tokio::test]
+async fn results_are_cached_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let props = json!({"Health": {
+        "Exec": ["sh", "-c", format!("echo run >> {}", log.display())],
+        "Interval": "10s"
+    }});
+    let flavor = VanillaFlavor::new();
+    let a = instance("i-a", json!({}), None);
+    assert_eq!(healthy(&flavor, props.clone(), &a).await, Health::Healthy);
+    assert_eq!(healthy(&flavor, props.clone(), &a).await, Health::Healthy);
+    assert_eq!(
+        lines(&log),
+        1,
+        "second call within the interval must not probe"
+    );
+
+    // Another instance has its own entry.
+    let b = instance("i-b", json!({}), None);
+    assert_eq!(healthy(&flavor, props.clone(), &b).await, Health::Healthy);
+    assert_eq!(lines(&log), 2);
+
+    // Once the interval has passed, the next call probes again.
+    tokio::time::pause();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::resume();
+    assert_eq!(healthy(&flavor, props.clone(), &a).await, Health::Healthy);
+    assert_eq!(lines(&log), 3);
+    assert_eq!(healthy(&flavor, props.clone(), &a).await, Health::Healthy);
+    assert_eq!(lines(&log), 3);
+}
+
+#[tokio::test]
+async fn unhealthy_results_are_cached_too_and_a_changed_probe_runs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let failing = json!({"Health": {
+        "Exec": ["sh", "-c", format!("echo run >> {}; exit 1", log.display())],
+        "Interval": "1h"
+    }});
+    let flavor = VanillaFlavor::new();
+    let inst = instance("i-1", json!({}), None);
+    assert_eq!(
+        healthy(&flavor, failing.clone(), &inst).await,
+        Health::Unhealthy
+    );
+    assert_eq!(healthy(&flavor, failing, &inst).await, Health::Unhealthy);
+    assert_eq!(lines(&log), 1);
+
+    let fixed = json!({"Health": {"Exec": ["true"], "Interval": "1h"}});
+    assert_eq!(healthy(&flavor, fixed, &inst).await, Health::Healthy);
+}
+
+#[tokio::test]
+async fn zero_interval_probes_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let props = json!({"Health": {
+        "Exec": ["sh", "-c", format!("echo run >> {}", log.display())],
+        "Interval": "0s"
+    }});
+    let flavor = VanillaFlavor::new();
+    let inst = instance("i-1", json!({}), None);
+    for _ in 0..3 {
+        assert_eq!(
+            healthy(&flavor, props.clone(), &inst).await,
+            Health::Healthy
+        );
+    }
+    assert_eq!(lines(&log), 3);
+}
+
+#[tokio::test]
+async fn concurrent_calls_for_one_instance_share_one_probe() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs");
+    let props = json!({"Health": {
+        "Exec": ["sh", "-c", format!("echo run >> {}", log.display())],
+        "Interval": "1h"
+    }});
+    let flavor = VanillaFlavor::new();
+    let inst = instance("i-1", json!({}), None);
+    let (a, b, c) = tokio::join!(
+        flavor.healthy(&props, &inst),
+        flavor.healthy(&props, &inst),
+        flavor.healthy(&props, &inst),
+    );
+    assert_eq!([a.unwrap(), b.unwrap(), c.unwrap()], [Health::Healthy; 3]);
+    assert_eq!(lines(&log), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_of_different_instances_run_concurrently() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each instance's probe marks itself and then waits for the other's mark: both can pass
+    // only if the two probes run at the same time.
+    let script = format!(
+        "cd {}; touch \"$INFRAKIT_INSTANCE_ID\"; \
+         while [ ! -e \"$1\" ]; do sleep 0.01; done",
+        dir.path().display()
+    );
+    let props = json!({"Health": {
+        "Exec": ["sh", "-c", script, "probe", "{{ Tags.peer }}"],
+        "Timeout": "10s"
+    }});
+    let flavor = VanillaFlavor::new();
+    let a = instance("a", json!({"peer": "b"}), None);
+    let b = instance("b", json!({"peer": "a"}), None);
+    let (ha, hb) = tokio::join!(flavor.healthy(&props, &a), flavor.healthy(&props, &b));
+    assert_eq!(
+        (ha.unwrap(), hb.unwrap()),
+        (Health::Healthy, Health::Healthy)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// TCP probes
+
+#[tokio::test]
+async fn tcp_probe_needs_a_listener() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let open = listener.local_addr().unwrap().port();
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let props = json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port }}"}});
+    let flavor = VanillaFlavor::new();
+    let up = instance("up", json!({"port": open.to_string()}), None);
+    let down = instance("down", json!({"port": closed.to_string()}), None);
+    assert_eq!(healthy(&flavor, props.clone(), &up).await, Health::Healthy);
+    assert_eq!(
+        healthy(&flavor, props.clone(), &down).await,
+        Health::Unhealthy
+    );
+    let untagged = instance("untagged", json!({}), None);
+    assert_eq!(healthy(&flavor, props, &untagged).await, Health::Unhealthy);
+    drop(listener);
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP probes
+
+/// Serves `/ok` with 200, `/hang` never, and everything else with 500. Returns the port.
+async fn http_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let status = match req.uri().path() {
+                        "/ok" => StatusCode::OK,
+                        "/hang" => std::future::pending().await,
+                        _ => StatusCode::INTERNAL_SERVER_ERROR,
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from_static(b"body")));
+                    *resp.status_mut() = status;
+                    Ok::<_, Infallible>(resp)
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+fn http(path: &str, extra: Value) -> Value {
+    let mut probe = json!({"HTTP": {"URL": format!("http://127.0.0.1:{{{{ Tags.port }}}}{path}")}});
+    if let (Some(p), Some(e)) = (probe.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({"Health": probe})
+}
+
+#[tokio::test]
+async fn http_probe_checks_the_status() {
+    let port = http_server().await;
+    let flavor = VanillaFlavor::new();
+    let inst = |id: &str| instance(id, json!({"port": port.to_string()}), None);
+    assert_eq!(
+        healthy(&flavor, http("/ok", json!({})), &inst("a")).await,
+        Health::Healthy
+    );
+    assert_eq!(
+        healthy(&flavor, http("/fail", json!({})), &inst("b")).await,
+        Health::Unhealthy
+    );
+
+    let expect_500 = json!({"Health": {"HTTP": {
+        "URL": "http://127.0.0.1:{{ Tags.port }}/fail",
+        "Status": 500
+    }}});
+    assert_eq!(
+        healthy(&flavor, expect_500, &inst("c")).await,
+        Health::Healthy
+    );
+}
+
+#[tokio::test]
+async fn http_probe_against_a_closed_port_or_missing_tag_is_unhealthy() {
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let flavor = VanillaFlavor::new();
+    let down = instance("down", json!({"port": closed.to_string()}), None);
+    assert_eq!(
+        healthy(&flavor, http("/ok", json!({})), &down).await,
+        Health::Unhealthy
+    );
+    let untagged = instance("untagged", json!({}), None);
+    assert_eq!(
+        healthy(&flavor, http("/ok", json!({})), &untagged).await,
+        Health::Unhealthy
+    );
+}
+
+#[tokio::test]
+async fn http_probe_timeout_is_unhealthy() {
+    let port = http_server().await;
+    let inst = instance("slow", json!({"port": port.to_string()}), None);
+    let started = Instant::now();
+    let props = http("/hang", json!({"Timeout": "200ms"}));
+    assert_eq!(
+        healthy(&VanillaFlavor::new(), props, &inst).await,
+        Health::Unhealthy
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    let probe = VanillaProperties::parse(&http("/hang", json!({"Timeout": "200ms"})))
+        .unwrap()
+        .health
+        .unwrap();
+    assert_eq!(
+        probe.check(&inst).await,
+        Err(ProbeError::Timeout(Duration::from_millis(200)))
+    );
+}
