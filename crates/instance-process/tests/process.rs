@@ -1,0 +1,497 @@
+//! Tests of the process plugin with real processes (`sleep`, `sh`).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use infrakit_instance_process::{ProcessPlugin, STDOUT_LOG};
+use infrakit_spi::event::{Event, Publisher};
+use infrakit_spi::instance::GROUP_TAG;
+use infrakit_spi::{DestroyContext, Error, Instance, Spec, Tags};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn tags(pairs: &[(&str, &str)]) -> Tags {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn spec(props: Value, group: &str) -> Spec {
+    Spec {
+        properties: props,
+        tags: tags(&[(GROUP_TAG, group)]),
+        ..Spec::default()
+    }
+}
+
+fn sleeper(group: &str) -> Spec {
+    spec(json!({"Cmd": "sleep", "Args": ["3600"]}), group)
+}
+
+fn open(dir: &Path) -> ProcessPlugin {
+    ProcessPlugin::open(dir.to_path_buf())
+        .unwrap()
+        .with_grace_period(Duration::from_secs(2))
+}
+
+/// True while `pid` is a process that has not exited (zombies count as exited).
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        }
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` until it holds, failing the test after [`DEADLINE`].
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + DEADLINE;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn next_event(events: &mut broadcast::Receiver<Event>) -> Event {
+    tokio::time::timeout(DEADLINE, events.recv())
+        .await
+        .expect("an event in time")
+        .expect("an open channel")
+}
+
+async fn ids(p: &ProcessPlugin, want: &Tags) -> Vec<String> {
+    p.describe_instances(want, false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect()
+}
+
+fn instance_dirs(state: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(state.join("instances"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn provision_starts_a_process_with_the_infrakit_environment() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let mut s = spec(
+        json!({
+            "Cmd": "sh",
+            "Args": ["-c", "echo \"$INFRAKIT_INSTANCE_ID|$INFRAKIT_GROUP|$INFRAKIT_LOGICAL_ID|$FOO\" > out; exec sleep 3600"],
+            "Env": {"FOO": "bar"}
+        }),
+        "workers",
+    );
+    s.logical_id = Some("db1".into());
+    let id = p.provision(s).await.unwrap();
+    assert!(id.starts_with("proc-"), "{id}");
+
+    let dir = p.instance_dir(&id).unwrap();
+    assert_eq!(dir, state.path().join("instances").join(&id));
+    let out = dir.join("out");
+    eventually("the instance to write its environment", || {
+        let out = out.clone();
+        async move { std::fs::read_to_string(&out).is_ok_and(|s| s.ends_with('\n')) }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap(),
+        format!("{id}|workers|db1|bar\n")
+    );
+
+    let pid = p.pid(&id).unwrap();
+    assert!(running(pid));
+    let d = p.describe_instances(&Tags::new(), true).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, id);
+    assert_eq!(d[0].logical_id.as_deref(), Some("db1"));
+    let props = d[0].properties.as_ref().unwrap();
+    assert_eq!(props["State"], json!("running"));
+    assert_eq!(props["PID"], json!(pid));
+    assert_eq!(props["Cmd"], json!("sh"));
+    assert_eq!(props["Dir"], json!(dir));
+    assert!(humantime::parse_rfc3339(props["StartedAt"].as_str().unwrap()).is_ok());
+
+    // The state file holds what a restarted plugin needs.
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("instance.json")).unwrap()).unwrap();
+    assert_eq!(record["PID"], json!(pid));
+    assert_eq!(record["Tags"][GROUP_TAG], json!("workers"));
+    assert!(record["StartTime"].as_u64().unwrap() > 0);
+
+    // Its own process group: a terminal's Ctrl-C does not reach it.
+    let pgid = nix::unistd::getpgid(Some(Pid::from_raw(pid as i32))).unwrap();
+    assert_eq!(pgid.as_raw(), pid as i32);
+
+    p.destroy(&id, &DestroyContext::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+
+    let mut ok = spec(
+        json!({"Cmd": "sleep", "Args": ["3600"], "Dir": work.path()}),
+        "g",
+    );
+    ok.init = "echo init-out; echo \"$INFRAKIT_INSTANCE_ID\" > init-ran".into();
+    let id = p.provision(ok).await.unwrap();
+    assert_eq!(
+        std::fs::read_to_string(work.path().join("init-ran")).unwrap(),
+        format!("{id}\n"),
+        "Init ran synchronously, in Dir, with the instance's environment"
+    );
+    let log = p.instance_dir(&id).unwrap().join(STDOUT_LOG);
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "init-out\n");
+    p.destroy(&id, &DestroyContext::default()).await.unwrap();
+
+    let mut bad = sleeper("g");
+    bad.init = "echo progress; echo 'disk full' >&2; exit 3".into();
+    let err = p.provision(bad).await.unwrap_err().to_string();
+    assert!(err.contains("Init failed"), "{err}");
+    assert!(
+        err.contains("disk full") && err.contains("progress"),
+        "{err}"
+    );
+    assert!(err.contains('3'), "{err}");
+    assert!(
+        instance_dirs(state.path()).is_empty(),
+        "nothing is left behind"
+    );
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+}
+
+#[tokio::test]
+async fn init_that_hangs_times_out() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path()).with_init_timeout(Duration::from_millis(300));
+    let mut s = sleeper("g");
+    s.init = "echo started; sleep 3600".into();
+    let started = Instant::now();
+    let err = p.provision(s).await.unwrap_err().to_string();
+    assert!(
+        err.contains("timed out") && err.contains("started"),
+        "{err}"
+    );
+    assert!(started.elapsed() < DEADLINE);
+    assert!(instance_dirs(state.path()).is_empty());
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_leaves_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let err = p
+        .provision(spec(json!({"Cmd": "/nonexistent/program"}), "g"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/program"), "{err}");
+    let err = p
+        .provision(spec(
+            json!({"Cmd": "sleep", "Args": ["1"], "Dir": "/nonexistent/dir"}),
+            "g",
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/nonexistent/dir"), "{err}");
+    assert!(instance_dirs(state.path()).is_empty());
+}
+
+#[tokio::test]
+async fn validate_and_provision_reject_bad_properties_by_path() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    p.validate(&json!({"Cmd": "sleep", "Args": ["1"]}))
+        .await
+        .unwrap();
+    for (props, path) in [
+        (json!({"Cmd": "sleep", "Args": "1"}), "Properties.Args"),
+        (json!({"Cmd": ""}), "Properties.Cmd"),
+        (json!({"Cmd": "x", "Extra": true}), "Properties.Extra"),
+        (json!({"Args": []}), "Properties"),
+    ] {
+        match p.validate(&props).await.unwrap_err() {
+            Error::Invalid { path: got, .. } => assert_eq!(got, path, "{props}"),
+            other => panic!("unexpected error {other}"),
+        }
+        assert!(p.provision(spec(props, "g")).await.is_err());
+    }
+    assert!(instance_dirs(state.path()).is_empty());
+}
+
+#[tokio::test]
+async fn describe_filters_by_tags_and_label_merges_and_persists() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let a = p.provision(sleeper("a")).await.unwrap();
+    let b = p.provision(sleeper("b")).await.unwrap();
+
+    let mut all = vec![a.clone(), b.clone()];
+    all.sort();
+    assert_eq!(ids(&p, &Tags::new()).await, all);
+    assert_eq!(ids(&p, &tags(&[(GROUP_TAG, "a")])).await, vec![a.clone()]);
+    assert!(ids(&p, &tags(&[(GROUP_TAG, "c")])).await.is_empty());
+
+    p.label(&a, &tags(&[("tier", "web")])).await.unwrap();
+    assert_eq!(
+        ids(&p, &tags(&[(GROUP_TAG, "a"), ("tier", "web")])).await,
+        vec![a.clone()]
+    );
+    assert!(ids(&p, &tags(&[(GROUP_TAG, "b"), ("tier", "web")]))
+        .await
+        .is_empty());
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(p.instance_dir(&a).unwrap().join("instance.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["Tags"], json!({GROUP_TAG: "a", "tier": "web"}));
+
+    assert!(matches!(
+        p.label("proc-missing", &Tags::new()).await,
+        Err(Error::NotFound { .. })
+    ));
+
+    for id in [&a, &b] {
+        p.destroy(id, &DestroyContext::default()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_process_is_reported_at_once() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let mut events = p.subscribe();
+    let id = p.provision(sleeper("g")).await.unwrap();
+    let keep = p.provision(sleeper("g")).await.unwrap();
+    let pid = p.pid(&id).unwrap();
+
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(e.topic, "/instance/exited");
+    assert_eq!(e.id, id);
+    assert!(
+        e.message.contains(&format!("process {pid} exited")),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("SIGKILL") || e.message.contains('9'),
+        "{}",
+        e.message
+    );
+    assert_eq!(e.data, json!({"Tags": {GROUP_TAG: "g"}}));
+
+    assert_eq!(ids(&p, &Tags::new()).await, vec![keep.clone()]);
+    assert_eq!(p.pid(&id), None);
+    let dir = p.instance_dir(&id).unwrap();
+    assert!(
+        !dir.join("instance.json").exists(),
+        "a restart will not adopt it"
+    );
+    p.destroy(&id, &DestroyContext::default()).await.unwrap();
+    assert!(!dir.exists());
+    p.destroy(&keep, &DestroyContext::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_instance_that_finishes_keeps_its_logs() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let mut events = p.subscribe();
+    let id = p
+        .provision(spec(
+            json!({"Cmd": "sh", "Args": ["-c", "echo done; exit 4"]}),
+            "g",
+        ))
+        .await
+        .unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(e.id, id);
+    assert!(e.message.ends_with("exit status: 4"), "{}", e.message);
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+    let log = p.instance_dir(&id).unwrap().join(STDOUT_LOG);
+    assert_eq!(std::fs::read_to_string(log).unwrap(), "done\n");
+}
+
+#[tokio::test]
+async fn destroy_kills_the_group_and_is_idempotent() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let mut events = p.subscribe();
+    // A shell with a child: destroying the instance must reach both.
+    let id = p
+        .provision(spec(
+            json!({"Cmd": "sh", "Args": ["-c", "sleep 3600 & echo $! > child; wait"]}),
+            "g",
+        ))
+        .await
+        .unwrap();
+    let pid = p.pid(&id).unwrap();
+    let child_file = p.instance_dir(&id).unwrap().join("child");
+    eventually("the background child to start", || {
+        let f = child_file.clone();
+        async move { std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) }
+    })
+    .await;
+    let child: u32 = std::fs::read_to_string(&child_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(running(child));
+
+    let ctx = DestroyContext::reason("terminate");
+    p.destroy(&id, &ctx).await.unwrap();
+    assert!(!running(pid), "the leader is dead");
+    eventually("the group member to die", || async move { !running(child) }).await;
+    assert!(!p.instance_dir(&id).unwrap().exists(), "its state is gone");
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+
+    p.destroy(&id, &ctx).await.unwrap();
+    p.destroy("proc-unknown", &ctx).await.unwrap();
+    p.destroy("../escape", &ctx).await.unwrap();
+    assert!(
+        matches!(
+            events.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ),
+        "a destroyed instance did not exit by itself"
+    );
+}
+
+#[tokio::test]
+async fn destroy_escalates_to_sigkill_after_the_grace_period() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path()).with_grace_period(Duration::from_millis(300));
+    let id = p
+        .provision(spec(
+            json!({"Cmd": "sh", "Args": ["-c", "trap '' TERM; echo ready > ready; while :; do sleep 1; done"]}),
+            "g",
+        ))
+        .await
+        .unwrap();
+    let pid = p.pid(&id).unwrap();
+    let ready = p.instance_dir(&id).unwrap().join("ready");
+    eventually("the TERM trap to be set", || {
+        let f = ready.clone();
+        async move { f.exists() }
+    })
+    .await;
+    let started = Instant::now();
+    p.destroy(&id, &DestroyContext::default()).await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert!(!running(pid));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_adopts_running_processes_and_drops_dead_ones() {
+    let state = tempfile::tempdir().unwrap();
+    let (alive, alive_pid, dead, dead_pid) = {
+        let p = open(state.path());
+        let alive = p.provision(sleeper("g")).await.unwrap();
+        let dead = p.provision(sleeper("g")).await.unwrap();
+        p.label(&alive, &tags(&[("tier", "web")])).await.unwrap();
+        let pids = (p.pid(&alive).unwrap(), p.pid(&dead).unwrap());
+        (alive, pids.0, dead, pids.1)
+    }; // the plugin is dropped; its processes run on
+
+    assert!(running(alive_pid) && running(dead_pid));
+    kill(Pid::from_raw(dead_pid as i32), Signal::SIGKILL).unwrap();
+    eventually(
+        "the killed process to die",
+        || async move { !running(dead_pid) },
+    )
+    .await;
+
+    let p = open(state.path());
+    let d = p.describe_instances(&Tags::new(), true).await.unwrap();
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, alive);
+    assert_eq!(d[0].tags, tags(&[(GROUP_TAG, "g"), ("tier", "web")]));
+    assert_eq!(d[0].properties.as_ref().unwrap()["PID"], json!(alive_pid));
+    assert_eq!(p.pid(&alive), Some(alive_pid));
+    assert!(
+        !p.instance_dir(&dead).unwrap().exists(),
+        "the dead one's state is deleted"
+    );
+
+    // An adopted process is not a child of the plugin, yet its death is noticed.
+    let mut events = p.subscribe();
+    kill(Pid::from_raw(alive_pid as i32), Signal::SIGKILL).unwrap();
+    let e = next_event(&mut events).await;
+    assert_eq!(e.id, alive);
+    assert_eq!(e.kind, "exited");
+    assert!(e.message.contains(&alive_pid.to_string()), "{}", e.message);
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_adopted_process_can_be_destroyed() {
+    let state = tempfile::tempdir().unwrap();
+    let (id, pid) = {
+        let p = open(state.path());
+        let id = p.provision(sleeper("g")).await.unwrap();
+        let pid = p.pid(&id).unwrap();
+        (id, pid)
+    };
+    let p = open(state.path());
+    let mut events = p.subscribe();
+    assert_eq!(p.pid(&id), Some(pid));
+    p.destroy(&id, &DestroyContext::default()).await.unwrap();
+    assert!(!running(pid));
+    assert!(instance_dirs(state.path()).is_empty());
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+    // Give the poller more than one period to (wrongly) report an exit.
+    let quiet = tokio::time::timeout(Duration::from_millis(300), events.recv()).await;
+    assert!(quiet.is_err(), "no exited event for a destroyed instance");
+}
+
+#[tokio::test]
+async fn a_recycled_pid_is_not_adopted() {
+    let state = tempfile::tempdir().unwrap();
+    let id = {
+        let p = open(state.path());
+        let id = p.provision(sleeper("g")).await.unwrap();
+        // Pretend the process started at another time: its pid now belongs to someone else.
+        let file = p.instance_dir(&id).unwrap().join("instance.json");
+        let mut record: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        record["StartTime"] = json!(record["StartTime"].as_u64().unwrap() + 1);
+        std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
+        let pid = p.pid(&id).unwrap();
+        p.destroy(&id, &DestroyContext::default()).await.unwrap();
+        assert!(!running(pid));
+        // Write the record back as a dead plugin would have left it, with a live foreign pid.
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        record["PID"] = json!(std::process::id());
+        std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
+        id
+    };
+    let p = open(state.path());
+    assert!(ids(&p, &Tags::new()).await.is_empty());
+    assert!(!p.instance_dir(&id).unwrap().exists());
+}
