@@ -1,0 +1,17 @@
+//! The group controller: keeps each group's instances matching its spec.
+//!
+//! The work is split the way a controller should be:
+//! - [`settings`] turns a committed spec into validated settings (pure);
+//! - [`planner`] decides what to do from settings and an observation (pure, property-tested);
+//! - [`explain`] words a commit's effect as InfraKit does (pure);
+//! - [`supervisor`] runs one group: observe, plan, execute, on a timer and on instance events;
+//! - [`plugin`] implements the Group plugin API on top of the supervisors.
+
+pub mod explain;
+pub mod planner;
+pub mod plugin;
+pub mod settings;
+pub mod supervisor;
+
+pub use plugin::{ControllerConfig, GroupPlugin};
+pub use settings::Settings;

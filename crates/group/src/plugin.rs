@@ -1,0 +1,278 @@
+//! The Group plugin: InfraKit's Group API on top of one [`Supervisor`] per group.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::json;
+use tokio::sync::Mutex;
+
+use infrakit_rpc::Plugins;
+use infrakit_spi::{Error, Group, GroupDescription, GroupSpec, Result};
+
+use crate::explain;
+use crate::settings::Settings;
+pub use crate::supervisor::ControllerConfig;
+use crate::supervisor::{self, membership, plugins_of, Context, Supervisor};
+
+/// The group controller, served as a Group plugin.
+pub struct GroupPlugin {
+    ctx: Arc<Context>,
+    groups: Mutex<BTreeMap<String, Supervisor>>,
+}
+
+impl std::fmt::Debug for GroupPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupPlugin")
+            .field("ctx", &self.ctx)
+            .finish()
+    }
+}
+
+fn not_watched(id: &str) -> Error {
+    Error::plugin(format!("Group '{id}' is not being watched"))
+}
+
+/// Re-roots a plugin's validation error under the group spec field it came from.
+fn under(path: &str, e: Error) -> Error {
+    match e {
+        Error::Invalid { path: p, message } => {
+            let p = p
+                .strip_prefix("Properties")
+                .unwrap_or(&p)
+                .trim_start_matches('.')
+                .to_string();
+            let full = if p.is_empty() {
+                format!("{path}.Properties")
+            } else {
+                format!("{path}.Properties.{p}")
+            };
+            Error::invalid(full, message)
+        }
+        Error::Unavailable { .. } | Error::Timeout { .. } => {
+            Error::invalid(format!("{path}.Plugin"), e.to_string())
+        }
+        other => Error::invalid(format!("{path}.Properties"), other.to_string()),
+    }
+}
+
+impl GroupPlugin {
+    /// A group plugin finding its instance and flavor plugins through `plugins`.
+    pub fn new(plugins: Arc<Plugins>, config: ControllerConfig) -> Self {
+        GroupPlugin {
+            ctx: Arc::new(Context { plugins, config }),
+            groups: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Parses a spec and checks it with its plugins, without changing anything.
+    async fn validate(&self, spec: &GroupSpec) -> Result<Settings> {
+        let settings = Settings::parse(spec)?;
+        let instance = self
+            .ctx
+            .plugins
+            .instance(&settings.props.instance.plugin)
+            .map_err(|e| under("Properties.Instance", e))?;
+        let flavor = self
+            .ctx
+            .plugins
+            .flavor(&settings.props.flavor.plugin)
+            .map_err(|e| under("Properties.Flavor", e))?;
+        flavor
+            .validate(
+                &settings.props.flavor.properties,
+                &settings.props.allocation,
+            )
+            .await
+            .map_err(|e| under("Properties.Flavor", e))?;
+        instance
+            .validate(&settings.props.instance.properties)
+            .await
+            .map_err(|e| under("Properties.Instance", e))?;
+        Ok(settings)
+    }
+
+    /// Commits a modified copy of a group's spec (used by size changes).
+    async fn recommit(&self, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
+        let mut spec = {
+            let groups = self.groups.lock().await;
+            groups
+                .get(id)
+                .ok_or_else(|| not_watched(id))?
+                .settings()
+                .spec
+                .clone()
+        };
+        edit(&mut spec.properties);
+        self.commit_group(spec, false).await.map(|_| ())
+    }
+}
+
+#[async_trait]
+impl Group for GroupPlugin {
+    async fn commit_group(&self, spec: GroupSpec, pretend: bool) -> Result<String> {
+        let settings = self.validate(&spec).await?;
+        let mut groups = self.groups.lock().await;
+        let Some(sup) = groups.get(&settings.id) else {
+            let details = explain::new_group(&settings);
+            if !pretend {
+                tracing::info!(group = %settings.id, "managing group");
+                groups.insert(
+                    settings.id.clone(),
+                    Supervisor::start(self.ctx.clone(), settings),
+                );
+            }
+            return Ok(details);
+        };
+        let old = sup.settings();
+        let (instance, _) = plugins_of(&self.ctx, &settings)?;
+        let members = instance
+            .describe_instances(&membership(&settings.id), false)
+            .await?;
+        let hashes: Vec<Option<String>> = members
+            .iter()
+            .map(|d| d.config_hash().map(str::to_string))
+            .collect();
+        let details = explain::update(&old, &settings, &hashes);
+        if !pretend {
+            tracing::info!(group = %settings.id, details, "updating group");
+            sup.update(settings);
+        }
+        Ok(details)
+    }
+
+    async fn free_group(&self, id: &str) -> Result<()> {
+        let sup = self
+            .groups
+            .lock()
+            .await
+            .remove(id)
+            .ok_or_else(|| not_watched(id))?;
+        drop(sup);
+        tracing::info!(group = id, "freed group; its instances are left alone");
+        Ok(())
+    }
+
+    async fn describe_group(&self, id: &str) -> Result<GroupDescription> {
+        let (settings, snapshot) = {
+            let groups = self.groups.lock().await;
+            let sup = groups.get(id).ok_or_else(|| not_watched(id))?;
+            (sup.settings(), sup.snapshot())
+        };
+        let (instance, _) = plugins_of(&self.ctx, &settings)?;
+        let instances = instance.describe_instances(&membership(id), true).await?;
+        let mut status = snapshot.status;
+        status.desired = settings.desired();
+        status.config_hash = settings.config_hash.clone();
+        if !snapshot.observed && status.message.is_empty() {
+            status.message = "not observed yet".into();
+        }
+        Ok(GroupDescription {
+            converged: snapshot.converged && instances.len() == settings.desired(),
+            instances,
+            status: Some(status),
+        })
+    }
+
+    async fn destroy_group(&self, id: &str) -> Result<()> {
+        let sup = self
+            .groups
+            .lock()
+            .await
+            .remove(id)
+            .ok_or_else(|| not_watched(id))?;
+        let settings = sup.settings();
+        drop(sup);
+        let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
+        let members = instance.describe_instances(&membership(id), true).await?;
+        let (instance, flavor) = (instance.as_ref(), flavor.as_ref());
+        let settings = settings.as_ref();
+        let destroys: Vec<_> = members
+            .iter()
+            .map(|d| supervisor::destroy_one(settings, instance, flavor, d, "terminate"))
+            .collect();
+        let errors = supervisor::run_bounded(destroys, self.ctx.config.max_parallel.max(1)).await;
+        if !errors.is_empty() {
+            return Err(Error::plugin(format!(
+                "group {id} is no longer managed, but {} instance(s) could not be destroyed: {}",
+                errors.len(),
+                errors.join("; ")
+            )));
+        }
+        tracing::info!(group = id, destroyed = members.len(), "destroyed group");
+        Ok(())
+    }
+
+    async fn inspect_groups(&self) -> Result<Vec<GroupSpec>> {
+        Ok(self
+            .groups
+            .lock()
+            .await
+            .values()
+            .map(|s| s.settings().spec.clone())
+            .collect())
+    }
+
+    async fn destroy_instances(&self, id: &str, ids: &[String]) -> Result<()> {
+        let settings = {
+            let groups = self.groups.lock().await;
+            groups.get(id).ok_or_else(|| not_watched(id))?.settings()
+        };
+        let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
+        let members = instance.describe_instances(&membership(id), true).await?;
+        let mut victims = Vec::new();
+        for wanted in ids {
+            match members.iter().find(|d| &d.id == wanted) {
+                Some(d) => victims.push(d.clone()),
+                None => {
+                    return Err(Error::plugin(format!(
+                        "instance {wanted} is not a member of group {id}"
+                    )))
+                }
+            }
+        }
+        if !settings.is_pets() {
+            let size = settings.desired().saturating_sub(victims.len());
+            self.recommit(id, |p| p["Allocation"] = json!({"Size": size}))
+                .await?;
+        }
+        for d in &victims {
+            supervisor::destroy_one(
+                &settings,
+                instance.as_ref(),
+                flavor.as_ref(),
+                d,
+                "terminate",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn size(&self, id: &str) -> Result<usize> {
+        let groups = self.groups.lock().await;
+        Ok(groups
+            .get(id)
+            .ok_or_else(|| not_watched(id))?
+            .settings()
+            .desired())
+    }
+
+    async fn set_size(&self, id: &str, size: usize) -> Result<()> {
+        let pets = {
+            let groups = self.groups.lock().await;
+            groups
+                .get(id)
+                .ok_or_else(|| not_watched(id))?
+                .settings()
+                .is_pets()
+        };
+        if pets {
+            return Err(Error::plugin(format!(
+                "group {id} is allocated by logical IDs; change its LogicalIDs to resize it"
+            )));
+        }
+        self.recommit(id, |p| p["Allocation"] = json!({"Size": size}))
+            .await
+    }
+}
