@@ -1,0 +1,162 @@
+//! The built-in plugins and how to serve them on their sockets.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+
+use infrakit_flavor_vanilla::VanillaFlavor;
+use infrakit_group::{ControllerConfig, GroupPlugin};
+use infrakit_instance_file::FilePlugin;
+use infrakit_instance_process::ProcessPlugin;
+use infrakit_instance_simulator::{Simulator, SimulatorConfig};
+use infrakit_rpc::{dir, Handlers, PluginServer, Plugins};
+
+use crate::cli::PluginOptions;
+
+/// A kind of built-in plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The group controller.
+    Group,
+    /// Local processes.
+    InstanceProcess,
+    /// One JSON file per instance (InfraKit's testing plugin).
+    InstanceFile,
+    /// In-memory simulated instances.
+    InstanceSimulator,
+    /// The vanilla flavor.
+    FlavorVanilla,
+}
+
+/// Every built-in kind, in start order.
+pub const ALL: &[Kind] = &[
+    Kind::InstanceProcess,
+    Kind::InstanceFile,
+    Kind::InstanceSimulator,
+    Kind::FlavorVanilla,
+    Kind::Group,
+];
+
+impl Kind {
+    /// The kind's default plugin name.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            Kind::Group => "group",
+            Kind::InstanceProcess => "instance-process",
+            Kind::InstanceFile => "instance-file",
+            Kind::InstanceSimulator => "instance-simulator",
+            Kind::FlavorVanilla => "flavor-vanilla",
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> Result<Kind> {
+        ALL.iter()
+            .copied()
+            .find(|k| k.default_name() == s)
+            .or(match s {
+                "process" => Some(Kind::InstanceProcess),
+                "file" => Some(Kind::InstanceFile),
+                "simulator" => Some(Kind::InstanceSimulator),
+                "vanilla" => Some(Kind::FlavorVanilla),
+                _ => None,
+            })
+            .with_context(|| {
+                let names: Vec<_> = ALL.iter().map(|k| k.default_name()).collect();
+                format!(
+                    "unknown plugin kind '{s}' (built-in kinds: {})",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
+/// Splits `KIND[:NAME]`.
+pub fn parse_spec(spec: &str) -> Result<(Kind, String)> {
+    let (kind, name) = match spec.split_once(':') {
+        Some((k, n)) => (k.parse::<Kind>()?, n.to_string()),
+        None => {
+            let k = spec.parse::<Kind>()?;
+            (k, k.default_name().to_string())
+        }
+    };
+    Ok((kind, name))
+}
+
+/// The controller configuration from plugin options.
+pub fn controller_config(opts: &PluginOptions) -> ControllerConfig {
+    ControllerConfig {
+        poll_interval: opts.poll_interval,
+        max_parallel: opts.max_parallel.max(1),
+        ..ControllerConfig::default()
+    }
+}
+
+/// Where a plugin keeps its state: `$INFRAKIT_HOME/<name>`.
+fn state_dir(name: &str) -> PathBuf {
+    dir::infrakit_home().join(name)
+}
+
+/// A plugin being served.
+pub struct Served {
+    /// Its socket server.
+    pub server: PluginServer,
+    /// The group controller, when the plugin is one.
+    pub group: Option<Arc<GroupPlugin>>,
+}
+
+/// Creates plugin `kind` under `name`, registers it in `plugins` (so in-process callers use it
+/// directly) and serves it on its socket.
+pub async fn serve(
+    kind: Kind,
+    name: &str,
+    opts: &PluginOptions,
+    plugins: &Arc<Plugins>,
+) -> Result<Served> {
+    let mut group = None;
+    let handlers = match kind {
+        Kind::Group => {
+            let g = Arc::new(GroupPlugin::new(plugins.clone(), controller_config(opts)));
+            group = Some(g.clone());
+            Handlers::new().group(g)
+        }
+        Kind::InstanceProcess => {
+            let p = Arc::new(
+                ProcessPlugin::open(state_dir(name)).with_context(|| format!("opening {name}"))?,
+            );
+            plugins.register_instance(name, p.clone());
+            plugins.register_publisher(name, p.clone());
+            Handlers::new().instance("", p.clone()).publisher(p)
+        }
+        Kind::InstanceFile => {
+            let dir = opts.dir.clone().unwrap_or_else(|| state_dir(name));
+            let p = Arc::new(FilePlugin::new(dir).with_context(|| format!("opening {name}"))?);
+            plugins.register_instance(name, p.clone());
+            Handlers::new().instance("", p)
+        }
+        Kind::InstanceSimulator => {
+            let p = Arc::new(Simulator::new(SimulatorConfig {
+                provision_latency: opts.latency,
+                failure_rate: opts.failure_rate,
+                ..SimulatorConfig::default()
+            }));
+            plugins.register_instance(name, p.clone());
+            plugins.register_publisher(name, p.clone());
+            Handlers::new().instance("", p.clone()).publisher(p)
+        }
+        Kind::FlavorVanilla => {
+            let f = Arc::new(VanillaFlavor::new());
+            plugins.register_flavor(name, f.clone());
+            Handlers::new().flavor("", f)
+        }
+    };
+    let server = PluginServer::start(plugins.dir(), name, handlers)
+        .await
+        .with_context(|| format!("starting plugin {name}"))?;
+    Ok(Served { server, group })
+}

@@ -1,0 +1,321 @@
+//! Command-line syntax (clap derive).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Self-healing infrastructure: groups of instances kept matching their spec.
+#[derive(Debug, Parser)]
+#[command(name = "infrakit", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter). Also `RUST_LOG`.
+    #[arg(long, global = true, env = "INFRAKIT_LOG", default_value = "warn")]
+    pub log: String,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the group controller and the built-in plugins in the foreground, commit specs and
+    /// show their instances live until Ctrl-C.
+    Up(UpArgs),
+    /// Destroy the groups of the given specs and all their instances (the reverse of `up`).
+    Down(DownArgs),
+    /// Start, list and stop plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Manage groups through the group plugin.
+    Group(GroupArgs),
+    /// Talk to an instance plugin directly.
+    Instance(InstanceArgs),
+    /// Talk to a flavor plugin directly.
+    Flavor(FlavorArgs),
+}
+
+/// Output formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// JSON, as on the wire.
+    Json,
+    /// YAML.
+    Yaml,
+}
+
+/// Output options shared by listing commands.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Print IDs only, one per line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+}
+
+/// Options of the built-in plugins.
+#[derive(Debug, Clone, Args)]
+pub struct PluginOptions {
+    /// Group plugin: time between reconciles of a converged group.
+    #[arg(long, env = "INFRAKIT_GROUP_POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "1s")]
+    pub poll_interval: Duration,
+    /// Group plugin: how many provisions or destroys run at once.
+    #[arg(long, env = "INFRAKIT_GROUP_MAX_PARALLEL_NUM", default_value_t = 64)]
+    pub max_parallel: usize,
+    /// instance-file: directory of instance files (default `$INFRAKIT_HOME/<name>`).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// instance-simulator: provisioning latency.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "0s")]
+    pub latency: Duration,
+    /// instance-simulator: probability that a provision fails (0 to 1).
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+}
+
+/// `infrakit up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Group spec files (JSON or YAML; `-` for stdin).
+    #[arg(required = true)]
+    pub specs: Vec<String>,
+    /// Print one status line per change instead of redrawing a table.
+    #[arg(long)]
+    pub plain: bool,
+    /// Built-in plugin options.
+    #[command(flatten)]
+    pub options: PluginOptions,
+}
+
+/// `infrakit down`.
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Group spec files (JSON or YAML).
+    #[arg(required = true)]
+    pub specs: Vec<String>,
+    /// Built-in plugin options.
+    #[command(flatten)]
+    pub options: PluginOptions,
+}
+
+/// `infrakit plugin ...`.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Start built-in plugins in the background: `KIND[:NAME]...`.
+    Start {
+        /// Plugins to start, e.g. `group instance-file flavor-vanilla` or `instance-file:files2`.
+        #[arg(required = true)]
+        plugins: Vec<String>,
+        /// Name of the plugin (with a single KIND).
+        #[arg(long)]
+        name: Option<String>,
+        /// Built-in plugin options.
+        #[command(flatten)]
+        options: PluginOptions,
+    },
+    /// List the plugins in the plugin directory.
+    Ls {
+        /// Names only.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Stop plugins.
+    Stop {
+        /// Plugins to stop.
+        plugins: Vec<String>,
+        /// Stop every plugin in the directory.
+        #[arg(long, conflicts_with = "plugins")]
+        all: bool,
+    },
+    /// Run one built-in plugin in the foreground (what `plugin start` launches).
+    #[command(hide = true)]
+    Run {
+        /// The kind of plugin.
+        kind: String,
+        /// Its name (socket file name); defaults to the kind.
+        #[arg(long)]
+        name: Option<String>,
+        /// Built-in plugin options.
+        #[command(flatten)]
+        options: PluginOptions,
+    },
+}
+
+/// `infrakit group ...`.
+#[derive(Debug, Args)]
+pub struct GroupArgs {
+    /// Name of the group plugin.
+    #[arg(long, default_value = "group")]
+    pub name: String,
+    /// The group command.
+    #[command(subcommand)]
+    pub command: GroupCommand,
+}
+
+/// Group commands.
+#[derive(Debug, Subcommand)]
+pub enum GroupCommand {
+    /// Commit a group spec: start managing the group, or update it.
+    Commit {
+        /// Spec file (JSON or YAML; `-` for stdin).
+        file: String,
+        /// Show what would happen without changing anything.
+        #[arg(long)]
+        pretend: bool,
+    },
+    /// Describe a group's instances.
+    Describe {
+        /// Group ID.
+        id: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print a group's committed spec.
+    Inspect {
+        /// Group ID.
+        id: String,
+        /// Output format (json or yaml).
+        #[arg(short, long, value_enum, default_value = "json")]
+        output: Format,
+    },
+    /// Stop managing a group, leaving its instances running.
+    Free {
+        /// Group ID.
+        id: String,
+    },
+    /// Stop managing a group and destroy all its instances.
+    Destroy {
+        /// Group ID.
+        id: String,
+    },
+    /// List the managed groups.
+    Ls {
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show or change a group's size.
+    Scale {
+        /// Group ID.
+        id: String,
+        /// New size.
+        size: Option<usize>,
+    },
+    /// Destroy some instances and shrink the group by as many.
+    DestroyInstance {
+        /// Group ID.
+        id: String,
+        /// Instance IDs.
+        #[arg(required = true)]
+        instances: Vec<String>,
+    },
+}
+
+/// `infrakit instance ...`.
+#[derive(Debug, Args)]
+pub struct InstanceArgs {
+    /// Name of the instance plugin (`name` or `name/type`).
+    #[arg(long, default_value = "instance-process")]
+    pub name: String,
+    /// The instance command.
+    #[command(subcommand)]
+    pub command: InstanceCommand,
+}
+
+/// Instance commands.
+#[derive(Debug, Subcommand)]
+pub enum InstanceCommand {
+    /// List instances.
+    Describe {
+        /// Only instances with these tags: `k=v,k2=v2`.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+        /// Include provider properties.
+        #[arg(short, long)]
+        properties: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Provision an instance from a spec file.
+    Provision {
+        /// Instance spec (`{Properties, Tags, Init, LogicalID, Attachments}`).
+        file: String,
+    },
+    /// Destroy instances.
+    Destroy {
+        /// Instance IDs.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Validate instance properties.
+    Validate {
+        /// Properties file.
+        file: String,
+    },
+}
+
+/// Allocation flags for flavor commands.
+#[derive(Debug, Clone, Args)]
+pub struct AllocationArgs {
+    /// Cattle allocation size.
+    #[arg(long, default_value_t = 1)]
+    pub size: u64,
+    /// Pet allocation: logical IDs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub logical_ids: Vec<String>,
+}
+
+/// `infrakit flavor ...`.
+#[derive(Debug, Args)]
+pub struct FlavorArgs {
+    /// Name of the flavor plugin (`name` or `name/type`).
+    #[arg(long, default_value = "flavor-vanilla")]
+    pub name: String,
+    /// The flavor command.
+    #[command(subcommand)]
+    pub command: FlavorCommand,
+}
+
+/// Flavor commands.
+#[derive(Debug, Subcommand)]
+pub enum FlavorCommand {
+    /// Validate flavor properties.
+    Validate {
+        /// Flavor properties file.
+        file: String,
+        /// Allocation.
+        #[command(flatten)]
+        allocation: AllocationArgs,
+    },
+    /// Show the instance spec the flavor would produce.
+    Prepare {
+        /// Flavor properties file.
+        flavor: String,
+        /// Instance spec file.
+        spec: String,
+        /// Allocation.
+        #[command(flatten)]
+        allocation: AllocationArgs,
+    },
+    /// Ask the flavor whether an instance is healthy.
+    Healthy {
+        /// Flavor properties file.
+        flavor: String,
+        /// Instance ID.
+        #[arg(long)]
+        id: String,
+        /// Logical ID.
+        #[arg(long)]
+        logical_id: Option<String>,
+        /// Tags, `k=v,k2=v2`.
+        #[arg(long, value_delimiter = ',')]
+        tags: Vec<String>,
+    },
+}

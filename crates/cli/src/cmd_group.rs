@@ -1,0 +1,199 @@
+//! `infrakit group ...`: the Group API from the command line.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Context, Result};
+
+use infrakit_rpc::{dir, GroupClient, Plugins};
+use infrakit_spi::group::{GroupDescription, InstanceStatus};
+use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
+use infrakit_spi::{Group, GroupProperties, GroupSpec};
+
+use crate::cli::{Format, GroupArgs, GroupCommand};
+use crate::io;
+
+/// A client of the group plugin called `name`.
+pub fn client(name: &str) -> Result<GroupClient> {
+    let plugins = Plugins::new(dir::plugins_dir());
+    let client = plugins.client(name).with_context(|| {
+        format!("is the group plugin running? try `infrakit plugin start {name}` or `infrakit up`")
+    })?;
+    Ok(GroupClient::new(client))
+}
+
+/// Reads a group spec file.
+pub fn read_spec(file: &str) -> Result<GroupSpec> {
+    let doc = io::read_document(file)?;
+    let spec: GroupSpec = infrakit_spi::error::decode_at("", &doc)
+        .with_context(|| format!("{file} is not a group spec"))?;
+    Ok(spec)
+}
+
+/// Runs a group command.
+pub async fn run(args: GroupArgs) -> Result<()> {
+    let g = client(&args.name)?;
+    match args.command {
+        GroupCommand::Commit { file, pretend } => {
+            let spec = read_spec(&file)?;
+            let id = spec.id.clone();
+            let details = g.commit_group(spec, pretend).await?;
+            if pretend {
+                println!("Committing {id} would involve: {details}");
+            } else {
+                println!("Committed {id}: {details}");
+            }
+        }
+        GroupCommand::Describe { id, out } => {
+            let d = g.describe_group(&id).await?;
+            print_description(&id, &d, out.quiet, out.output)?;
+        }
+        GroupCommand::Inspect { id, output } => {
+            let spec = g
+                .inspect_groups()
+                .await?
+                .into_iter()
+                .find(|s| s.id == id)
+                .with_context(|| format!("Group {id} is not being watched"))?;
+            io::print_value(&spec, output)?;
+        }
+        GroupCommand::Free { id } => {
+            g.free_group(&id).await?;
+            println!("Freed {id}");
+        }
+        GroupCommand::Destroy { id } => {
+            g.destroy_group(&id).await?;
+            println!("Destroyed {id}");
+        }
+        GroupCommand::Ls { out } => {
+            let groups = g.inspect_groups().await?;
+            if out.quiet {
+                for s in &groups {
+                    println!("{}", s.id);
+                }
+            } else if out.output != Format::Table {
+                io::print_value(&groups, out.output)?;
+            } else {
+                let mut t = io::table(&["ID", "SIZE", "INSTANCE", "FLAVOR"]);
+                for s in &groups {
+                    let (size, inst, flav) = match GroupProperties::parse(s) {
+                        Ok(p) => (
+                            p.allocation.desired().to_string(),
+                            p.instance.plugin,
+                            p.flavor.plugin,
+                        ),
+                        Err(_) => ("?".into(), "?".into(), "?".into()),
+                    };
+                    t.add_row(vec![s.id.clone(), size, inst, flav]);
+                }
+                io::print_table(&t);
+            }
+        }
+        GroupCommand::Scale { id, size } => {
+            let current = g.size(&id).await?;
+            match size {
+                None => println!("Group {id} at {current} instances"),
+                Some(n) => {
+                    g.set_size(&id, n).await?;
+                    println!("Group {id} at {current} instances, scale to {n}");
+                }
+            }
+        }
+        GroupCommand::DestroyInstance { id, instances } => {
+            if instances.is_empty() {
+                bail!("name the instances to destroy");
+            }
+            g.destroy_instances(&id, &instances).await?;
+            for i in &instances {
+                println!("Destroyed {i}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints a group description as a table (or IDs, JSON, YAML).
+pub fn print_description(
+    id: &str,
+    d: &GroupDescription,
+    quiet: bool,
+    format: Format,
+) -> Result<()> {
+    if quiet {
+        for i in &d.instances {
+            println!("{}", i.id);
+        }
+        return Ok(());
+    }
+    if format != Format::Table {
+        return io::print_value(d, format);
+    }
+    for line in description_lines(id, d) {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+/// The table and summary of a group description, as lines.
+pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
+    let statuses: HashMap<&str, &InstanceStatus> = d
+        .status
+        .iter()
+        .flat_map(|s| s.instances.iter())
+        .map(|s| (s.id.as_str(), s))
+        .collect();
+    let current_hash = d
+        .status
+        .as_ref()
+        .map(|s| s.config_hash.as_str())
+        .unwrap_or("");
+    let mut t = io::table(&["ID", "LOGICAL", "HEALTH", "CONFIG", "AGE", "TAGS"]);
+    for i in &d.instances {
+        let st = statuses.get(i.id.as_str());
+        let config = match i.config_hash() {
+            Some(h) if h == current_hash => "current",
+            _ if current_hash.is_empty() => "-",
+            _ => "old",
+        };
+        let tags: infrakit_spi::Tags = i
+            .tags
+            .iter()
+            .filter(|(k, _)| ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG].contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        t.add_row(vec![
+            i.id.clone(),
+            i.logical_id().unwrap_or("-").to_string(),
+            st.map(|s| s.health.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            config.to_string(),
+            st.map(|s| io::age(s.age_seconds))
+                .unwrap_or_else(|| "-".into()),
+            io::tags_text(&tags),
+        ]);
+    }
+    let mut lines: Vec<String> = t
+        .to_string()
+        .lines()
+        .map(|l| l.trim_end().trim_start_matches(' ').to_string())
+        .collect();
+    if let Some(s) = &d.status {
+        let state = if d.converged {
+            "converged".to_string()
+        } else {
+            s.message.clone()
+        };
+        lines.push(String::new());
+        lines.push(format!(
+            "{id}: {} desired, {} running, {} healthy; {}",
+            s.desired,
+            d.instances.len(),
+            s.healthy,
+            if state.is_empty() {
+                "reconciling".into()
+            } else {
+                state
+            }
+        ));
+    }
+    lines
+}

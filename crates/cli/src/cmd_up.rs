@@ -1,0 +1,145 @@
+//! `infrakit up` and `infrakit down`: the group controller and every built-in plugin in one
+//! foreground process.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use infrakit_group::GroupPlugin;
+use infrakit_rpc::{dir, PluginServer, Plugins};
+use infrakit_spi::{Group, GroupSpec};
+
+use crate::builtin::{self, ALL};
+use crate::cli::{DownArgs, PluginOptions, UpArgs};
+use crate::cmd_group::{description_lines, read_spec};
+use crate::cmd_plugin::shutdown_signal;
+use crate::io;
+
+/// The built-in plugins, served from this process.
+struct Stack {
+    servers: Vec<PluginServer>,
+    group: Arc<GroupPlugin>,
+}
+
+impl Stack {
+    async fn start(opts: &PluginOptions) -> Result<Stack> {
+        let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
+        let mut servers = Vec::new();
+        let mut group = None;
+        for kind in ALL {
+            let served = builtin::serve(*kind, kind.default_name(), opts, &plugins)
+                .await
+                .context("is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`")?;
+            group = group.or(served.group);
+            servers.push(served.server);
+        }
+        Ok(Stack {
+            servers,
+            group: group.expect("the group plugin is built in"),
+        })
+    }
+
+    async fn stop(self) {
+        for s in self.servers {
+            s.stop().await;
+        }
+    }
+}
+
+fn read_specs(files: &[String]) -> Result<Vec<GroupSpec>> {
+    files.iter().map(|f| read_spec(f)).collect()
+}
+
+/// Runs `infrakit up`.
+pub async fn run(args: UpArgs, log: &str) -> Result<()> {
+    let specs = read_specs(&args.specs)?;
+    let logs = dir::infrakit_home().join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let log_file = logs.join("up.log");
+    let filter = if log == "warn" { "info" } else { log };
+    io::init_logging(filter, Some(&log_file));
+
+    let stack = Stack::start(&args.options).await?;
+    for spec in &specs {
+        match stack.group.commit_group(spec.clone(), false).await {
+            Ok(details) => println!("Committed {}: {details}", spec.id),
+            Err(e) => {
+                stack.stop().await;
+                return Err(anyhow::anyhow!("committing {}: {e}", spec.id));
+            }
+        }
+    }
+    let live = !args.plain && std::io::stdout().is_terminal();
+    let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
+    let mut last = String::new();
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    loop {
+        let mut screen = Vec::new();
+        for id in &ids {
+            match stack.group.describe_group(id).await {
+                Ok(d) => screen.extend(description_lines(id, &d)),
+                Err(e) => screen.push(format!("{id}: {e}")),
+            }
+            screen.push(String::new());
+        }
+        if live {
+            print!("\x1b[H\x1b[2J");
+            println!(
+                "infrakit up: {} group(s); Ctrl-C to stop (instances keep running). Log: {}\n",
+                ids.len(),
+                log_file.display()
+            );
+            println!("{}", screen.join("\n"));
+        } else {
+            // One line per group summary change.
+            let summary: Vec<&String> = screen
+                .iter()
+                .filter(|l| ids.iter().any(|id| l.starts_with(&format!("{id}: "))))
+                .collect();
+            let text = summary
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n");
+            if text != last {
+                println!("{text}");
+                last = text;
+            }
+        }
+        tokio::select! {
+            r = &mut signal => { r?; break; }
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+    stack.stop().await;
+    println!(
+        "\nStopped. The instances keep running: `infrakit up {}` resumes managing them, `infrakit down {}` destroys them.",
+        args.specs.join(" "),
+        args.specs.join(" ")
+    );
+    Ok(())
+}
+
+/// Runs `infrakit down`: destroys the groups of the given specs.
+pub async fn down(args: DownArgs) -> Result<()> {
+    let specs = read_specs(&args.specs)?;
+    let stack = Stack::start(&args.options).await?;
+    let mut result = Ok(());
+    for spec in specs {
+        let id = spec.id.clone();
+        let outcome = async {
+            stack.group.commit_group(spec, false).await?;
+            stack.group.destroy_group(&id).await
+        }
+        .await;
+        match outcome {
+            Ok(()) => println!("Destroyed {id}"),
+            Err(e) => result = Err(anyhow::anyhow!("destroying {id}: {e}")),
+        }
+    }
+    stack.stop().await;
+    result
+}

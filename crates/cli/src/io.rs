@@ -1,0 +1,151 @@
+//! Reading specs (JSON or YAML, file or stdin) and printing results (tables, JSON, YAML).
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use comfy_table::{presets, ContentArrangement, Table};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cli::Format;
+
+/// Sets up logging to stderr, or to `file` when given.
+pub fn init_logging(filter: &str, file: Option<&Path>) {
+    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
+    let env_filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_target(false);
+    let _ = match file.and_then(|f| {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(f)
+            .ok()
+    }) {
+        Some(f) => builder
+            .with_ansi(false)
+            .with_writer(std::sync::Mutex::new(f))
+            .try_init(),
+        None => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+/// Reads `source` (a path, or `-` for stdin) and parses it as JSON, or else as YAML.
+pub fn read_document(source: &str) -> Result<Value> {
+    let text = if source == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .context("reading stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+    };
+    parse_document(&text).with_context(|| format!("parsing {source}"))
+}
+
+/// Parses JSON, or YAML when the text is not JSON.
+pub fn parse_document(text: &str) -> Result<Value> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        if let Ok(v) = serde_json::from_str(text) {
+            return Ok(v);
+        }
+    }
+    match serde_saphyr::from_str::<Value>(text) {
+        Ok(v) => Ok(v),
+        Err(yaml_err) => match serde_json::from_str::<Value>(text) {
+            Ok(v) => Ok(v),
+            Err(json_err) if trimmed.starts_with('{') => {
+                Err(anyhow::anyhow!("invalid JSON: {json_err}"))
+            }
+            Err(_) => Err(anyhow::anyhow!("invalid YAML: {yaml_err}")),
+        },
+    }
+}
+
+/// Prints a value as JSON or YAML.
+pub fn print_value<T: Serialize>(value: &T, format: Format) -> Result<()> {
+    match format {
+        Format::Yaml => print!(
+            "{}",
+            serde_saphyr::to_string(value).context("encoding YAML")?
+        ),
+        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
+    }
+    Ok(())
+}
+
+/// A borderless table with a header row, like `kubectl get`.
+pub fn table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header(header.iter().map(|h| h.to_string()));
+    t
+}
+
+/// Prints a table with its trailing spaces trimmed.
+pub fn print_table(t: &Table) {
+    for line in t.to_string().lines() {
+        println!("{}", line.trim_end().trim_start_matches(' '));
+    }
+}
+
+/// Parses `k=v` pairs.
+pub fn parse_tags(pairs: &[String]) -> Result<infrakit_spi::Tags> {
+    pairs
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("tag '{p}' must look like key=value"))
+        })
+        .collect()
+}
+
+/// Tags as sorted `k=v` joined by commas.
+pub fn tags_text(tags: &infrakit_spi::Tags) -> String {
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A duration in the largest sensible unit: `42s`, `3m`, `5h`, `2d`.
+pub fn age(secs: u64) -> String {
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_parse_as_json_or_yaml() {
+        let j =
+            parse_document(r#"{"ID": "a", "Properties": {"Allocation": {"Size": 2}}}"#).unwrap();
+        let y = parse_document("ID: a\nProperties:\n  Allocation:\n    Size: 2\n").unwrap();
+        assert_eq!(j, y);
+        assert!(parse_document("{\"ID\": ")
+            .unwrap_err()
+            .to_string()
+            .contains("JSON"));
+    }
+
+    #[test]
+    fn tags_parse_and_print() {
+        let t = parse_tags(&["a=1".into(), "b=x=y".into()]).unwrap();
+        assert_eq!(tags_text(&t), "a=1,b=x=y");
+        assert!(parse_tags(&["nope".into()]).is_err());
+    }
+}

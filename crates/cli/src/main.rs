@@ -1,0 +1,64 @@
+//! `infrakit`: the command line of infrakit.
+//!
+//! Thin by design: it parses arguments, calls the library crates, and prints. Errors end the
+//! process with a one-line message on stderr and exit code 1 (2 for usage errors, from clap).
+
+mod builtin;
+mod cli;
+mod cmd_flavor;
+mod cmd_group;
+mod cmd_instance;
+mod cmd_plugin;
+mod cmd_up;
+mod io;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => cmd_up::run(args, &cli.log).await,
+        Command::Down(args) => {
+            io::init_logging(&cli.log, None);
+            cmd_up::down(args).await
+        }
+        Command::Plugin(cmd) => {
+            io::init_logging(&cli.log, None);
+            cmd_plugin::run(cmd).await
+        }
+        Command::Group(args) => {
+            io::init_logging(&cli.log, None);
+            cmd_group::run(args).await
+        }
+        Command::Instance(args) => {
+            io::init_logging(&cli.log, None);
+            cmd_instance::run(args).await
+        }
+        Command::Flavor(args) => {
+            io::init_logging(&cli.log, None);
+            cmd_flavor::run(args).await
+        }
+    }
+}
