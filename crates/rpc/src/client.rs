@@ -172,7 +172,12 @@ impl Client {
             ))
         })?;
         if let Some(err) = resp.error {
-            return Err(Error::Plugin(err.message));
+            let path = err.data.get("Path").and_then(Value::as_str);
+            let message = err.data.get("Message").and_then(Value::as_str);
+            return Err(match (path, message) {
+                (Some(path), Some(message)) => Error::invalid(path, message),
+                _ => Error::Plugin(err.message),
+            });
         }
         match resp.result {
             None | Some(Value::Null) => Err(Error::plugin(format!(

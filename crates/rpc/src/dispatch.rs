@@ -17,13 +17,19 @@ use crate::server::Handlers;
 struct Failure {
     code: i64,
     message: String,
+    data: Value,
 }
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
+        let data = match &e {
+            Error::Invalid { path, message } => json!({"Path": path, "Message": message}),
+            _ => Value::Null,
+        };
         Failure {
             code: jsonrpc::SERVER_ERROR,
             message: e.to_string(),
+            data,
         }
     }
 }
@@ -32,6 +38,7 @@ fn failure(code: i64, message: impl Into<String>) -> Failure {
     Failure {
         code,
         message: message.into(),
+        data: Value::Null,
     }
 }
 
@@ -75,7 +82,7 @@ pub(crate) async fn handle(handlers: &Handlers, body: &[u8]) -> Option<Vec<u8>> 
     let id = id?;
     Some(match outcome {
         Ok(result) => jsonrpc::encode_result(id, &result),
-        Err(f) => jsonrpc::encode_error(Some(id), f.code, &f.message),
+        Err(f) => jsonrpc::encode_error_with(Some(id), f.code, &f.message, f.data),
     })
 }
 

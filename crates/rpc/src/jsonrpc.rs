@@ -40,7 +40,7 @@ pub struct ErrorObject {
     pub code: i64,
     /// Readable message.
     pub message: String,
-    /// Always `null` here.
+    /// `null`, or `{"Path": "..."}` for invalid input.
     #[serde(default)]
     pub data: Value,
 }
@@ -72,10 +72,16 @@ pub fn encode_result(id: &RawValue, result: &Value) -> Vec<u8> {
 
 /// Serialises an error response echoing `id` (`null` when the request could not be read).
 pub fn encode_error(id: Option<&RawValue>, code: i64, message: &str) -> Vec<u8> {
+    encode_error_with(id, code, message, Value::Null)
+}
+
+/// Like [`encode_error`], with a `data` member. infrakit puts `{"Path": ...}` there for invalid
+/// input, so its clients can point at the bad field; other clients ignore it.
+pub fn encode_error_with(id: Option<&RawValue>, code: i64, message: &str, data: Value) -> Vec<u8> {
     let err = ErrorObject {
         code,
         message: message.to_string(),
-        data: Value::Null,
+        data,
     };
     let mut out = br#"{"jsonrpc":"2.0","error":"#.to_vec();
     serde_json::to_writer(&mut out, &err).expect("serialising an error cannot fail");

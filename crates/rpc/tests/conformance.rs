@@ -353,7 +353,7 @@ async fn errors_use_the_standard_codes() {
     let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Instance.Validate","params":{"Properties":{"Bad":1}},"id":"s-1"}"#).await;
     assert_eq!(
         v["error"],
-        json!({"code": -32000, "message": "Properties.Bad: not allowed", "data": null})
+        json!({"code": -32000, "message": "Properties.Bad: not allowed", "data": {"Path": "Properties.Bad", "Message": "not allowed"}})
     );
     assert_eq!(v["id"], "s-1");
     let v = rpc(
@@ -418,6 +418,10 @@ async fn clients_implement_the_traits_over_the_socket() {
     assert_eq!(found[0].id, id);
     assert!(found[0].properties.is_none());
     let err = inst.validate(&json!({"Bad": true})).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Invalid { path, .. } if path == "Properties.Bad"),
+        "{err:?}"
+    );
     assert_eq!(err.to_string(), "Properties.Bad: not allowed");
 
     let worker = FlavorClient::new(
