@@ -4,10 +4,12 @@
 //! - [`settings`] turns a committed spec into validated settings (pure);
 //! - [`planner`] decides what to do from settings and an observation (pure, property-tested);
 //! - [`explain`] words a commit's effect as InfraKit does (pure);
+//! - [`history`] remembers instances between observations and detects crash loops;
 //! - [`supervisor`] runs one group: observe, plan, execute, on a timer and on instance events;
 //! - [`plugin`] implements the Group plugin API on top of the supervisors.
 
 pub mod explain;
+pub mod history;
 pub mod planner;
 pub mod plugin;
 pub mod settings;

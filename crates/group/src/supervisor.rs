@@ -4,10 +4,9 @@
 //! progress), when its settings change, and at once when the instance plugin publishes an event
 //! about one of the group's instances. Reconciles of one group never overlap. Nothing is planned
 //! until an observation succeeds, so a plugin that is down never makes the controller act on a
-//! guess. Provisioning is rate-limited by a token bucket, so instances that die as soon as they
-//! start do not turn into a tight create loop.
+//! guess. Instances that die as soon as they start put the group in crash-loop back-off (see
+//! [`crate::history`]) instead of a tight create loop.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use infrakit_spi::{
     Description, DestroyContext, Error, Flavor, Health, Index, Instance, Result, Spec, Tags,
 };
 
+use crate::history::History;
 use crate::planner::{self, Action, Desired, Member, Plan, Target};
 use crate::settings::Settings;
 
@@ -34,8 +34,6 @@ pub const PROTECT_TAG: &str = "infrakit.protect";
 const PROGRESS_RECHECK: Duration = Duration::from_millis(250);
 /// Longest back-off after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
-/// The provisioning token bucket refills completely in this time.
-const BUCKET_REFILL: Duration = Duration::from_secs(10);
 
 /// Knobs shared by every supervisor.
 #[derive(Debug, Clone)]
@@ -145,38 +143,15 @@ enum Outcome {
     Converged,
 }
 
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn take(&mut self, capacity: usize, want: usize) -> usize {
-        let capacity = capacity as f64;
-        let now = Instant::now();
-        let refill =
-            now.duration_since(self.last).as_secs_f64() / BUCKET_REFILL.as_secs_f64() * capacity;
-        self.tokens = (self.tokens + refill).min(capacity);
-        self.last = now;
-        let granted = (self.tokens.floor() as usize).min(want);
-        self.tokens -= granted as f64;
-        granted
-    }
-}
-
 async fn run(
     ctx: Arc<Context>,
     mut settings: watch::Receiver<Arc<Settings>>,
     wake: Arc<Notify>,
     snapshot: Arc<RwLock<Snapshot>>,
 ) {
-    let mut first_seen: HashMap<String, Instant> = HashMap::new();
+    let mut history = History::default();
     let mut delay = Duration::ZERO;
     let mut failures: u32 = 0;
-    let mut bucket = Bucket {
-        tokens: f64::MAX,
-        last: Instant::now(),
-    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -184,7 +159,7 @@ async fn run(
             changed = settings.changed() => if changed.is_err() { return },
         }
         let current = settings.borrow_and_update().clone();
-        let result = reconcile(&ctx, &current, &mut first_seen, &mut bucket).await;
+        let result = reconcile(&ctx, &current, &mut history).await;
         let mut snap = snapshot.write().unwrap_or_else(|p| p.into_inner());
         match result {
             Ok((outcome, status)) => {
@@ -264,13 +239,12 @@ pub(crate) async fn observe(
 async fn reconcile(
     ctx: &Context,
     settings: &Settings,
-    first_seen: &mut HashMap<String, Instant>,
-    bucket: &mut Bucket,
+    history: &mut History,
 ) -> Result<(Outcome, GroupStatus)> {
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
     let now = Instant::now();
-    first_seen.retain(|id, _| observed.iter().any(|(d, _)| &d.id == id));
+    history.observe(observed.iter().map(|(d, _)| d.id.as_str()), now);
     let members: Vec<Member> = observed
         .iter()
         .map(|(d, h)| Member {
@@ -278,7 +252,7 @@ async fn reconcile(
             logical_id: d.logical_id().map(str::to_string),
             current: d.config_hash() == Some(settings.config_hash.as_str()),
             health: *h,
-            age: now.duration_since(*first_seen.entry(d.id.clone()).or_insert(now)),
+            age: history.age(&d.id, now),
             protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
         })
         .collect();
@@ -292,28 +266,29 @@ async fn reconcile(
     };
     let mut plan = planner::plan(&target, &members);
 
-    // Throttle provisioning (crash-loop protection).
+    // Crash-loop protection: hold back provisions while new instances keep dying young.
     let wanted = plan
         .actions
         .iter()
         .filter(|a| matches!(a, Action::Provision { .. }))
         .count();
-    if wanted > 0 {
-        let granted = bucket.take(target.desired.count() + target.max_surge + 1, wanted);
-        if granted < wanted {
-            let mut skip = wanted - granted;
-            plan.actions.retain(|a| match a {
-                Action::Provision { .. } if skip > 0 => {
-                    skip -= 1;
-                    false
-                }
-                _ => true,
-            });
-            plan.waiting = Some(format!(
-                "provisioning throttled: {} instance(s) were created in the last {}s; are they crashing on start?",
-                target.desired.count() + target.max_surge + 1,
-                BUCKET_REFILL.as_secs()
-            ));
+    let (allowed, why) = history.allow_provisions(wanted, target.desired.count(), now);
+    if allowed < wanted {
+        let mut skip = wanted - allowed;
+        plan.actions.retain(|a| match a {
+            Action::Provision { .. } if skip > 0 => {
+                skip -= 1;
+                false
+            }
+            _ => true,
+        });
+    }
+    if let Some(why) = why {
+        plan.waiting = Some(why);
+    }
+    for a in &plan.actions {
+        if let Action::Destroy { id, .. } = a {
+            history.destroyed(id);
         }
     }
 

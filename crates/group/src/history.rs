@@ -1,0 +1,178 @@
+//! What a supervisor remembers between observations: when it first saw each instance, which
+//! ones it destroyed itself, and which died young. Instances that keep dying within seconds of
+//! starting (a bad command, a missing image) put the group in crash-loop back-off, so it does not
+//! create instances in a tight loop; deaths of established instances, even many at once, are
+//! healed at full speed.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// An instance that dies within this time of being first seen died young.
+pub const YOUNG: Duration = Duration::from_secs(10);
+/// Young deaths are counted over this window.
+pub const WINDOW: Duration = Duration::from_secs(60);
+/// Longest wait between provisions in crash-loop back-off.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Per-group memory of instances.
+#[derive(Debug)]
+pub struct History {
+    first_seen: HashMap<String, Instant>,
+    destroyed: HashSet<String>,
+    young_deaths: VecDeque<Instant>,
+    next_allowed: Option<Instant>,
+    backoff: Duration,
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History {
+            first_seen: HashMap::new(),
+            destroyed: HashSet::new(),
+            young_deaths: VecDeque::new(),
+            next_allowed: None,
+            backoff: Duration::from_secs(1),
+        }
+    }
+}
+
+impl History {
+    /// Records an observation of the group's members at `now`.
+    pub fn observe<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>, now: Instant) {
+        let present: HashSet<&str> = ids.into_iter().collect();
+        let mut died_young = 0;
+        self.first_seen.retain(|id, seen| {
+            if present.contains(id.as_str()) {
+                return true;
+            }
+            if !self.destroyed.contains(id) && now.duration_since(*seen) < YOUNG {
+                died_young += 1;
+            }
+            false
+        });
+        self.destroyed.retain(|id| present.contains(id.as_str()));
+        for _ in 0..died_young {
+            self.young_deaths.push_back(now);
+        }
+        while self
+            .young_deaths
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > WINDOW)
+        {
+            self.young_deaths.pop_front();
+        }
+        if self.young_deaths.is_empty() {
+            self.backoff = Duration::from_secs(1);
+            self.next_allowed = None;
+        }
+        for id in present {
+            self.first_seen.entry(id.to_string()).or_insert(now);
+        }
+    }
+
+    /// How long ago `id` was first seen.
+    pub fn age(&self, id: &str, now: Instant) -> Duration {
+        self.first_seen
+            .get(id)
+            .map(|t| now.duration_since(*t))
+            .unwrap_or_default()
+    }
+
+    /// Notes that the controller itself destroyed `id` (so its disappearance is not a death).
+    pub fn destroyed(&mut self, id: &str) {
+        self.destroyed.insert(id.to_string());
+    }
+
+    /// How many of `wanted` provisions may run now, and why not all, for a group of `desired`.
+    pub fn allow_provisions(
+        &mut self,
+        wanted: usize,
+        desired: usize,
+        now: Instant,
+    ) -> (usize, Option<String>) {
+        let deaths = self.young_deaths.len();
+        if wanted == 0 || deaths <= desired.max(1) + 2 {
+            return (wanted, None);
+        }
+        let why = |wait: Duration| {
+            format!(
+                "crash loop: {deaths} instances died within {}s of starting in the last {}s; next provision in {}s",
+                YOUNG.as_secs(),
+                WINDOW.as_secs(),
+                wait.as_secs().max(1)
+            )
+        };
+        match self.next_allowed {
+            Some(t) if now < t => (0, Some(why(t - now))),
+            _ => {
+                self.next_allowed = Some(now + self.backoff);
+                let wait = self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                (1, Some(why(wait)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn young_deaths_trigger_backoff_and_old_ones_do_not() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        // Ten established instances all die at once: no back-off.
+        let ids: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
+        h.observe(ids.iter().map(String::as_str), t0);
+        h.observe([], t0 + Duration::from_secs(30));
+        assert_eq!(
+            h.allow_provisions(10, 10, t0 + Duration::from_secs(30)),
+            (10, None)
+        );
+
+        // One slot whose instances die immediately, over and over.
+        let mut now = t0 + Duration::from_secs(31);
+        for i in 0..4 {
+            let id = format!("young{i}");
+            h.observe([id.as_str()], now);
+            now += Duration::from_millis(100);
+            h.observe([], now);
+        }
+        let (n, why) = h.allow_provisions(1, 1, now);
+        assert_eq!(n, 1);
+        assert!(why.unwrap().starts_with("crash loop: 4 instances"));
+        assert_eq!(h.allow_provisions(1, 1, now).0, 0, "waits for the back-off");
+        assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(1)).0, 1);
+        assert_eq!(
+            h.allow_provisions(1, 1, now + Duration::from_secs(2)).0,
+            0,
+            "back-off doubled to 2s"
+        );
+        assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(3)).0, 1);
+
+        // A minute without young deaths resets everything.
+        let later = now + WINDOW + Duration::from_secs(1);
+        h.observe([], later);
+        assert_eq!(h.allow_provisions(1, 1, later), (1, None));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn instances_we_destroy_are_not_deaths() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        for i in 0..10 {
+            let id = format!("i{i}");
+            h.observe([id.as_str()], t0);
+            h.destroyed(&id);
+            h.observe([], t0 + Duration::from_millis(10));
+        }
+        assert_eq!(
+            h.allow_provisions(1, 1, t0 + Duration::from_secs(1)),
+            (1, None)
+        );
+        assert_eq!(h.age("i0", t0), Duration::ZERO);
+    }
+}
