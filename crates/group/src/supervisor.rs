@@ -74,6 +74,8 @@ pub struct Snapshot {
     pub converged: bool,
     /// True once an observation has succeeded.
     pub observed: bool,
+    /// The settings this view was computed against.
+    pub settings: Option<Arc<Settings>>,
 }
 
 /// A running control loop for one group.
@@ -111,11 +113,22 @@ impl Supervisor {
     }
 
     /// The last reconcile's view.
+    /// `converged` is false until a reconcile has run against the current settings.
     pub fn snapshot(&self) -> Snapshot {
-        self.snapshot
+        let mut snap = self
+            .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        let current = self.settings();
+        if !snap
+            .settings
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, &current))
+        {
+            snap.converged = false;
+        }
+        snap
     }
 
     /// Asks for a reconcile now.
@@ -161,6 +174,7 @@ async fn run(
         let current = settings.borrow_and_update().clone();
         let result = reconcile(&ctx, &current, &mut history).await;
         let mut snap = snapshot.write().unwrap_or_else(|p| p.into_inner());
+        snap.settings = Some(current.clone());
         match result {
             Ok((outcome, status)) => {
                 failures = 0;
