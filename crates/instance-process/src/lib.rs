@@ -12,7 +12,21 @@
 //!   atomically on every change;
 //! - `stdout.log` and `stderr.log`: output of the spec's `Init` script and of the command
 //!   (appended);
-//! - whatever the process writes, since this directory is its default working directory.
+//! - whatever the process writes, since this directory is its default working directory;
+//! - `volumes/`, with a symlink per volume attachment (below).
+//!
+//! # Volumes
+//!
+//! An attachment of type `volume` in the provisioned spec (e.g. `{"ID": "data-db1", "Type":
+//! "volume"}`) is a persistent directory `volumes/<ID>` of the state directory, created on first
+//! use. It is never removed by the plugin, neither when an instance is destroyed nor when it
+//! dies, so a pet replaced by a new instance with the same attachment finds its data again;
+//! remove a volume by hand once nothing needs it. Attachment IDs must be plain directory names.
+//! The init script and the command see each volume's absolute path in
+//! `INFRAKIT_VOLUME_<ID>` ([`volume_env_name`]: `INFRAKIT_VOLUME_DATA_DB1`), and
+//! `INFRAKIT_VOLUMES` names the instance's `volumes/` directory, where `<ID>` is a symlink to
+//! the volume. Nothing is locked: two live instances with the same attachment share the
+//! directory. Attachments of other types are recorded, and otherwise ignored.
 //!
 //! # Lifecycle
 //!
@@ -33,6 +47,7 @@
 mod procfs;
 mod properties;
 mod record;
+mod volumes;
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::{self, File, OpenOptions};
@@ -56,6 +71,8 @@ use tokio::task::AbortHandle;
 use procfs::Presence;
 pub use properties::ProcessProperties;
 use record::{Record, RECORD_FILE};
+use volumes::VOLUMES_DIR;
+pub use volumes::{volume_env_name, ENV_VOLUMES, ENV_VOLUME_PREFIX, VOLUME_ATTACHMENT};
 
 /// Prefix of every instance ID; 8 random lowercase letters and digits follow.
 pub const ID_PREFIX: &str = "proc-";
@@ -104,6 +121,8 @@ pub struct ProcessPlugin {
 #[derive(Debug)]
 struct Inner {
     state_dir: PathBuf,
+    /// `<state_dir>/volumes`, absolute.
+    volumes_root: PathBuf,
     live: Mutex<HashMap<String, Live>>,
     /// Directories of instances that exited by themselves, oldest first.
     dead_dirs: Mutex<VecDeque<PathBuf>>,
@@ -166,6 +185,12 @@ impl ProcessPlugin {
         let instances = state_dir.join("instances");
         fs::create_dir_all(&instances)
             .map_err(|e| plugin_error(format_args!("cannot create {}", instances.display()), e))?;
+        let volumes_root = std::path::absolute(state_dir.join(VOLUMES_DIR)).map_err(|e| {
+            plugin_error(
+                format_args!("cannot make {} absolute", state_dir.display()),
+                e,
+            )
+        })?;
 
         let mut adopted = Vec::new();
         let entries = fs::read_dir(&instances)
@@ -198,6 +223,7 @@ impl ProcessPlugin {
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let inner = Arc::new(Inner {
             state_dir,
+            volumes_root,
             live: Mutex::new(HashMap::new()),
             dead_dirs: Mutex::new(VecDeque::new()),
             events,
@@ -258,6 +284,12 @@ impl ProcessPlugin {
     /// not it exists; `None` for an ID that cannot name one.
     pub fn instance_dir(&self, id: &str) -> Option<PathBuf> {
         self.inner.instance_dir(id)
+    }
+
+    /// The directory of the volume attachment `id` (absolute), whether or not it exists; `None`
+    /// for an ID that cannot name one. Volumes outlive instances: the plugin never removes them.
+    pub fn volume_dir(&self, id: &str) -> Option<PathBuf> {
+        volumes::valid_volume_id(id).then(|| self.inner.volumes_root.join(id))
     }
 
     /// The pid of live instance `id`.
@@ -323,6 +355,7 @@ impl ProcessPlugin {
         inst_dir: &Path,
         props: ProcessProperties,
         spec: Spec,
+        volume_ids: &[&str],
     ) -> Result<()> {
         let dir = props.dir.clone().unwrap_or_else(|| inst_dir.to_path_buf());
         let mut env: Vec<(String, String)> = props.env.clone().into_iter().collect();
@@ -335,6 +368,21 @@ impl ProcessPlugin {
             ENV_GROUP.into(),
             spec.tags.get(GROUP_TAG).cloned().unwrap_or_default(),
         ));
+        if !volume_ids.is_empty() {
+            let links = std::path::absolute(inst_dir.join(VOLUMES_DIR))
+                .map_err(|e| plugin_error("cannot locate the instance's volumes", e))?;
+            let volume_env = volumes::attach(&self.inner.volumes_root, &links, volume_ids)
+                .map_err(|e| {
+                    plugin_error(
+                        format_args!(
+                            "cannot attach volumes under {}",
+                            self.inner.volumes_root.display()
+                        ),
+                        e,
+                    )
+                })?;
+            env.extend(volume_env);
+        }
 
         let stdout = open_log(&inst_dir.join(STDOUT_LOG))?;
         let stderr = open_log(&inst_dir.join(STDERR_LOG))?;
@@ -559,6 +607,11 @@ impl Instance for ProcessPlugin {
 
     async fn provision(&self, spec: Spec) -> Result<String> {
         let props = ProcessProperties::parse(&spec.properties)?;
+        let volume_ids: Vec<String> = volumes::volume_ids(&spec)?
+            .into_iter()
+            .map(String::from)
+            .collect();
+        let volume_ids: Vec<&str> = volume_ids.iter().map(String::as_str).collect();
         let (id, inst_dir) = loop {
             let id = new_id();
             let dir = self.inner.state_dir.join("instances").join(&id);
@@ -573,7 +626,7 @@ impl Instance for ProcessPlugin {
                 }
             }
         };
-        match self.start(&id, &inst_dir, props, spec).await {
+        match self.start(&id, &inst_dir, props, spec, &volume_ids).await {
             Ok(()) => Ok(id),
             Err(e) => {
                 remove_dir(&inst_dir);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use infrakit_instance_process::{ProcessPlugin, STDOUT_LOG};
 use infrakit_spi::event::{Event, Publisher};
 use infrakit_spi::instance::GROUP_TAG;
-use infrakit_spi::{DestroyContext, Error, Instance, Spec, Tags};
+use infrakit_spi::{Attachment, DestroyContext, Error, Instance, Spec, Tags};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -494,4 +494,116 @@ async fn a_recycled_pid_is_not_adopted() {
     let p = open(state.path());
     assert!(ids(&p, &Tags::new()).await.is_empty());
     assert!(!p.instance_dir(&id).unwrap().exists());
+}
+
+fn with_volume(props: Value, volume: &str) -> Spec {
+    let mut s = spec(props, "db");
+    s.logical_id = Some("db1".into());
+    s.attachments = vec![
+        Attachment {
+            id: volume.into(),
+            kind: "volume".into(),
+        },
+        Attachment {
+            id: "../not-a-volume".into(),
+            kind: "ebs".into(),
+        },
+    ];
+    s
+}
+
+#[tokio::test]
+async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    let volume = p.volume_dir("data-db1").unwrap();
+    assert_eq!(volume, state.path().join("volumes").join("data-db1"));
+
+    let mut first = with_volume(
+        json!({"Cmd": "sh", "Args": ["-c", "echo hello > $INFRAKIT_VOLUME_DATA_DB1/f; sleep 300"]}),
+        "data-db1",
+    );
+    first.init = "echo \"$INFRAKIT_VOLUME_DATA_DB1\" > init-saw".into();
+    let id = p.provision(first).await.unwrap();
+    let dir = p.instance_dir(&id).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(dir.join("init-saw")).unwrap(),
+        format!("{}\n", volume.display()),
+        "Init sees the volume too"
+    );
+    assert_eq!(
+        std::fs::read_link(dir.join("volumes").join("data-db1")).unwrap(),
+        volume
+    );
+    let linked: Vec<_> = std::fs::read_dir(dir.join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(linked, ["data-db1"], "other attachment types are ignored");
+    assert!(!state.path().join("not-a-volume").exists());
+    let written = volume.join("f");
+    eventually("the first instance to write into its volume", || {
+        let f = written.clone();
+        async move { std::fs::read_to_string(&f).is_ok_and(|s| s == "hello\n") }
+    })
+    .await;
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("instance.json")).unwrap()).unwrap();
+    assert_eq!(
+        record["Attachments"][0],
+        json!({"ID": "data-db1", "Type": "volume"})
+    );
+    assert_eq!(record["Attachments"][1]["Type"], json!("ebs"));
+
+    p.destroy(&id, &DestroyContext::reason("unhealthy"))
+        .await
+        .unwrap();
+    assert!(!dir.exists(), "the instance is gone");
+    assert_eq!(
+        std::fs::read_to_string(&written).unwrap(),
+        "hello\n",
+        "its volume is not"
+    );
+
+    let second = with_volume(
+        json!({"Cmd": "sh", "Args": ["-c", "cat $INFRAKIT_VOLUMES/data-db1/f > seen; echo \"$INFRAKIT_VOLUMES\" > where; sleep 300"]}),
+        "data-db1",
+    );
+    let id2 = p.provision(second).await.unwrap();
+    assert_ne!(id, id2);
+    let dir2 = p.instance_dir(&id2).unwrap();
+    let where_file = dir2.join("where");
+    eventually("the second instance to read the volume", || {
+        let f = where_file.clone();
+        async move { std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) }
+    })
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(dir2.join("seen")).unwrap(),
+        "hello\n"
+    );
+    let links = std::fs::read_to_string(&where_file).unwrap();
+    assert_eq!(Path::new(links.trim()), dir2.join("volumes"));
+    assert!(Path::new(links.trim()).is_absolute());
+
+    p.destroy(&id2, &DestroyContext::default()).await.unwrap();
+    assert!(volume.join("f").exists());
+}
+
+#[tokio::test]
+async fn a_bad_volume_id_is_rejected_and_leaves_nothing() {
+    let state = tempfile::tempdir().unwrap();
+    let p = open(state.path());
+    for bad in ["", "..", "a/b", "../escape"] {
+        let s = with_volume(json!({"Cmd": "sleep", "Args": ["3600"]}), bad);
+        match p.provision(s).await.unwrap_err() {
+            Error::Invalid { path, .. } => assert_eq!(path, "Spec.Attachments[0].ID", "{bad:?}"),
+            other => panic!("unexpected error {other} for {bad:?}"),
+        }
+    }
+    assert!(instance_dirs(state.path()).is_empty());
+    assert!(!state.path().join("volumes").exists());
+    assert!(!state.path().join("escape").exists());
+    assert!(p.volume_dir("..").is_none() && p.volume_dir("a/b").is_none());
+    assert!(ids(&p, &Tags::new()).await.is_empty());
 }
