@@ -5,10 +5,17 @@
 //! kill instances on demand ([`Simulator::kill`], [`Simulator::kill_random`]), publishing an
 //! `exited` event for each death as a real plugin would.
 //!
+//! Each instance has a simulated provider state, reported as `{"State": ...}` by
+//! `DescribeInstances` with properties. It starts as the string field `State` of the provisioned
+//! spec's properties (`{"State": "dead"}`), [`DEFAULT_STATE`] (`running`) without one, and can be
+//! changed at any time with [`Simulator::set_state`] and [`Simulator::set_state_where`], e.g. to
+//! make instances unhealthy for the vanilla flavor (`exited`, `dead`, `stopped`, `terminated`).
+//!
 //! It is built to hold 100,000 instances cheaply: an instance is a numeric ID (`sim-<n>`), a
-//! reference to a tag set shared with every other instance carrying exactly the same tags, and an
-//! optional logical ID. Instances are indexed by their `infrakit.group` tag, so describing one
-//! group does not scan the others.
+//! reference to a tag set shared with every other instance carrying exactly the same tags, an
+//! optional logical ID and the index of its state name in a table of the names in use.
+//! Instances are indexed by their `infrakit.group` tag, so describing one group does not scan the
+//! others.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +35,9 @@ pub const ID_PREFIX: &str = "sim-";
 /// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
 pub const EVENT_CAPACITY: usize = 1024;
 
+/// The simulated state of an instance whose spec names none.
+pub const DEFAULT_STATE: &str = "running";
+
 /// How the simulated infrastructure behaves.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SimulatorConfig {
@@ -39,11 +49,48 @@ pub struct SimulatorConfig {
     pub failure_rate: f64,
 }
 
-/// One simulated instance: 24 bytes plus its share of a tag set.
+/// One simulated instance: 32 bytes plus its share of a tag set.
 #[derive(Debug, Clone)]
 struct Entry {
     tags: Arc<Tags>,
     logical_id: Option<Box<str>>,
+    /// Index of the instance's state name in [`StateNames`].
+    state: u32,
+}
+
+/// The distinct state names ever used, each stored once; instances hold an index. Index 0 is
+/// [`DEFAULT_STATE`]. Names are few in practice and are kept for the simulator's lifetime.
+#[derive(Debug)]
+struct StateNames {
+    names: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u32>,
+}
+
+impl Default for StateNames {
+    fn default() -> Self {
+        let running: Arc<str> = Arc::from(DEFAULT_STATE);
+        StateNames {
+            names: vec![running.clone()],
+            index: HashMap::from([(running, 0)]),
+        }
+    }
+}
+
+impl StateNames {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&i) = self.index.get(name) {
+            return i;
+        }
+        let i = u32::try_from(self.names.len()).expect("fewer than 2^32 state names");
+        let name: Arc<str> = Arc::from(name);
+        self.names.push(name.clone());
+        self.index.insert(name, i);
+        i
+    }
+
+    fn name(&self, i: u32) -> &str {
+        self.names.get(i as usize).map_or(DEFAULT_STATE, |n| n)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -53,9 +100,38 @@ struct State {
     tag_sets: HashSet<Arc<Tags>>,
     /// Instance IDs by the value of their `infrakit.group` tag.
     by_group: HashMap<String, HashSet<u64>>,
+    /// Names of simulated states.
+    states: StateNames,
 }
 
 impl State {
+    /// The IDs of the instances carrying every one of `tags`, in no particular order.
+    fn matching(&self, tags: &Tags) -> Vec<u64> {
+        // Whether each distinct tag set matches, worked out once per set.
+        let mut verdicts: HashMap<*const Tags, bool> = HashMap::new();
+        let mut matches = |e: &Entry| {
+            *verdicts
+                .entry(Arc::as_ptr(&e.tags))
+                .or_insert_with(|| tags_match(&e.tags, tags))
+        };
+        match tags.get(GROUP_TAG) {
+            Some(group) => match self.by_group.get(group) {
+                Some(ids) => ids
+                    .iter()
+                    .filter(|id| self.instances.get(id).is_some_and(&mut matches))
+                    .copied()
+                    .collect(),
+                None => Vec::new(),
+            },
+            None => self
+                .instances
+                .iter()
+                .filter(|(_, e)| matches(e))
+                .map(|(id, _)| *id)
+                .collect(),
+        }
+    }
+
     fn intern(&mut self, tags: Tags) -> Arc<Tags> {
         if let Some(shared) = self.tag_sets.get(&tags) {
             return shared.clone();
@@ -166,6 +242,45 @@ impl Simulator {
         self.lock().tag_sets.len()
     }
 
+    /// Changes the simulated state of instance `id` (what `DescribeInstances` reports as
+    /// `State`), e.g. to `dead` to make it unhealthy. No event is published: the instance is
+    /// still there. Returns false when there is no such instance.
+    pub fn set_state(&self, id: &str, state: &str) -> bool {
+        let Some(n) = parse_id(id) else {
+            return false;
+        };
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let Some(entry) = st.instances.get_mut(&n) else {
+            return false;
+        };
+        entry.state = st.states.intern(state);
+        true
+    }
+
+    /// Changes the simulated state of every instance carrying all of `tags` (every instance when
+    /// `tags` is empty), without publishing events. Returns how many instances matched.
+    pub fn set_state_where(&self, tags: &Tags, state: &str) -> usize {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let ids = st.matching(tags);
+        let index = st.states.intern(state);
+        for id in &ids {
+            if let Some(entry) = st.instances.get_mut(id) {
+                entry.state = index;
+            }
+        }
+        ids.len()
+    }
+
+    /// The simulated state of instance `id`, if it exists.
+    pub fn state(&self, id: &str) -> Option<String> {
+        let n = parse_id(id)?;
+        let st = self.lock();
+        let entry = st.instances.get(&n)?;
+        Some(st.states.name(entry.state).to_string())
+    }
+
     /// Kills instance `id` as if it had died, publishing an `exited` event.
     /// Returns false when there is no such instance.
     pub fn kill(&self, id: &str) -> bool {
@@ -221,6 +336,18 @@ impl Simulator {
     }
 }
 
+/// The initial state named by spec properties: their string field `State`, if any.
+fn initial_state(properties: &Value) -> Result<Option<&str>> {
+    match properties.get("State") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s)),
+        Some(other) => Err(Error::invalid(
+            "Properties.State",
+            format!("must be a non-empty string naming the simulated state, got {other}"),
+        )),
+    }
+}
+
 fn clamp_rate(rate: f64) -> f64 {
     if rate.is_nan() {
         0.0
@@ -237,11 +364,12 @@ impl Publisher for Simulator {
 
 #[async_trait]
 impl Instance for Simulator {
-    async fn validate(&self, _properties: &Value) -> Result<()> {
-        Ok(())
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        initial_state(properties).map(drop)
     }
 
     async fn provision(&self, spec: Spec) -> Result<String> {
+        let initial = initial_state(&spec.properties)?.map(str::to_string);
         if !self.provision_latency.is_zero() {
             tokio::time::sleep(self.provision_latency).await;
         }
@@ -255,6 +383,7 @@ impl Instance for Simulator {
         let entry = Entry {
             tags,
             logical_id: spec.logical_id.map(String::into_boxed_str),
+            state: initial.map_or(0, |s| state.states.intern(&s)),
         };
         state.insert(n, entry);
         Ok(format_id(n))
@@ -279,6 +408,7 @@ impl Instance for Simulator {
             Entry {
                 tags,
                 logical_id: old.logical_id,
+                state: old.state,
             },
         );
         Ok(())
@@ -295,42 +425,33 @@ impl Instance for Simulator {
     }
 
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        let mut found: Vec<(u64, Entry)> = {
+        let (mut found, names): (Vec<(u64, Entry)>, Vec<Arc<str>>) = {
             let state = self.lock();
-            // Whether each distinct tag set matches, worked out once per set.
-            let mut verdicts: HashMap<*const Tags, bool> = HashMap::new();
-            let mut matches = |e: &Entry| {
-                *verdicts
-                    .entry(Arc::as_ptr(&e.tags))
-                    .or_insert_with(|| tags_match(&e.tags, tags))
-            };
-            match tags.get(GROUP_TAG) {
-                Some(group) => match state.by_group.get(group) {
-                    Some(ids) => ids
-                        .iter()
-                        .filter_map(|id| state.instances.get(id).map(|e| (*id, e)))
-                        .filter(|(_, e)| matches(e))
-                        .map(|(id, e)| (id, e.clone()))
-                        .collect(),
-                    None => Vec::new(),
-                },
-                None => state
-                    .instances
-                    .iter()
-                    .filter(|(_, e)| matches(e))
-                    .map(|(id, e)| (*id, e.clone()))
-                    .collect(),
-            }
+            let found = state
+                .matching(tags)
+                .into_iter()
+                .filter_map(|id| state.instances.get(&id).map(|e| (id, e.clone())))
+                .collect();
+            (found, state.states.names.clone())
         };
         found.sort_unstable_by_key(|(id, _)| *id);
-        let props = properties.then(|| json!({"State": "running"}));
+        // One properties value per state name, cloned into each description.
+        let mut props: HashMap<u32, Value> = HashMap::new();
         Ok(found
             .into_iter()
             .map(|(id, e)| Description {
                 id: format_id(id),
                 logical_id: e.logical_id.map(String::from),
                 tags: (*e.tags).clone(),
-                properties: props.clone(),
+                properties: properties.then(|| {
+                    props
+                        .entry(e.state)
+                        .or_insert_with(|| {
+                            let name = names.get(e.state as usize).map_or(DEFAULT_STATE, |n| n);
+                            json!({"State": name})
+                        })
+                        .clone()
+                }),
             })
             .collect())
     }
@@ -422,6 +543,122 @@ mod tests {
         let left = sim.describe_instances(&Tags::new(), false).await.unwrap();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].id, b);
+    }
+
+    fn states(descriptions: &[Description]) -> Vec<&str> {
+        descriptions
+            .iter()
+            .map(|d| d.properties.as_ref().unwrap()["State"].as_str().unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_spec_names_the_initial_state() {
+        let sim = Simulator::default();
+        let mut dead = spec("a");
+        dead.properties = json!({"State": "dead", "Other": 1});
+        let dead = sim.provision(dead).await.unwrap();
+        let mut plain = spec("a");
+        plain.properties = json!({"Note": "no state"});
+        let plain = sim.provision(plain).await.unwrap();
+        let mut null = spec("a");
+        null.properties = json!({"State": null});
+        let null = sim.provision(null).await.unwrap();
+
+        let all = sim.describe_instances(&Tags::new(), true).await.unwrap();
+        assert_eq!(
+            all.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+            [dead.as_str(), plain.as_str(), null.as_str()]
+        );
+        assert_eq!(states(&all), ["dead", "running", "running"]);
+        assert_eq!(all[0].properties, Some(json!({"State": "dead"})));
+        assert_eq!(sim.state(&dead).as_deref(), Some("dead"));
+
+        for bad in [
+            json!({"State": 3}),
+            json!({"State": ""}),
+            json!({"State": {}}),
+        ] {
+            match sim.validate(&bad).await.unwrap_err() {
+                Error::Invalid { path, .. } => assert_eq!(path, "Properties.State"),
+                other => panic!("unexpected error {other}"),
+            }
+            let mut s = spec("a");
+            s.properties = bad;
+            assert!(sim.provision(s).await.is_err());
+        }
+        sim.validate(&json!({"State": "stopped"})).await.unwrap();
+        sim.validate(&Value::Null).await.unwrap();
+        assert_eq!(sim.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn set_state_changes_one_instance_quietly() {
+        let sim = Simulator::default();
+        let mut events = sim.subscribe();
+        let a = sim.provision(spec("a")).await.unwrap();
+        let b = sim.provision(spec("a")).await.unwrap();
+
+        assert!(sim.set_state(&a, "exited"));
+        for _ in 0..2 {
+            let d = sim.describe_instances(&Tags::new(), true).await.unwrap();
+            assert_eq!(states(&d), ["exited", "running"], "the state persists");
+        }
+        // Relabelling keeps the state.
+        sim.label(&a, &tags(&[("x", "1")])).await.unwrap();
+        assert_eq!(sim.state(&a).as_deref(), Some("exited"));
+        assert!(sim.set_state(&a, "running"));
+        assert!(sim.set_state(&b, "stopped"));
+        let d = sim.describe_instances(&Tags::new(), true).await.unwrap();
+        assert_eq!(states(&d), ["running", "stopped"]);
+
+        assert!(!sim.set_state("sim-999", "dead"));
+        assert!(!sim.set_state("bogus", "dead"));
+        sim.destroy(&b, &DestroyContext::default()).await.unwrap();
+        assert!(!sim.set_state(&b, "dead"));
+        assert_eq!(sim.state(&b), None);
+        assert!(events.try_recv().is_err(), "no event for a state change");
+    }
+
+    #[tokio::test]
+    async fn set_state_where_changes_every_match() {
+        let sim = Simulator::default();
+        let mut events = sim.subscribe();
+        let mut in_a = Vec::new();
+        for i in 0..6 {
+            let id = sim
+                .provision(spec(if i % 2 == 0 { "a" } else { "b" }))
+                .await
+                .unwrap();
+            if i % 2 == 0 {
+                in_a.push(id);
+            }
+        }
+        sim.label(&in_a[0], &tags(&[("x", "1")])).await.unwrap();
+
+        assert_eq!(
+            sim.set_state_where(&tags(&[(GROUP_TAG, "a"), ("x", "1")]), "dead"),
+            1
+        );
+        assert_eq!(
+            sim.set_state_where(&tags(&[(GROUP_TAG, "b")]), "stopped"),
+            3
+        );
+        assert_eq!(sim.set_state_where(&tags(&[(GROUP_TAG, "c")]), "dead"), 0);
+        assert_eq!(sim.set_state_where(&tags(&[("x", "2")]), "dead"), 0);
+        let d = sim.describe_instances(&Tags::new(), true).await.unwrap();
+        assert_eq!(
+            states(&d),
+            ["dead", "stopped", "running", "stopped", "running", "stopped"]
+        );
+
+        assert_eq!(sim.set_state_where(&Tags::new(), "terminated"), 6);
+        let d = sim
+            .describe_instances(&tags(&[(GROUP_TAG, "a")]), true)
+            .await
+            .unwrap();
+        assert_eq!(states(&d), ["terminated"; 3]);
+        assert!(events.try_recv().is_err());
     }
 
     #[tokio::test]
@@ -564,6 +801,11 @@ mod tests {
         }
         assert_eq!(sim.len(), 100_000);
         assert_eq!(sim.tag_set_count(), 2);
+        assert!(std::mem::size_of::<Entry>() <= 32);
+        assert_eq!(
+            sim.set_state_where(&tags(&[(GROUP_TAG, "small")]), "dead"),
+            10_000
+        );
 
         let small = sim
             .describe_instances(&tags(&[(GROUP_TAG, "small")]), false)
@@ -573,6 +815,11 @@ mod tests {
         assert!(small
             .windows(2)
             .all(|w| parse_id(&w[0].id) < parse_id(&w[1].id)));
+        let small = sim
+            .describe_instances(&tags(&[(GROUP_TAG, "small")]), true)
+            .await
+            .unwrap();
+        assert!(states(&small).iter().all(|s| *s == "dead"));
         let big = sim
             .describe_instances(
                 &tags(&[(GROUP_TAG, "big"), ("infrakit.config.hash", "abc")]),
@@ -581,6 +828,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(big.len(), 90_000);
+        assert!(states(&big).iter().all(|s| *s == "running"));
         let none = sim
             .describe_instances(
                 &tags(&[(GROUP_TAG, "big"), ("infrakit.config.hash", "new")]),
