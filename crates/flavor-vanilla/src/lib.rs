@@ -6,8 +6,8 @@
 //! ```json
 //! {
 //!   "Init": ["echo hello"],
-//!   "Tags": {"tier": "web"},
-//!   "Attachments": [{"ID": "data", "Type": "volume"}],
+//!   "Tags": {"tier": "web", "member": "{{ Index }}"},
+//!   "Attachments": [{"ID": "data-{{ LogicalID }}", "Type": "volume"}],
 //!   "Health": {
 //!     "HTTP": {"URL": "http://127.0.0.1:{{ Tags.port }}/health", "Status": 200},
 //!     "Interval": "1s",
@@ -17,7 +17,11 @@
 //! ```
 //!
 //! * **Prepare** appends the `Init` lines to the spec's init script (joined with `\n`), merges
-//!   `Tags` into the spec's tags (the flavor's win), and appends `Attachments`.
+//!   `Tags` into the spec's tags (the flavor's win), and appends `Attachments`. Attachment IDs and
+//!   tag values are templates: `{{ LogicalID }}` (the spec's logical ID, empty for cattle),
+//!   `{{ Group }}` and `{{ Index }}` (the `Index`'s group and sequence), so each pet of a group
+//!   can get its own volume (`data-{{ LogicalID }}`). Strings without `{{` (or `{%`, `{#`) are
+//!   used as they are.
 //! * **Healthy** reports [`Health::Unhealthy`] when the instance plugin says the instance's
 //!   `State` is `exited`, `dead`, `stopped` or `terminated`. Otherwise, without a probe, it is
 //!   [`Health::Healthy`]; with one, the probe decides:
@@ -34,8 +38,10 @@ pub mod probe;
 pub mod properties;
 mod template;
 
+use std::cell::OnceCell;
+
 use async_trait::async_trait;
-use infrakit_spi::{Allocation, Description, Flavor, Health, Index, Result, Spec};
+use infrakit_spi::{Allocation, Description, Error, Flavor, Health, Index, Result, Spec};
 use serde_json::Value;
 
 pub use probe::{ProbeError, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
@@ -59,9 +65,31 @@ impl VanillaFlavor {
     }
 }
 
-/// Adds `properties` to `spec`: init lines appended, tags merged (the flavor's win), attachments
-/// appended. The spec's properties and logical ID are left alone.
-pub fn apply(properties: &VanillaProperties, mut spec: Spec) -> Spec {
+/// Adds `properties` to `spec` for the instance at `index`: init lines appended, tags merged
+/// (the flavor's win), attachments appended. Attachment IDs and tag values are rendered as
+/// templates with `LogicalID` (the spec's, empty if none), `Group` and `Index` (`index.group`
+/// and `index.sequence`). The spec's properties and logical ID are left alone.
+///
+/// A template that cannot be rendered is [`Error::Invalid`] at its field, e.g.
+/// `Properties.Attachments[0].ID` or `Properties.Tags.role`.
+pub fn apply(properties: &VanillaProperties, mut spec: Spec, index: &Index) -> Result<Spec> {
+    let ctx = OnceCell::new();
+    let ctx = || ctx.get_or_init(|| template::prepare_context(spec.logical_id.as_deref(), index));
+    let mut tags = Vec::with_capacity(properties.tags.len());
+    for (key, value) in &properties.tags {
+        let value = template::render(value, ctx())
+            .map_err(|e| Error::invalid(properties::tag_path(key), e.to_string()))?;
+        tags.push((key.clone(), value));
+    }
+    let mut attachments = Vec::with_capacity(properties.attachments.len());
+    for (i, a) in properties.attachments.iter().enumerate() {
+        let id = template::render(&a.id, ctx())
+            .map_err(|e| Error::invalid(properties::attachment_path(i), e.to_string()))?;
+        attachments.push(infrakit_spi::Attachment {
+            id,
+            kind: a.kind.clone(),
+        });
+    }
     if !properties.init.is_empty() {
         let lines = properties.init.join("\n");
         spec.init = if spec.init.is_empty() {
@@ -70,11 +98,9 @@ pub fn apply(properties: &VanillaProperties, mut spec: Spec) -> Spec {
             format!("{}\n{lines}", spec.init)
         };
     }
-    spec.tags
-        .extend(properties.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
-    spec.attachments
-        .extend(properties.attachments.iter().cloned());
-    spec
+    spec.tags.extend(tags);
+    spec.attachments.extend(attachments);
+    Ok(spec)
 }
 
 /// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
@@ -97,10 +123,10 @@ impl Flavor for VanillaFlavor {
         properties: &Value,
         spec: Spec,
         _allocation: &Allocation,
-        _index: &Index,
+        index: &Index,
     ) -> Result<Spec> {
         let properties = VanillaProperties::parse(properties)?;
-        Ok(apply(&properties, spec))
+        apply(&properties, spec, index)
     }
 
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {

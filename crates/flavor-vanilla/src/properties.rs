@@ -10,7 +10,9 @@
 //! ```
 //!
 //! Every field is optional and may be `null`; unknown fields are rejected with their path
-//! (e.g. `Properties.Health.Intervall: unknown field ...`).
+//! (e.g. `Properties.Health.Intervall: unknown field ...`). Attachment IDs and tag values may be
+//! templates using `LogicalID`, `Group` and `Index` (rendered by Prepare); their syntax and the
+//! names they use are checked here.
 
 use std::fmt;
 use std::time::Duration;
@@ -33,8 +35,10 @@ pub struct VanillaProperties {
     /// string.
     pub init: Vec<String>,
     /// Tags added to the instance; they win over tags of the same name already in the spec.
+    /// Values are templates (`member-{{ Index }}`), rendered by Prepare.
     pub tags: Tags,
-    /// Attachments appended to the instance spec.
+    /// Attachments appended to the instance spec. IDs are templates (`data-{{ LogicalID }}`),
+    /// rendered by Prepare.
     pub attachments: Vec<Attachment>,
     /// How to check the instance's health; `None` means healthy while it runs.
     pub health: Option<HealthProbe>,
@@ -103,18 +107,28 @@ impl VanillaProperties {
             None => None,
             Some(h) => Some(h.into_probe(&format!("{PREFIX}.Health"))?),
         };
+        let tags = raw.tags.unwrap_or_default();
+        for (key, value) in &tags {
+            template::check_names(value, template::PREPARE_NAMES)
+                .map_err(|e| Error::invalid(tag_path(key), e))?;
+        }
+        let attachments: Vec<Attachment> = raw
+            .attachments
+            .unwrap_or_default()
+            .into_iter()
+            .map(|a| Attachment {
+                id: a.id,
+                kind: a.kind.unwrap_or_default(),
+            })
+            .collect();
+        for (i, a) in attachments.iter().enumerate() {
+            template::check_names(&a.id, template::PREPARE_NAMES)
+                .map_err(|e| Error::invalid(attachment_path(i), e))?;
+        }
         Ok(VanillaProperties {
             init: raw.init.map(|l| l.0).unwrap_or_default(),
-            tags: raw.tags.unwrap_or_default(),
-            attachments: raw
-                .attachments
-                .unwrap_or_default()
-                .into_iter()
-                .map(|a| Attachment {
-                    id: a.id,
-                    kind: a.kind.unwrap_or_default(),
-                })
-                .collect(),
+            tags,
+            attachments,
             health,
         })
     }
@@ -125,6 +139,16 @@ impl VanillaProperties {
         // Serialising plain strings, maps and lists into a `Value` cannot fail.
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
+}
+
+/// Path of the value of tag `key` in the properties.
+pub(crate) fn tag_path(key: &str) -> String {
+    format!("{PREFIX}.Tags.{key}")
+}
+
+/// Path of the ID of attachment `i` in the properties.
+pub(crate) fn attachment_path(i: usize) -> String {
+    format!("{PREFIX}.Attachments[{i}].ID")
 }
 
 impl Serialize for VanillaProperties {
@@ -463,5 +487,29 @@ mod tests {
             err(json!({"Attachments": [{"Type": "y"}]})).starts_with("Properties.Attachments[0]:")
         );
         assert!(err(json!(["x"])).starts_with("Properties: must be an object"));
+    }
+
+    #[test]
+    fn templated_ids_and_tags_are_checked() {
+        let p = VanillaProperties::parse(&json!({
+            "Tags": {"role": "member-{{ Index }}", "plain": "{x}"},
+            "Attachments": [{"ID": "data-{{ LogicalID }}", "Type": "volume"}]
+        }))
+        .unwrap();
+        assert_eq!(
+            p.attachments[0].id, "data-{{ LogicalID }}",
+            "kept as written"
+        );
+        assert_eq!(p.tags["role"], "member-{{ Index }}");
+
+        assert!(
+            err(json!({"Attachments": [{"ID": "a"}, {"ID": "data-{{ LogicalID"}]}))
+                .starts_with("Properties.Attachments[1].ID:")
+        );
+        assert!(err(json!({"Attachments": [{"ID": "{{ Tags.x }}"}]}))
+            .starts_with("Properties.Attachments[0].ID: unknown placeholder Tags"));
+        assert!(err(json!({"Tags": {"role": "{% if %}"}})).starts_with("Properties.Tags.role:"));
+        assert!(err(json!({"Tags": {"a.b": "{{ ID }}"}}))
+            .starts_with("Properties.Tags.a.b: unknown placeholder ID"));
     }
 }

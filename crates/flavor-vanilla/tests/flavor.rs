@@ -55,6 +55,118 @@ async fn prepare_matches_the_infrakit_vector() {
     assert_eq!(out.init, "echo hello");
     assert_eq!(out.properties, spec.properties);
     assert_eq!(out.logical_id, None);
+    assert!(out.tags.is_empty() && out.attachments.is_empty());
+}
+
+fn pet_spec(logical_id: &str) -> Spec {
+    serde_json::from_value(json!({
+        "Properties": {"Cmd": "sleep"},
+        "Tags": {"infrakit.group": "db"},
+        "LogicalID": logical_id
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn prepare_renders_attachment_ids_and_tag_values() {
+    let flavor = VanillaFlavor::new();
+    let props = json!({
+        "Init": ["echo {{ LogicalID }}"],
+        "Tags": {"role": "member-{{ Index }}", "where": "{{ Group }}/{{ LogicalID }}", "plain": "{x}"},
+        "Attachments": [
+            {"ID": "data-{{ LogicalID }}", "Type": "volume"},
+            {"ID": "shared", "Type": "volume"}
+        ]
+    });
+    let pets = Allocation {
+        size: 0,
+        logical_ids: Some(vec!["db1".into(), "db2".into()]),
+    };
+    flavor.validate(&props, &pets).await.unwrap();
+    let index = Index {
+        group: "db".into(),
+        sequence: 7,
+    };
+    let out = flavor
+        .prepare(&props, pet_spec("db2"), &pets, &index)
+        .await
+        .unwrap();
+    let attachment = |id: &str| Attachment {
+        id: id.into(),
+        kind: "volume".into(),
+    };
+    assert_eq!(
+        out.attachments,
+        [attachment("data-db2"), attachment("shared")]
+    );
+    assert_eq!(out.tags["role"], "member-7");
+    assert_eq!(out.tags["where"], "db/db2");
+    assert_eq!(out.tags["plain"], "{x}");
+    assert_eq!(out.tags["infrakit.group"], "db");
+    assert_eq!(
+        out.init, "echo {{ LogicalID }}",
+        "init lines are not templates"
+    );
+    assert_eq!(out.logical_id.as_deref(), Some("db2"));
+
+    let other = flavor
+        .prepare(&props, pet_spec("db1"), &pets, &index)
+        .await
+        .unwrap();
+    assert_eq!(
+        other.attachments[0].id, "data-db1",
+        "each pet its own volume"
+    );
+
+    // Cattle have no logical ID: it renders empty.
+    let cattle = flavor
+        .prepare(
+            &props,
+            Spec::default(),
+            &Allocation::size(2),
+            &Index::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(cattle.attachments[0].id, "data-");
+    assert_eq!(cattle.tags["role"], "member-0");
+    assert_eq!(cattle.tags["where"], "/");
+}
+
+#[tokio::test]
+async fn prepare_reports_templates_that_cannot_render_at_their_field() {
+    let flavor = VanillaFlavor::new();
+    let prepare_err = |props: Value| {
+        let flavor = &flavor;
+        async move {
+            match flavor
+                .prepare(
+                    &props,
+                    pet_spec("db1"),
+                    &Allocation::size(1),
+                    &Index::default(),
+                )
+                .await
+                .unwrap_err()
+            {
+                Error::Invalid { path, message } => (path, message),
+                other => panic!("expected an Invalid error, got {other:?}"),
+            }
+        }
+    };
+    // Well-formed and naming known values, but undefined once rendered.
+    let (path, message) =
+        prepare_err(json!({"Attachments": [{"ID": "a"}, {"ID": "{{ LogicalID.nope }}"}]})).await;
+    assert_eq!(path, "Properties.Attachments[1].ID");
+    assert!(message.contains("undefined"), "{message}");
+    let (path, _) = prepare_err(json!({"Tags": {"role": "{{ Group.nope }}"}})).await;
+    assert_eq!(path, "Properties.Tags.role");
+    // Unknown names and bad syntax are caught when the properties are parsed.
+    let (path, message) = prepare_err(json!({"Tags": {"role": "{{ Tags.x }}"}})).await;
+    assert_eq!(path, "Properties.Tags.role");
+    assert!(message.contains("unknown placeholder Tags"), "{message}");
+    let (path, _) = prepare_err(json!({"Attachments": [{"ID": "data-{{ LogicalID"}]})).await;
+    assert_eq!(path, "Properties.Attachments[0].ID");
 }
 
 #[tokio::test]
@@ -235,6 +347,18 @@ async fn validate_errors_carry_field_paths() {
     assert_eq!(
         invalid_path(json!({"Health": {"Exec": ["true"], "Retries": 3}})).await,
         "Properties.Health.Retries"
+    );
+    assert_eq!(
+        invalid_path(json!({"Attachments": [{"ID": "data-{{ LogicalID }"}]})).await,
+        "Properties.Attachments[0].ID"
+    );
+    assert_eq!(
+        invalid_path(json!({"Attachments": [{"ID": "data-{{ ID }}"}]})).await,
+        "Properties.Attachments[0].ID"
+    );
+    assert_eq!(
+        invalid_path(json!({"Tags": {"a": "ok", "role": "{% for %}"}})).await,
+        "Properties.Tags.role"
     );
 }
 
