@@ -1,13 +1,15 @@
-//! What a supervisor remembers between observations: when it first saw each instance, which
-//! ones it destroyed itself, and which died young. Instances that keep dying within seconds of
-//! starting (a bad command, a missing image) put the group in crash-loop back-off, so it does not
-//! create instances in a tight loop; deaths of established instances, even many at once, are
-//! healed at full speed.
+//! What a supervisor remembers between observations: when it first saw each instance, how long
+//! each has been healthy or unhealthy, which ones it destroyed itself, and which died young.
+//! Instances that keep dying within seconds of starting (a bad command, a missing image) put the
+//! group in crash-loop back-off, so it does not create instances in a tight loop; deaths of
+//! established instances, even many at once, are healed at full speed.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use infrakit_spi::Health;
 
 /// An instance that dies within this time of being first seen died young.
 pub const YOUNG: Duration = Duration::from_secs(10);
@@ -16,10 +18,34 @@ pub const WINDOW: Duration = Duration::from_secs(60);
 /// Longest wait between provisions in crash-loop back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    first: Instant,
+    healthy_since: Option<Instant>,
+    unhealthy_since: Option<Instant>,
+    streak: u32,
+    ever_healthy: bool,
+}
+
+/// How long an instance has been around and in which health.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Timing {
+    /// Since first seen.
+    pub age: Duration,
+    /// Continuously Healthy for.
+    pub healthy_for: Duration,
+    /// Continuously Unhealthy for.
+    pub unhealthy_for: Duration,
+    /// Consecutive Healthy observations.
+    pub streak: u32,
+    /// Ever seen Healthy.
+    pub ever_healthy: bool,
+}
+
 /// Per-group memory of instances.
 #[derive(Debug)]
 pub struct History {
-    first_seen: HashMap<String, Instant>,
+    seen: HashMap<String, Seen>,
     destroyed: HashSet<String>,
     young_deaths: VecDeque<Instant>,
     next_allowed: Option<Instant>,
@@ -29,7 +55,7 @@ pub struct History {
 impl Default for History {
     fn default() -> Self {
         History {
-            first_seen: HashMap::new(),
+            seen: HashMap::new(),
             destroyed: HashSet::new(),
             young_deaths: VecDeque::new(),
             next_allowed: None,
@@ -39,20 +65,25 @@ impl Default for History {
 }
 
 impl History {
-    /// Records an observation of the group's members at `now`.
-    pub fn observe<'a>(&mut self, ids: impl IntoIterator<Item = &'a str>, now: Instant) {
-        let present: HashSet<&str> = ids.into_iter().collect();
+    /// Records an observation of the group's members and their health at `now`.
+    pub fn observe<'a>(
+        &mut self,
+        members: impl IntoIterator<Item = (&'a str, Health)>,
+        now: Instant,
+    ) {
+        let present: HashMap<&str, Health> = members.into_iter().collect();
         let mut died_young = 0;
-        self.first_seen.retain(|id, seen| {
-            if present.contains(id.as_str()) {
+        self.seen.retain(|id, seen| {
+            if present.contains_key(id.as_str()) {
                 return true;
             }
-            if !self.destroyed.contains(id) && now.duration_since(*seen) < YOUNG {
+            if !self.destroyed.contains(id) && now.duration_since(seen.first) < YOUNG {
                 died_young += 1;
             }
             false
         });
-        self.destroyed.retain(|id| present.contains(id.as_str()));
+        self.destroyed
+            .retain(|id| present.contains_key(id.as_str()));
         for _ in 0..died_young {
             self.young_deaths.push_back(now);
         }
@@ -67,17 +98,48 @@ impl History {
             self.backoff = Duration::from_secs(1);
             self.next_allowed = None;
         }
-        for id in present {
-            self.first_seen.entry(id.to_string()).or_insert(now);
+        for (id, health) in present {
+            let seen = self.seen.entry(id.to_string()).or_insert(Seen {
+                first: now,
+                healthy_since: None,
+                unhealthy_since: None,
+                streak: 0,
+                ever_healthy: false,
+            });
+            match health {
+                Health::Healthy => {
+                    seen.healthy_since.get_or_insert(now);
+                    seen.unhealthy_since = None;
+                    seen.streak = seen.streak.saturating_add(1);
+                    seen.ever_healthy = true;
+                }
+                Health::Unhealthy => {
+                    seen.unhealthy_since.get_or_insert(now);
+                    seen.healthy_since = None;
+                    seen.streak = 0;
+                }
+                Health::Unknown => {
+                    seen.healthy_since = None;
+                    seen.unhealthy_since = None;
+                    seen.streak = 0;
+                }
+            }
         }
     }
 
-    /// How long ago `id` was first seen.
-    pub fn age(&self, id: &str, now: Instant) -> Duration {
-        self.first_seen
-            .get(id)
-            .map(|t| now.duration_since(*t))
-            .unwrap_or_default()
+    /// How long `id` has been around and healthy or not.
+    pub fn timing(&self, id: &str, now: Instant) -> Timing {
+        let Some(s) = self.seen.get(id) else {
+            return Timing::default();
+        };
+        let since = |t: Option<Instant>| t.map(|t| now.duration_since(t)).unwrap_or_default();
+        Timing {
+            age: now.duration_since(s.first),
+            healthy_for: since(s.healthy_since),
+            unhealthy_for: since(s.unhealthy_since),
+            streak: s.streak,
+            ever_healthy: s.ever_healthy,
+        }
     }
 
     /// Notes that the controller itself destroyed `id` (so its disappearance is not a death).
@@ -120,26 +182,29 @@ impl History {
 mod tests {
     use super::*;
 
+    fn ids<'a>(list: &'a [&'a str]) -> impl Iterator<Item = (&'a str, Health)> + 'a {
+        list.iter().map(|id| (*id, Health::Healthy))
+    }
+
     #[tokio::test(start_paused = true)]
     async fn young_deaths_trigger_backoff_and_old_ones_do_not() {
         let mut h = History::default();
         let t0 = Instant::now();
-        // Ten established instances all die at once: no back-off.
-        let ids: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
-        h.observe(ids.iter().map(String::as_str), t0);
-        h.observe([], t0 + Duration::from_secs(30));
+        let old: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
+        let old: Vec<&str> = old.iter().map(String::as_str).collect();
+        h.observe(ids(&old), t0);
+        h.observe(ids(&[]), t0 + Duration::from_secs(30));
         assert_eq!(
             h.allow_provisions(10, 10, t0 + Duration::from_secs(30)),
             (10, None)
         );
 
-        // One slot whose instances die immediately, over and over.
         let mut now = t0 + Duration::from_secs(31);
         for i in 0..4 {
             let id = format!("young{i}");
-            h.observe([id.as_str()], now);
+            h.observe(ids(&[id.as_str()]), now);
             now += Duration::from_millis(100);
-            h.observe([], now);
+            h.observe(ids(&[]), now);
         }
         let (n, why) = h.allow_provisions(1, 1, now);
         assert_eq!(n, 1);
@@ -153,9 +218,8 @@ mod tests {
         );
         assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(3)).0, 1);
 
-        // A minute without young deaths resets everything.
         let later = now + WINDOW + Duration::from_secs(1);
-        h.observe([], later);
+        h.observe(ids(&[]), later);
         assert_eq!(h.allow_provisions(1, 1, later), (1, None));
     }
 
@@ -165,14 +229,33 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..10 {
             let id = format!("i{i}");
-            h.observe([id.as_str()], t0);
+            h.observe(ids(&[id.as_str()]), t0);
             h.destroyed(&id);
-            h.observe([], t0 + Duration::from_millis(10));
+            h.observe(ids(&[]), t0 + Duration::from_millis(10));
         }
         assert_eq!(
             h.allow_provisions(1, 1, t0 + Duration::from_secs(1)),
             (1, None)
         );
-        assert_eq!(h.age("i0", t0), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_durations_and_streaks_are_tracked() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        h.observe([("a", Health::Unknown)], t0);
+        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(1));
+        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(3));
+        let t = h.timing("a", t0 + Duration::from_secs(4));
+        assert_eq!(
+            (t.age, t.healthy_for, t.streak, t.ever_healthy),
+            (Duration::from_secs(4), Duration::from_secs(3), 2, true)
+        );
+        h.observe([("a", Health::Unhealthy)], t0 + Duration::from_secs(5));
+        let t = h.timing("a", t0 + Duration::from_secs(8));
+        assert_eq!(
+            (t.healthy_for, t.unhealthy_for, t.streak),
+            (Duration::ZERO, Duration::from_secs(3), 0)
+        );
     }
 }

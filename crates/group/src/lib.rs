@@ -3,7 +3,9 @@
 //! The work is split the way a controller should be:
 //! - [`settings`] turns a committed spec into validated settings (pure);
 //! - [`planner`] decides what to do from settings and an observation (pure, property-tested);
+//! - [`preview`] simulates a change step by step for a pretend commit (pure);
 //! - [`explain`] words a commit's effect as InfraKit does (pure);
+//! - [`rollout`] keeps a configuration change's progress, persisted, and decides when it fails;
 //! - [`history`] remembers instances between observations and detects crash loops;
 //! - [`supervisor`] runs one group: observe, plan, execute, on a timer and on instance events;
 //! - [`plugin`] implements the Group plugin API on top of the supervisors.
@@ -12,6 +14,8 @@ pub mod explain;
 pub mod history;
 pub mod planner;
 pub mod plugin;
+pub mod preview;
+pub mod rollout;
 pub mod settings;
 pub mod supervisor;
 

@@ -1,19 +1,27 @@
-//! The Group plugin: InfraKit's Group API on top of one [`Supervisor`] per group.
+//! The Group plugin: InfraKit's Group API on top of one [`Supervisor`] per group, plus
+//! infrakit's extensions (plan previews and rollout control).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use infrakit_rpc::Plugins;
+use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{Error, Group, GroupDescription, GroupSpec, Result};
+use infrakit_store::Store;
 
 use crate::explain;
+use crate::history::History;
+use crate::preview;
+use crate::rollout::RolloutState;
 use crate::settings::Settings;
 pub use crate::supervisor::ControllerConfig;
-use crate::supervisor::{self, membership, plugins_of, Context, Supervisor};
+use crate::supervisor::{self, decode_record, membership, plugins_of, Context, Supervisor};
 
 /// The group controller, served as a Group plugin.
 pub struct GroupPlugin {
@@ -57,12 +65,54 @@ fn under(path: &str, e: Error) -> Error {
 }
 
 impl GroupPlugin {
-    /// A group plugin finding its instance and flavor plugins through `plugins`.
+    /// A group plugin that keeps its groups in memory only.
     pub fn new(plugins: Arc<Plugins>, config: ControllerConfig) -> Self {
         GroupPlugin {
-            ctx: Arc::new(Context { plugins, config }),
+            ctx: Arc::new(Context {
+                plugins,
+                config,
+                store: None,
+            }),
             groups: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// A group plugin that persists specs and rollout progress in `store`, and resumes managing
+    /// the groups found there.
+    pub async fn with_store(
+        plugins: Arc<Plugins>,
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+    ) -> Result<Self> {
+        let records = store
+            .load()
+            .await
+            .map_err(|e| Error::plugin(format!("cannot load group state: {e}")))?;
+        let plugin = GroupPlugin {
+            ctx: Arc::new(Context {
+                plugins,
+                config,
+                store: Some(store),
+            }),
+            groups: Mutex::new(BTreeMap::new()),
+        };
+        {
+            let mut groups = plugin.groups.lock().await;
+            for (id, record) in records {
+                let restored = decode_record(&record)
+                    .and_then(|(spec, rollout)| Ok((Settings::parse(&spec)?, rollout)));
+                match restored {
+                    Ok((settings, rollout)) => {
+                        tracing::info!(group = %id, "resuming management of group");
+                        groups.insert(id, Supervisor::start(plugin.ctx.clone(), settings, rollout));
+                    }
+                    Err(e) => {
+                        tracing::error!(group = %id, error = %e, "ignoring unreadable group state")
+                    }
+                }
+            }
+        }
+        Ok(plugin)
     }
 
     /// Parses a spec and checks it with its plugins, without changing anything.
@@ -92,6 +142,27 @@ impl GroupPlugin {
         Ok(settings)
     }
 
+    async fn save(&self, settings: &Settings, rollout: &RolloutState) -> Result<()> {
+        if let Some(store) = &self.ctx.store {
+            store
+                .put(
+                    &settings.id,
+                    &json!({"Spec": settings.spec, "Rollout": rollout}),
+                )
+                .await
+                .map_err(|e| Error::plugin(format!("cannot save group {}: {e}", settings.id)))?;
+        }
+        Ok(())
+    }
+
+    async fn forget(&self, id: &str) {
+        if let Some(store) = &self.ctx.store {
+            if let Err(e) = store.delete(id).await {
+                tracing::warn!(group = id, error = %e, "cannot remove the group's saved state");
+            }
+        }
+    }
+
     /// Commits a modified copy of a group's spec (used by size changes).
     async fn recommit(&self, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
         let mut spec = {
@@ -116,10 +187,12 @@ impl Group for GroupPlugin {
         let Some(sup) = groups.get(&settings.id) else {
             let details = explain::new_group(&settings);
             if !pretend {
+                let rollout = RolloutState::default();
+                self.save(&settings, &rollout).await?;
                 tracing::info!(group = %settings.id, "managing group");
                 groups.insert(
                     settings.id.clone(),
-                    Supervisor::start(self.ctx.clone(), settings),
+                    Supervisor::start(self.ctx.clone(), settings, rollout),
                 );
             }
             return Ok(details);
@@ -136,7 +209,7 @@ impl Group for GroupPlugin {
         let details = explain::update(&old, &settings, &hashes);
         if !pretend {
             tracing::info!(group = %settings.id, details, "updating group");
-            sup.update(settings);
+            sup.commit(settings).await?;
         }
         Ok(details)
     }
@@ -149,6 +222,7 @@ impl Group for GroupPlugin {
             .remove(id)
             .ok_or_else(|| not_watched(id))?;
         drop(sup);
+        self.forget(id).await;
         tracing::info!(group = id, "freed group; its instances are left alone");
         Ok(())
     }
@@ -183,13 +257,24 @@ impl Group for GroupPlugin {
             .ok_or_else(|| not_watched(id))?;
         let settings = sup.settings();
         drop(sup);
+        self.forget(id).await;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
         let members = instance.describe_instances(&membership(id), true).await?;
         let (instance, flavor) = (instance.as_ref(), flavor.as_ref());
         let settings = settings.as_ref();
         let destroys: Vec<_> = members
             .iter()
-            .map(|d| supervisor::destroy_one(settings, instance, flavor, d, "terminate"))
+            .map(|d| async move {
+                supervisor::destroy_one(
+                    settings,
+                    instance,
+                    flavor,
+                    d,
+                    crate::planner::Reason::ScaleDown,
+                )
+                .await
+                .map_err(|e| Error::plugin(e.to_string()))
+            })
             .collect();
         let errors = supervisor::run_bounded(destroys, self.ctx.config.max_parallel.max(1)).await;
         if !errors.is_empty() {
@@ -242,9 +327,10 @@ impl Group for GroupPlugin {
                 instance.as_ref(),
                 flavor.as_ref(),
                 d,
-                "terminate",
+                crate::planner::Reason::ScaleDown,
             )
-            .await?;
+            .await
+            .map_err(|e| Error::plugin(e.to_string()))?;
         }
         Ok(())
     }
@@ -273,6 +359,51 @@ impl Group for GroupPlugin {
             )));
         }
         self.recommit(id, |p| p["Allocation"] = json!({"Size": size}))
+            .await
+    }
+
+    async fn plan_group(&self, spec: GroupSpec) -> Result<PlanPreview> {
+        let settings = self.validate(&spec).await?;
+        let old = {
+            let groups = self.groups.lock().await;
+            groups.get(&settings.id).map(|s| s.settings())
+        };
+        let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
+        let observed =
+            supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
+        // Treat what is healthy now as established, so the simulation starts from a steady view.
+        let mut history = History::default();
+        let then = Instant::now();
+        history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), then);
+        let later = then + Duration::from_secs(86_400);
+        history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), later);
+        let members = supervisor::members(&settings, &observed, &history, later);
+        let gate = RolloutState::default().gate(&settings);
+        let sim = preview::simulate(&supervisor::target(&settings, gate), &members, 10_000);
+        let details = match &old {
+            None => explain::new_group(&settings),
+            Some(old) => {
+                let hashes: Vec<Option<String>> = observed
+                    .iter()
+                    .map(|(d, _)| d.config_hash().map(str::to_string))
+                    .collect();
+                explain::update(old, &settings, &hashes)
+            }
+        };
+        Ok(PlanPreview {
+            details,
+            steps: sim.steps,
+            min_healthy: sim.min_available,
+            max_instances: sim.max_instances,
+        })
+    }
+
+    async fn rollout(&self, id: &str, action: RolloutAction) -> Result<()> {
+        let groups = self.groups.lock().await;
+        groups
+            .get(id)
+            .ok_or_else(|| not_watched(id))?
+            .rollout(action)
             .await
     }
 }

@@ -4,27 +4,33 @@
 //! progress), when its settings change, and at once when the instance plugin publishes an event
 //! about one of the group's instances. Reconciles of one group never overlap. Nothing is planned
 //! until an observation succeeds, so a plugin that is down never makes the controller act on a
-//! guess. Instances that die as soon as they start put the group in crash-loop back-off (see
-//! [`crate::history`]) instead of a tight create loop.
+//! guess. The spec and rollout progress are persisted before anything acts on them, and
+//! provisions are recorded before they start, so a restarted controller resumes without
+//! overshooting. Instances that die as soon as they start put the group in crash-loop back-off
+//! (see [`crate::history`]).
 
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
+use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use infrakit_rpc::Plugins;
 use infrakit_spi::event::INSTANCE_TOPIC;
-use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus};
+use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutAction};
 use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{
     Description, DestroyContext, Error, Flavor, Health, Index, Instance, Result, Spec, Tags,
 };
+use infrakit_store::Store;
 
 use crate::history::History;
-use crate::planner::{self, Action, Desired, Member, Plan, Target};
+use crate::planner::{self, Action, Desired, Gate, Member, Plan, Reason, Target};
+use crate::rollout::{self, Pending, Phase, Progress, RolloutState, Transition, TOKEN_TAG};
 use crate::settings::Settings;
 
 /// Tag that keeps an instance from being chosen by scale-in.
@@ -40,7 +46,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct ControllerConfig {
     /// Time between reconciles of a converged group.
     pub poll_interval: Duration,
-    /// Provisions (and, separately, destroys) run at most this many at a time.
+    /// Provisions (and, separately, destroys and health checks) run at most this many at a time.
     pub max_parallel: usize,
     /// A `Flavor.Healthy` call slower than this counts as Unknown.
     pub health_timeout: Duration,
@@ -63,6 +69,8 @@ pub struct Context {
     pub plugins: Arc<Plugins>,
     /// Controller knobs.
     pub config: ControllerConfig,
+    /// Where specs and rollout progress are kept, if anywhere.
+    pub store: Option<Arc<dyn Store>>,
 }
 
 /// The last reconcile's view of a group.
@@ -78,44 +86,152 @@ pub struct Snapshot {
     pub settings: Option<Arc<Settings>>,
 }
 
+/// State shared by a supervisor's handle and its loop.
+struct Shared {
+    id: String,
+    settings: watch::Sender<Arc<Settings>>,
+    rollout: Mutex<RolloutState>,
+    snapshot: RwLock<Snapshot>,
+    wake: Notify,
+    restart_clock: AtomicBool,
+}
+
+impl Shared {
+    fn rollout(&self) -> std::sync::MutexGuard<'_, RolloutState> {
+        self.rollout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, settings: &Settings, rollout: &RolloutState) -> Value {
+        json!({"Spec": settings.spec, "Rollout": rollout})
+    }
+
+    /// Persists `settings` with the current rollout state.
+    async fn persist(&self, ctx: &Context, settings: &Settings) -> Result<()> {
+        let Some(store) = &ctx.store else {
+            return Ok(());
+        };
+        let record = self.record(settings, &self.rollout());
+        store
+            .put(&self.id, &record)
+            .await
+            .map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+    }
+}
+
+/// The record stored for a group.
+pub fn decode_record(value: &Value) -> Result<(infrakit_spi::GroupSpec, RolloutState)> {
+    let spec = infrakit_spi::error::decode_at("Spec", &value["Spec"])?;
+    let rollout = match value.get("Rollout") {
+        Some(r) if !r.is_null() => infrakit_spi::error::decode_at("Rollout", r)?,
+        _ => RolloutState::default(),
+    };
+    Ok((spec, rollout))
+}
+
 /// A running control loop for one group.
 pub struct Supervisor {
-    settings: watch::Sender<Arc<Settings>>,
-    wake: Arc<Notify>,
-    snapshot: Arc<RwLock<Snapshot>>,
+    ctx: Arc<Context>,
+    shared: Arc<Shared>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Supervisor {
-    /// Starts managing a group.
-    pub fn start(ctx: Arc<Context>, settings: Settings) -> Supervisor {
+    /// Starts managing a group from its settings and rollout state.
+    pub fn start(ctx: Arc<Context>, settings: Settings, rollout: RolloutState) -> Supervisor {
+        let id = settings.id.clone();
         let (tx, rx) = watch::channel(Arc::new(settings));
-        let wake = Arc::new(Notify::new());
-        let snapshot = Arc::new(RwLock::new(Snapshot::default()));
-        let control = tokio::spawn(run(ctx.clone(), rx.clone(), wake.clone(), snapshot.clone()));
-        let events = tokio::spawn(watch_events(ctx, rx, wake.clone()));
-        Supervisor {
+        let shared = Arc::new(Shared {
+            id,
             settings: tx,
-            wake,
-            snapshot,
+            rollout: Mutex::new(rollout),
+            snapshot: RwLock::new(Snapshot::default()),
+            wake: Notify::new(),
+            restart_clock: AtomicBool::new(false),
+        });
+        let control = tokio::spawn(run(ctx.clone(), shared.clone(), rx.clone()));
+        let events = tokio::spawn(watch_events(ctx.clone(), rx, shared.clone()));
+        Supervisor {
+            ctx,
+            shared,
             tasks: vec![control, events],
         }
     }
 
-    /// Replaces the settings; the loop reconciles against them at once.
-    pub fn update(&self, settings: Settings) {
-        self.settings.send_replace(Arc::new(settings));
+    /// Persists and applies new settings; the loop reconciles against them at once.
+    pub async fn commit(&self, settings: Settings) -> Result<()> {
+        let old = self.settings();
+        let before = self.shared.rollout().clone();
+        self.shared.rollout().on_commit(&old, &settings);
+        if let Err(e) = self.shared.persist(&self.ctx, &settings).await {
+            *self.shared.rollout() = before;
+            return Err(e);
+        }
+        self.shared
+            .restart_clock
+            .store(true, AtomicOrdering::SeqCst);
+        self.shared.settings.send_replace(Arc::new(settings));
+        Ok(())
+    }
+
+    /// Writes the current spec and rollout state (e.g. the first time a group is managed).
+    pub async fn save(&self) -> Result<()> {
+        self.shared.persist(&self.ctx, &self.settings()).await
+    }
+
+    /// Pauses, resumes or undoes the rollout.
+    pub async fn rollout(&self, action: RolloutAction) -> Result<()> {
+        let settings = self.settings();
+        let before = self.shared.rollout().clone();
+        let mut next_settings = None;
+        {
+            let mut r = self.shared.rollout();
+            match action {
+                RolloutAction::Pause => r.paused = Some("paused by an operator".into()),
+                RolloutAction::Resume => {
+                    r.paused = None;
+                    r.partition_released = true;
+                }
+                RolloutAction::Undo => {
+                    let Some(previous) = r.previous.clone() else {
+                        return Err(Error::plugin(format!(
+                            "group {} has no previous configuration to go back to",
+                            self.shared.id
+                        )));
+                    };
+                    let previous = Settings::parse(&previous)?;
+                    r.on_commit(&settings, &previous);
+                    r.reason = "undone by an operator".into();
+                    next_settings = Some(previous);
+                }
+            }
+        }
+        let target = next_settings.clone().unwrap_or_else(|| (*settings).clone());
+        if let Err(e) = self.shared.persist(&self.ctx, &target).await {
+            *self.shared.rollout() = before;
+            return Err(e);
+        }
+        self.shared
+            .restart_clock
+            .store(true, AtomicOrdering::SeqCst);
+        match next_settings {
+            Some(s) => {
+                self.shared.settings.send_replace(Arc::new(s));
+            }
+            None => self.shared.wake.notify_one(),
+        }
+        Ok(())
     }
 
     /// The current settings.
     pub fn settings(&self) -> Arc<Settings> {
-        self.settings.borrow().clone()
+        self.shared.settings.borrow().clone()
     }
 
-    /// The last reconcile's view.
-    /// `converged` is false until a reconcile has run against the current settings.
+    /// The last reconcile's view. `converged` is false until a reconcile has run against the
+    /// current settings.
     pub fn snapshot(&self) -> Snapshot {
         let mut snap = self
+            .shared
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -133,7 +249,7 @@ impl Supervisor {
 
     /// Asks for a reconcile now.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.shared.wake.notify_one();
     }
 }
 
@@ -148,7 +264,7 @@ impl Drop for Supervisor {
 /// What one reconcile did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
-    /// Actions ran; look again at once.
+    /// Actions ran (or the spec changed); look again at once.
     Acted,
     /// Nothing to do now, but not converged (e.g. waiting for health).
     Waiting,
@@ -156,24 +272,23 @@ enum Outcome {
     Converged,
 }
 
-async fn run(
-    ctx: Arc<Context>,
-    mut settings: watch::Receiver<Arc<Settings>>,
-    wake: Arc<Notify>,
-    snapshot: Arc<RwLock<Snapshot>>,
-) {
+async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiver<Arc<Settings>>) {
     let mut history = History::default();
+    let mut progress = Progress::new(Instant::now());
     let mut delay = Duration::ZERO;
     let mut failures: u32 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = wake.notified() => {}
+            _ = shared.wake.notified() => {}
             changed = settings.changed() => if changed.is_err() { return },
         }
         let current = settings.borrow_and_update().clone();
-        let result = reconcile(&ctx, &current, &mut history).await;
-        let mut snap = snapshot.write().unwrap_or_else(|p| p.into_inner());
+        if shared.restart_clock.swap(false, AtomicOrdering::SeqCst) {
+            progress.reset(Instant::now());
+        }
+        let result = reconcile(&ctx, &shared, &current, &mut history, &mut progress).await;
+        let mut snap = shared.snapshot.write().unwrap_or_else(|p| p.into_inner());
         snap.settings = Some(current.clone());
         match result {
             Ok((outcome, status)) => {
@@ -192,10 +307,9 @@ async fn run(
                 let backoff = Duration::from_millis(250u64.saturating_mul(1 << failures.min(10)))
                     .min(MAX_BACKOFF)
                     .max(ctx.config.poll_interval.min(MAX_BACKOFF));
-                tracing::warn!(group = %current.id, error = %e, retry_in = ?backoff, "reconcile failed; nothing was changed");
+                tracing::warn!(group = %current.id, error = %e, retry_in = ?backoff, "reconcile failed");
                 snap.converged = false;
-                snap.status.message =
-                    format!("cannot reconcile: {e} (nothing changed; retrying in {backoff:?})");
+                snap.status.message = format!("cannot reconcile: {e} (retrying in {backoff:?})");
                 delay = backoff;
             }
         }
@@ -250,43 +364,157 @@ pub(crate) async fn observe(
         .await)
 }
 
-async fn reconcile(
-    ctx: &Context,
-    settings: &Settings,
-    history: &mut History,
-) -> Result<(Outcome, GroupStatus)> {
-    let (instance, flavor) = plugins_of(ctx, settings)?;
-    let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
-    let now = Instant::now();
-    history.observe(observed.iter().map(|(d, _)| d.id.as_str()), now);
-    let members: Vec<Member> = observed
-        .iter()
-        .map(|(d, h)| Member {
-            id: d.id.clone(),
-            logical_id: d.logical_id().map(str::to_string),
-            current: d.config_hash() == Some(settings.config_hash.as_str()),
-            health: *h,
-            age: history.age(&d.id, now),
-            protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
-        })
-        .collect();
-    let target = Target {
+/// The planner's target for `settings` under `gate`.
+pub(crate) fn target(settings: &Settings, gate: Gate) -> Target {
+    Target {
         desired: match &settings.props.allocation.logical_ids {
             Some(ids) if !ids.is_empty() => Desired::LogicalIds(ids.clone()),
             _ => Desired::Size(settings.desired()),
         },
         max_surge: settings.max_surge(),
         max_unavailable: settings.max_unavailable(),
+        max_unhealthy: settings.max_unhealthy(),
+        unhealthy_after: settings.unhealthy_after(),
+        startup_grace: settings.startup_grace(),
+        min_healthy_time: settings.min_healthy_time(),
+        min_healthy_count: settings.min_healthy_count(),
+        delete_policy: settings.scaling.delete_policy,
+        ordering: settings.scaling.ordering,
+        gate,
+    }
+}
+
+/// Members as the planner sees them.
+pub(crate) fn members(
+    settings: &Settings,
+    observed: &[(Description, Health)],
+    history: &History,
+    now: Instant,
+) -> Vec<Member> {
+    observed
+        .iter()
+        .map(|(d, h)| {
+            let t = history.timing(&d.id, now);
+            Member {
+                id: d.id.clone(),
+                logical_id: d.logical_id().map(str::to_string),
+                current: d.config_hash() == Some(settings.config_hash.as_str()),
+                health: *h,
+                age: t.age,
+                protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
+                healthy_for: t.healthy_for,
+                healthy_streak: t.streak,
+                unhealthy_for: t.unhealthy_for,
+                ever_healthy: t.ever_healthy,
+                pending: false,
+            }
+        })
+        .collect()
+}
+
+async fn reconcile(
+    ctx: &Context,
+    shared: &Shared,
+    settings: &Arc<Settings>,
+    history: &mut History,
+    progress: &mut Progress,
+) -> Result<(Outcome, GroupStatus)> {
+    let (instance, flavor) = plugins_of(ctx, settings)?;
+    let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
+    let now = Instant::now();
+    history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
+    let mut members = members(settings, &observed, history, now);
+
+    // Provisions recorded before a restart that have not shown up yet still count.
+    let wall = rollout::now_ms();
+    let tokens: std::collections::HashSet<&str> = observed
+        .iter()
+        .filter_map(|(d, _)| d.tags.get(TOKEN_TAG).map(String::as_str))
+        .collect();
+    let (pending, pending_changed) = {
+        let mut r = shared.rollout();
+        let before = r.pending.len();
+        r.pending.retain(|p| {
+            !tokens.contains(p.token.as_str())
+                && wall.saturating_sub(p.since_ms) < rollout::PENDING_GRACE.as_millis() as u64
+        });
+        (r.pending.clone(), r.pending.len() != before)
     };
+    if pending_changed {
+        let _ = shared.persist(ctx, settings).await;
+    }
+    for p in &pending {
+        members.push(Member {
+            id: format!("pending:{}", p.token),
+            logical_id: p.logical_id.clone(),
+            current: true,
+            pending: true,
+            ..Default::default()
+        });
+    }
+
+    let gate = shared.rollout().gate(settings);
+    let target = target(settings, gate);
     let mut plan = planner::plan(&target, &members);
 
-    // Crash-loop protection: hold back provisions while new instances keep dying young.
-    let wanted = plan
-        .actions
+    // The rollout's own bookkeeping: completion, and the progress deadline.
+    let n = target.desired.count();
+    let current_count = members.iter().filter(|m| m.current && !m.pending).count();
+    let updated = members
         .iter()
-        .filter(|a| matches!(a, Action::Provision { .. }))
+        .filter(|m| m.current && m.available(&target))
         .count();
-    let (allowed, why) = history.allow_provisions(wanted, target.desired.count(), now);
+    let old = members.iter().filter(|m| !m.current).count();
+    let stalled = progress.observe(updated, old, now);
+    let held = matches!(gate, Gate::Partition(p) if current_count >= p.min(n));
+    let done = old == 0 && updated >= n && plan.actions.is_empty();
+    let transition = rollout::decide(&shared.rollout(), settings, done, held, stalled);
+    match transition {
+        Transition::None => {}
+        Transition::Complete => {
+            {
+                let mut r = shared.rollout();
+                r.phase = if r.phase == Phase::RollingBack {
+                    Phase::RolledBack
+                } else {
+                    Phase::Complete
+                };
+            }
+            tracing::info!(group = %settings.id, "rollout complete");
+            shared.persist(ctx, settings).await?;
+        }
+        Transition::Pause(why) => {
+            tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing");
+            shared.rollout().paused = Some(format!("rollout failed: {why}"));
+            shared.persist(ctx, settings).await?;
+            let st = status(settings, &shared.rollout(), &members, &plan);
+            return Ok((Outcome::Acted, st));
+        }
+        Transition::Rollback(why) => {
+            let previous = shared
+                .rollout()
+                .previous
+                .clone()
+                .expect("decide checks for a previous spec");
+            let previous = Settings::parse(&previous)?;
+            tracing::warn!(group = %settings.id, reason = %why, "rollout failed; rolling back");
+            {
+                let mut r = shared.rollout();
+                r.on_commit(settings, &previous);
+                r.phase = Phase::RollingBack;
+                r.reason = format!("rolled back: {why}");
+            }
+            shared.persist(ctx, &previous).await?;
+            progress.reset(now);
+            shared.settings.send_replace(Arc::new(previous));
+            let st = status(settings, &shared.rollout(), &members, &plan);
+            return Ok((Outcome::Acted, st));
+        }
+    }
+
+    // Crash-loop protection: hold back provisions while new instances keep dying young.
+    let wanted = plan.provisions();
+    let (allowed, why) = history.allow_provisions(wanted, n, now);
     if allowed < wanted {
         let mut skip = wanted - allowed;
         plan.actions.retain(|a| match a {
@@ -300,45 +528,68 @@ async fn reconcile(
     if let Some(why) = why {
         plan.waiting = Some(why);
     }
-    for a in &plan.actions {
-        if let Action::Destroy { id, .. } = a {
+
+    let outcome = if !plan.actions.is_empty() {
+        for id in plan.destroyed() {
             history.destroyed(id);
         }
-    }
-
-    let mut message = plan.waiting.clone().unwrap_or_default();
-    let outcome = if !plan.actions.is_empty() {
-        let errors = execute(
+        let report = execute(
             ctx,
+            shared,
             settings,
             instance.as_ref(),
             flavor.as_ref(),
             &plan,
             &observed,
         )
-        .await;
-        if !errors.is_empty() {
-            let text = format!("{} action(s) failed: {}", errors.len(), errors.join("; "));
-            return Err(Error::plugin(text));
+        .await?;
+        if let Some(why) = report.drain_failure {
+            shared.rollout().paused = Some(format!("rollout paused: {why}"));
+            shared.persist(ctx, settings).await?;
         }
-        message = describe_plan(&plan);
+        if !report.errors.is_empty() {
+            return Err(Error::plugin(format!(
+                "{} action(s) failed: {}",
+                report.errors.len(),
+                report.errors.join("; ")
+            )));
+        }
         Outcome::Acted
     } else if plan.converged() {
         Outcome::Converged
     } else {
         Outcome::Waiting
     };
-    let healthy = members
-        .iter()
-        .filter(|m| m.health == Health::Healthy)
-        .count();
-    let status = GroupStatus {
-        desired: target.desired.count(),
-        actual: members.len(),
-        healthy,
+    let st = status(settings, &shared.rollout(), &members, &plan);
+    Ok((outcome, st))
+}
+
+fn status(
+    settings: &Settings,
+    rollout: &RolloutState,
+    members: &[Member],
+    plan: &Plan,
+) -> GroupStatus {
+    let real: Vec<&Member> = members.iter().filter(|m| !m.pending).collect();
+    let message = if !plan.actions.is_empty() {
+        format!(
+            "provisioning {}, destroying {}",
+            plan.provisions(),
+            plan.destroyed().count()
+        )
+    } else {
+        plan.waiting
+            .clone()
+            .or_else(|| rollout.paused.clone())
+            .unwrap_or_default()
+    };
+    GroupStatus {
+        desired: settings.desired(),
+        actual: real.len(),
+        healthy: real.iter().filter(|m| m.health == Health::Healthy).count(),
         config_hash: settings.config_hash.clone(),
         message,
-        instances: members
+        instances: real
             .iter()
             .map(|m| InstanceStatus {
                 id: m.id.clone(),
@@ -352,59 +603,157 @@ async fn reconcile(
                 age_seconds: m.age.as_secs(),
             })
             .collect(),
-    };
-    Ok((outcome, status))
+        rollout: rollout.status(
+            real.iter().filter(|m| m.current).count(),
+            settings.desired(),
+        ),
+    }
 }
 
-fn describe_plan(plan: &Plan) -> String {
-    let provisions = plan
-        .actions
-        .iter()
-        .filter(|a| matches!(a, Action::Provision { .. }))
-        .count();
-    let destroys = plan.actions.len() - provisions;
-    format!("provisioning {provisions}, destroying {destroys}")
+/// What running a plan produced.
+#[derive(Debug, Default)]
+struct Report {
+    errors: Vec<String>,
+    drain_failure: Option<String>,
+}
+
+fn token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
 }
 
 /// Runs a plan: destroys first, then provisions, each at most `max_parallel` at a time.
-/// Returns the errors, one line each.
+/// Provisions are recorded (persisted) before they start.
 async fn execute(
     ctx: &Context,
+    shared: &Shared,
     settings: &Settings,
     instance: &dyn Instance,
     flavor: &dyn Flavor,
     plan: &Plan,
     observed: &[(Description, Health)],
-) -> Vec<String> {
+) -> Result<Report> {
     let parallel = ctx.config.max_parallel.max(1);
+    let mut report = Report::default();
+
     let mut destroys = Vec::new();
-    let mut provisions = Vec::new();
-    for (seq, action) in plan.actions.iter().enumerate() {
-        match action {
-            Action::Destroy { id, reason } => {
-                if let Some((d, _)) = observed.iter().find(|(d, _)| &d.id == id) {
-                    tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
-                    destroys.push(destroy_one(settings, instance, flavor, d, reason.as_str()));
-                }
+    for (id, reason) in plan.actions.iter().filter_map(|a| match a {
+        Action::Destroy { id, reason } => Some((id, *reason)),
+        Action::Provision { .. } => None,
+    }) {
+        if let Some((d, _)) = observed.iter().find(|(d, _)| &d.id == id) {
+            tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
+            destroys.push(async move {
+                (
+                    reason,
+                    destroy_one(settings, instance, flavor, d, reason).await,
+                )
+            });
+        }
+    }
+    let results: Vec<(Reason, std::result::Result<(), DestroyError>)> =
+        futures::stream::iter(destroys)
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+    for (_, r) in results {
+        match r {
+            Ok(()) => {}
+            Err(DestroyError::Drain(why)) => report.drain_failure = Some(why),
+            Err(DestroyError::Destroy(e)) => report.errors.push(e.to_string()),
+        }
+    }
+
+    // With a store, each provision carries a token tag and is recorded before it starts, so a
+    // restarted controller can tell which ones completed. Without one there is nothing to resume.
+    let durable = ctx.store.is_some();
+    let provisions: Vec<(String, Option<String>, usize)> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, a)| match a {
+            Action::Provision { logical_id } => Some((
+                if durable { token() } else { String::new() },
+                logical_id.clone(),
+                seq,
+            )),
+            Action::Destroy { .. } => None,
+        })
+        .collect();
+    if provisions.is_empty() {
+        return Ok(report);
+    }
+    if durable {
+        let since_ms = rollout::now_ms();
+        {
+            let mut r = shared.rollout();
+            for (token, logical_id, _) in &provisions {
+                r.pending.push(Pending {
+                    token: token.clone(),
+                    logical_id: logical_id.clone(),
+                    since_ms,
+                });
             }
-            Action::Provision { logical_id } => {
-                let sequence = match (logical_id, &settings.props.allocation.logical_ids) {
-                    (Some(l), Some(ids)) => ids.iter().position(|x| x == l).unwrap_or(seq),
-                    _ => seq,
-                };
-                provisions.push(provision_one(
-                    settings,
-                    instance,
-                    flavor,
-                    logical_id.clone(),
-                    sequence as u64,
-                ));
+        }
+        // Record intent before acting: if this cannot be saved, nothing is provisioned.
+        if let Err(e) = shared.persist(ctx, settings).await {
+            shared
+                .rollout()
+                .pending
+                .retain(|p| !provisions.iter().any(|(t, _, _)| t == &p.token));
+            return Err(e);
+        }
+    }
+    let futures: Vec<_> = provisions
+        .iter()
+        .map(|(token, logical_id, seq)| {
+            let sequence = match (logical_id, &settings.props.allocation.logical_ids) {
+                (Some(l), Some(ids)) => ids.iter().position(|x| x == l).unwrap_or(*seq),
+                _ => *seq,
+            } as u64;
+            async move {
+                (
+                    token.clone(),
+                    provision_one(
+                        settings,
+                        instance,
+                        flavor,
+                        logical_id.clone(),
+                        sequence,
+                        token,
+                    )
+                    .await,
+                )
+            }
+        })
+        .collect();
+    let results: Vec<(String, Result<String>)> = futures::stream::iter(futures)
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    {
+        let mut r = shared.rollout();
+        for (token, result) in &results {
+            // A provision that timed out or lost its connection may still complete: keep
+            // counting it until it shows up or its grace expires.
+            let maybe_in_flight = matches!(
+                result,
+                Err(Error::Timeout { .. }) | Err(Error::Unavailable { .. })
+            );
+            if !maybe_in_flight {
+                r.pending.retain(|p| &p.token != token);
             }
         }
     }
-    let mut errors = run_bounded(destroys, parallel).await;
-    errors.extend(run_bounded(provisions, parallel).await);
-    errors
+    for (_, result) in results {
+        if let Err(e) = result {
+            report.errors.push(e.to_string());
+        }
+    }
+    Ok(report)
 }
 
 /// Runs futures at most `parallel` at a time and returns the messages of those that failed.
@@ -429,9 +778,13 @@ pub(crate) async fn provision_one(
     flavor: &dyn Flavor,
     logical_id: Option<String>,
     sequence: u64,
+    token: &str,
 ) -> Result<String> {
     let mut tags = membership(&settings.id);
     tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
+    if !token.is_empty() {
+        tags.insert(TOKEN_TAG.into(), token.to_string());
+    }
     if let Some(l) = &logical_id {
         tags.insert(LOGICAL_ID_TAG.into(), l.clone());
     }
@@ -458,39 +811,78 @@ pub(crate) async fn provision_one(
     // Membership tags are ours: a flavor cannot change them.
     spec.tags.extend(tags);
     spec.logical_id = logical_id;
-    let id = instance
-        .provision(spec)
-        .await
-        .map_err(|e| Error::plugin(format!("Instance.Provision: {e}")))?;
+    let id = instance.provision(spec).await.map_err(|e| match e {
+        Error::Timeout { .. } | Error::Unavailable { .. } => e,
+        other => Error::plugin(format!("Instance.Provision: {other}")),
+    })?;
     tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
     Ok(id)
 }
 
-/// Drains (unless the spec skips it) and destroys one instance. A failing drain is logged; the
-/// destroy still happens, as in InfraKit.
+/// Why a destroy did not happen.
+#[derive(Debug)]
+pub(crate) enum DestroyError {
+    /// The drain before a rolling-update destroy failed; the instance was left alone.
+    Drain(String),
+    /// The instance plugin failed to destroy it.
+    Destroy(Error),
+}
+
+impl std::fmt::Display for DestroyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DestroyError::Drain(why) => f.write_str(why),
+            DestroyError::Destroy(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Drains (within the drain timeout, unless the spec skips it) and destroys one instance. A
+/// failing drain stops a rolling-update destroy (the rollout pauses instead of destroying
+/// blindly); for other reasons it is logged and the destroy goes ahead.
 pub(crate) async fn destroy_one(
     settings: &Settings,
     instance: &dyn Instance,
     flavor: &dyn Flavor,
     d: &Description,
-    reason: &str,
-) -> Result<()> {
+    reason: Reason,
+) -> std::result::Result<(), DestroyError> {
     if settings.drain_before_destroy() {
-        if let Err(e) = flavor.drain(&settings.props.flavor.properties, d).await {
-            tracing::warn!(instance = %d.id, error = %e, "drain failed; destroying anyway");
+        let drained = tokio::time::timeout(
+            settings.drain_timeout(),
+            flavor.drain(&settings.props.flavor.properties, d),
+        )
+        .await;
+        let failure = match drained {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("drain of {} failed: {e}", d.id)),
+            Err(_) => Some(format!(
+                "drain of {} did not finish within {:?}",
+                d.id,
+                settings.drain_timeout()
+            )),
+        };
+        if let Some(why) = failure {
+            if reason == Reason::RollingUpdate {
+                tracing::warn!(instance = %d.id, reason = %why, "not destroying; pausing the rollout");
+                return Err(DestroyError::Drain(why));
+            }
+            tracing::warn!(instance = %d.id, reason = %why, "destroying anyway");
         }
     }
     instance
-        .destroy(&d.id, &DestroyContext::reason(reason))
+        .destroy(&d.id, &DestroyContext::reason(reason.as_str()))
         .await
-        .map_err(|e| Error::plugin(format!("Instance.Destroy {}: {e}", d.id)))
+        .map_err(|e| {
+            DestroyError::Destroy(Error::plugin(format!("Instance.Destroy {}: {e}", d.id)))
+        })
 }
 
 /// Follows the instance plugin's events and wakes the supervisor on any about this group.
 async fn watch_events(
     ctx: Arc<Context>,
     mut settings: watch::Receiver<Arc<Settings>>,
-    wake: Arc<Notify>,
+    shared: Arc<Shared>,
 ) {
     let mut backoff = Duration::from_millis(500);
     loop {
@@ -503,7 +895,7 @@ async fn watch_events(
             Ok(stream) => {
                 backoff = Duration::from_millis(500);
                 // Something may have happened while we were not listening.
-                wake.notify_one();
+                shared.wake.notify_one();
                 let mut stream = stream.map(Ok::<_, ()>);
                 loop {
                     tokio::select! {
@@ -512,7 +904,7 @@ async fn watch_events(
                                 let group = e.data.get("Tags").and_then(|t| t.get(GROUP_TAG)).and_then(|g| g.as_str());
                                 if group.is_none() || group == Some(current.id.as_str()) {
                                     tracing::debug!(group = %current.id, event = %e.topic, instance = %e.id, "instance event");
-                                    wake.notify_one();
+                                    shared.wake.notify_one();
                                 }
                             }
                             _ => break,

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{
     Allocation, Description, DestroyContext, Error, Flavor, Group, GroupDescription, GroupSpec,
     Health, Index, Instance, Result, Spec, Tags,
@@ -442,6 +443,32 @@ impl Group for GroupClient {
         let p = json!({"Name": self.client.name, "ID": id, "Size": size});
         self.client
             .call::<_, Value>("Group.SetSize", &p)
+            .await
+            .map(|_| ())
+    }
+
+    async fn plan_group(&self, spec: GroupSpec) -> Result<PlanPreview> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Plan")]
+            plan: PlanPreview,
+        }
+        let p = json!({"Name": self.client.name, "Spec": spec});
+        let r: R = self
+            .client
+            .call_within("Group.PlanGroup", &p, LONG_TIMEOUT)
+            .await?;
+        Ok(r.plan)
+    }
+
+    async fn rollout(&self, id: &str, action: RolloutAction) -> Result<()> {
+        let method = match action {
+            RolloutAction::Pause => "Group.PauseRollout",
+            RolloutAction::Resume => "Group.ResumeRollout",
+            RolloutAction::Undo => "Group.UndoRollout",
+        };
+        self.client
+            .call::<_, Value>(method, &self.params(id))
             .await
             .map(|_| ())
     }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
+use infrakit_spi::group::RolloutAction;
 use infrakit_spi::{Allocation, Description, DestroyContext, Error, GroupSpec, Index, Spec, Tags};
 
 use crate::jsonrpc::{self, Request};
@@ -422,6 +423,23 @@ async fn group(h: &Handlers, method: &str, params: Value) -> Result<Value, Failu
                 .ok_or_else(|| failure(jsonrpc::INVALID_PARAMS, "params.Size: missing"))?;
             g.set_size(&id, size).await?;
             Ok(json!({"Name": name, "ID": id}))
+        }
+        "PlanGroup" => {
+            let spec = req
+                .spec
+                .ok_or_else(|| failure(jsonrpc::INVALID_PARAMS, "params.Spec: missing"))?;
+            let id = spec.id.clone();
+            let plan = g.plan_group(spec).await?;
+            Ok(json!({"Name": name, "ID": id, "Plan": plan}))
+        }
+        "PauseRollout" | "ResumeRollout" | "UndoRollout" => {
+            let action = match method {
+                "PauseRollout" => RolloutAction::Pause,
+                "ResumeRollout" => RolloutAction::Resume,
+                _ => RolloutAction::Undo,
+            };
+            g.rollout(&id, action).await?;
+            Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
         _ => Err(not_found(&format!("Group.{method}"))),
     }

@@ -75,6 +75,8 @@ pub struct GroupProperties {
     pub updating: Option<Value>,
     /// Health settings, kept verbatim (interpreted by the group controller).
     pub health: Option<Value>,
+    /// Scaling settings, kept verbatim (interpreted by the group controller).
+    pub scaling: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -90,6 +92,8 @@ struct RawProperties {
     updating: Option<Value>,
     #[serde(rename = "Health", default)]
     health: Option<Value>,
+    #[serde(rename = "Scaling", default)]
+    scaling: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -166,6 +170,7 @@ impl GroupProperties {
             flavor,
             updating: raw.updating,
             health: raw.health,
+            scaling: raw.scaling,
         })
     }
 
@@ -203,6 +208,9 @@ impl GroupProperties {
         }
         if let Some(h) = &self.health {
             map.insert("Health".into(), h.clone());
+        }
+        if let Some(s) = &self.scaling {
+            map.insert("Scaling".into(), s.clone());
         }
         Value::Object(map)
     }
@@ -341,6 +349,43 @@ pub struct GroupStatus {
     /// Per-instance status.
     #[serde(rename = "Instances", default)]
     pub instances: Vec<InstanceStatus>,
+    /// The configuration rollout, if one has happened.
+    #[serde(rename = "Rollout", default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutStatus>,
+}
+
+/// Progress of a configuration rollout (an infrakit extension).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RolloutStatus {
+    /// `progressing`, `paused`, `complete`, `rolling back`, `rolled back` or `failed`.
+    #[serde(rename = "Phase")]
+    pub phase: String,
+    /// Instances on the current configuration.
+    #[serde(rename = "Updated")]
+    pub updated: usize,
+    /// Instances wanted.
+    #[serde(rename = "Total")]
+    pub total: usize,
+    /// Why the rollout is paused or failed, if it is.
+    #[serde(rename = "Reason", default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+/// What a commit would do, step by step (an infrakit extension, `Group.PlanGroup`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PlanPreview {
+    /// InfraKit's one-sentence summary (the `Details` of a pretend commit).
+    #[serde(rename = "Details")]
+    pub details: String,
+    /// The steps, in order, assuming new instances become healthy.
+    #[serde(rename = "Steps", default)]
+    pub steps: Vec<String>,
+    /// The lowest number of healthy instances at any point of the change.
+    #[serde(rename = "MinHealthy")]
+    pub min_healthy: usize,
+    /// The highest number of instances at any point of the change.
+    #[serde(rename = "MaxInstances")]
+    pub max_instances: usize,
 }
 
 /// The result of `Group.DescribeGroup`.
@@ -377,6 +422,47 @@ pub trait Group: Send + Sync {
     async fn size(&self, id: &str) -> Result<usize>;
     /// Changes the group's target size.
     async fn set_size(&self, id: &str, size: usize) -> Result<()>;
+
+    /// Describes, step by step, what committing `spec` would do (infrakit extension).
+    async fn plan_group(&self, spec: GroupSpec) -> Result<PlanPreview> {
+        Err(crate::Error::plugin(format!(
+            "this group plugin cannot preview plans (group {})",
+            spec.id
+        )))
+    }
+
+    /// Pauses, resumes or undoes a group's rollout (infrakit extension).
+    async fn rollout(&self, id: &str, action: RolloutAction) -> Result<()> {
+        Err(crate::Error::plugin(format!(
+            "this group plugin cannot {} rollouts (group {id})",
+            action.as_str()
+        )))
+    }
+}
+
+/// An operator's command to a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutAction {
+    /// Stop replacing instances.
+    #[serde(rename = "pause")]
+    Pause,
+    /// Continue, also past a partition.
+    #[serde(rename = "resume")]
+    Resume,
+    /// Go back to the previous configuration.
+    #[serde(rename = "undo")]
+    Undo,
+}
+
+impl RolloutAction {
+    /// The lower-case verb.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Undo => "undo",
+        }
+    }
 }
 
 #[cfg(test)]
