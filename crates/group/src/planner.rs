@@ -129,6 +129,21 @@ impl Member {
             && self.healthy_streak >= t.min_healthy_count
     }
 
+    /// Counts towards the group's availability: an old instance while it is Healthy, a new one
+    /// once it is available (healthy for `MinHealthyTime`).
+    pub fn counted(&self, t: &Target) -> bool {
+        if self.current {
+            self.available(t)
+        } else {
+            self.health == Health::Healthy
+        }
+    }
+
+    /// Serving now: destroying it costs capacity.
+    fn serving(&self) -> bool {
+        self.health == Health::Healthy
+    }
+
     /// Unhealthy too long, or never healthy within the startup grace: to be replaced.
     pub fn failed(&self, t: &Target) -> bool {
         !self.pending
@@ -330,7 +345,7 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
     // Availability may not drop below n - max_unavailable by our hand (instances that are not
     // available cost nothing to remove).
     let min_available = n.saturating_sub(t.max_unavailable);
-    let mut available = members.iter().filter(|m| m.available(t)).count();
+    let mut available = members.iter().filter(|m| m.counted(t)).count();
 
     // Too many of the current configuration: scale in, sparing protected instances.
     let mut current_count = current.len();
@@ -340,11 +355,11 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
         let excess = current_count - n;
         let mut removed = 0;
         for m in victims.iter().take(excess) {
-            if m.available(t) {
+            if m.serving() {
                 if available <= min_available {
                     break;
                 }
-                available -= 1;
+                available -= m.counted(t) as usize;
             }
             plan.destroy(&m.id, Reason::ScaleDown);
             total -= 1;
@@ -359,7 +374,13 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
         }
     }
 
-    let keep_old = n - want_current.max(current_count).min(n);
+    let keep_old = match t.gate {
+        // Paused: nothing moves, surge included, unless the group must shrink.
+        Gate::Paused => old
+            .len()
+            .min((n + t.max_surge).saturating_sub(current_count)),
+        _ => n - want_current.max(current_count).min(n),
+    };
 
     // Retire old instances beyond those kept.
     let mut old_sorted = old.clone();
@@ -370,11 +391,11 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
         if retired == to_retire {
             break;
         }
-        if m.available(t) {
+        if m.serving() {
             if available <= min_available {
                 break;
             }
-            available -= 1;
+            available -= m.counted(t) as usize;
         }
         let reason = if total > n {
             Reason::ScaleDown
@@ -429,7 +450,7 @@ fn plan_pets(t: &Target, ids: &[String], members: &[&Member], plan: &mut Plan) {
         }
     }
     let available_ids =
-        |by_id: &BTreeMap<&str, Vec<&Member>>, id: &str| by_id[id].iter().any(|m| m.available(t));
+        |by_id: &BTreeMap<&str, Vec<&Member>>, id: &str| by_id[id].iter().any(|m| m.counted(t));
     let unavailable = ids.iter().filter(|id| !available_ids(&by_id, id)).count();
     let mut budget = t.max_unavailable.saturating_sub(unavailable);
     // Logical IDs already surging: a current member alongside an old one (duplicates of one
@@ -480,7 +501,7 @@ fn plan_pets(t: &Target, ids: &[String], members: &[&Member], plan: &mut Plan) {
                 } else if surging < t.max_surge {
                     surging += 1;
                     plan.provision(Some(id.clone()));
-                } else if !keep.available(t) {
+                } else if !keep.serving() {
                     plan.destroy(&keep.id, Reason::RollingUpdate);
                     plan.provision(Some(id.clone()));
                 } else if budget > 0 {
@@ -894,10 +915,10 @@ mod tests {
             let gone: Vec<&str> = p.destroyed().collect();
             // Cattle: available instances. Pets: logical IDs with an available member.
             let measure = |keep: &dyn Fn(&Member) -> bool| match &t.desired {
-                Desired::Size(_) => members.iter().filter(|m| m.available(&t) && keep(m)).count(),
+                Desired::Size(_) => members.iter().filter(|m| m.counted(&t) && keep(m)).count(),
                 Desired::LogicalIds(ids) => ids
                     .iter()
-                    .filter(|l| members.iter().any(|m| m.logical_id.as_ref() == Some(l) && m.available(&t) && keep(m)))
+                    .filter(|l| members.iter().any(|m| m.logical_id.as_ref() == Some(l) && m.counted(&t) && keep(m)))
                     .count(),
             };
             let before = measure(&|_| true);
