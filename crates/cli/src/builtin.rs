@@ -12,6 +12,7 @@ use infrakit_instance_file::FilePlugin;
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_rpc::{dir, Handlers, PluginServer, Plugins};
+use infrakit_store::FileStore;
 
 use crate::cli::PluginOptions;
 
@@ -121,7 +122,11 @@ pub async fn serve(
     let mut group = None;
     let handlers = match kind {
         Kind::Group => {
-            let g = Arc::new(GroupPlugin::new(plugins.clone(), controller_config(opts)));
+            let store = Arc::new(FileStore::new(state_dir(name).join("groups")));
+            let g = GroupPlugin::with_store(plugins.clone(), controller_config(opts), store)
+                .await
+                .with_context(|| format!("starting {name}"))?;
+            let g = Arc::new(g);
             group = Some(g.clone());
             Handlers::new().group(g)
         }

@@ -172,9 +172,20 @@ pub enum GroupCommand {
     Describe {
         /// Group ID.
         id: String,
+        /// Keep redrawing until Ctrl-C.
+        #[arg(short, long)]
+        watch: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
+    },
+    /// Show or steer a group's configuration rollout.
+    Rollout {
+        /// What to do.
+        #[arg(value_enum)]
+        action: RolloutVerb,
+        /// Group ID.
+        id: String,
     },
     /// Print a group's committed spec.
     Inspect {
@@ -215,6 +226,19 @@ pub enum GroupCommand {
         #[arg(required = true)]
         instances: Vec<String>,
     },
+}
+
+/// Rollout verbs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RolloutVerb {
+    /// Phase, progress, and why it is paused if it is.
+    Status,
+    /// Stop replacing instances.
+    Pause,
+    /// Continue (also past a partition).
+    Resume,
+    /// Go back to the previous configuration.
+    Undo,
 }
 
 /// `infrakit instance ...`.

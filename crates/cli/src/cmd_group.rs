@@ -5,11 +5,11 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 
 use infrakit_rpc::{dir, GroupClient, Plugins};
-use infrakit_spi::group::{GroupDescription, InstanceStatus};
+use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction};
 use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
-use crate::cli::{Format, GroupArgs, GroupCommand};
+use crate::cli::{Format, GroupArgs, GroupCommand, RolloutVerb};
 use crate::io;
 
 /// A client of the group plugin called `name`.
@@ -36,16 +36,50 @@ pub async fn run(args: GroupArgs) -> Result<()> {
         GroupCommand::Commit { file, pretend } => {
             let spec = read_spec(&file)?;
             let id = spec.id.clone();
-            let details = g.commit_group(spec, pretend).await?;
             if pretend {
+                let details = g.commit_group(spec.clone(), true).await?;
                 println!("Committing {id} would involve: {details}");
+                // infrakit's group plugin also explains the plan step by step.
+                if let Ok(plan) = g.plan_group(spec).await {
+                    for step in &plan.steps {
+                        println!("  {step}");
+                    }
+                    println!(
+                        "  lowest number of healthy instances during the change: {}; most instances at once: {}",
+                        plan.min_healthy, plan.max_instances
+                    );
+                }
             } else {
+                let details = g.commit_group(spec, false).await?;
                 println!("Committed {id}: {details}");
             }
         }
-        GroupCommand::Describe { id, out } => {
+        GroupCommand::Describe { id, watch, out } => {
+            if watch {
+                watch_description(&g, &id).await?;
+            } else {
+                let d = g.describe_group(&id).await?;
+                print_description(&id, &d, out.quiet, out.output)?;
+            }
+        }
+        GroupCommand::Rollout { action, id } => {
+            let verb = match action {
+                RolloutVerb::Status => None,
+                RolloutVerb::Pause => Some(RolloutAction::Pause),
+                RolloutVerb::Resume => Some(RolloutAction::Resume),
+                RolloutVerb::Undo => Some(RolloutAction::Undo),
+            };
+            if let Some(verb) = verb {
+                g.rollout(&id, verb).await?;
+                let done = match verb {
+                    RolloutAction::Pause => "paused",
+                    RolloutAction::Resume => "resumed",
+                    RolloutAction::Undo => "undone: going back to the previous configuration",
+                };
+                println!("Rollout of {id} {done}");
+            }
             let d = g.describe_group(&id).await?;
-            print_description(&id, &d, out.quiet, out.output)?;
+            println!("{}", rollout_line(&id, &d));
         }
         GroupCommand::Inspect { id, output } => {
             let spec = g
@@ -109,6 +143,53 @@ pub async fn run(args: GroupArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// One line about a group's rollout: phase, progress bar, reason.
+pub fn rollout_line(id: &str, d: &GroupDescription) -> String {
+    let Some(r) = d.status.as_ref().and_then(|s| s.rollout.as_ref()) else {
+        return format!("{id}: no rollout since the group was committed");
+    };
+    let width = 20;
+    let filled = if r.total == 0 {
+        width
+    } else {
+        (r.updated.min(r.total) * width) / r.total
+    };
+    let bar: String = "#".repeat(filled) + &".".repeat(width - filled);
+    let mut line = format!(
+        "{id}: rollout {} [{bar}] {}/{} updated",
+        r.phase, r.updated, r.total
+    );
+    if !r.reason.is_empty() {
+        line.push_str(&format!(" ({})", r.reason));
+    }
+    line
+}
+
+/// Redraws a group's description every half second until Ctrl-C.
+async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
+    use std::io::IsTerminal;
+    let live = std::io::stdout().is_terminal();
+    let signal = crate::cmd_plugin::shutdown_signal();
+    tokio::pin!(signal);
+    let mut last = String::new();
+    loop {
+        let text = match g.describe_group(id).await {
+            Ok(d) => description_lines(id, &d).join("\n"),
+            Err(e) => format!("{id}: {e}"),
+        };
+        if live {
+            print!("\x1b[H\x1b[2J{text}\n");
+        } else if text != last {
+            println!("{text}\n");
+        }
+        last = text;
+        tokio::select! {
+            r = &mut signal => { r?; return Ok(()); }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+        }
+    }
 }
 
 /// Prints a group description as a table (or IDs, JSON, YAML).
@@ -194,6 +275,13 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
                 state
             }
         ));
+    }
+    if d.status
+        .as_ref()
+        .and_then(|s| s.rollout.as_ref())
+        .is_some_and(|r| r.phase != "complete")
+    {
+        lines.push(rollout_line(id, d));
     }
     lines
 }

@@ -72,11 +72,15 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
         }
     }
     let live = !args.plain && std::io::stdout().is_terminal();
-    let ids: Vec<String> = specs.iter().map(|s| s.id.clone()).collect();
     let mut last = String::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
+        // Every managed group: those committed now and those resumed from earlier runs.
+        let ids: Vec<String> = match stack.group.inspect_groups().await {
+            Ok(specs) => specs.into_iter().map(|s| s.id).collect(),
+            Err(_) => specs.iter().map(|s| s.id.clone()).collect(),
+        };
         let mut screen = Vec::new();
         for id in &ids {
             match stack.group.describe_group(id).await {

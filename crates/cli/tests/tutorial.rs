@@ -80,9 +80,24 @@ fn commit_free_recommit_and_roll(
         vec!["cattle".to_string()]
     );
 
+    // InfraKit's sentence first, exactly; then infrakit's step-by-step plan.
+    let pretend = home.ok(&["group", "commit", v2, "--pretend"]);
+    let mut lines = pretend.lines();
     assert_eq!(
-        home.ok(&["group", "commit", v2, "--pretend"]).trim(),
+        lines.next().unwrap(),
         "Committing cattle would involve: Performing a rolling update on 5 instances, then adding 5 instances to increase the group size to 10"
+    );
+    let plan: Vec<&str> = lines.collect();
+    assert_eq!(
+        plan.first().map(|l| l.trim()),
+        Some("step 1: create 6 new instance(s)"),
+        "{pretend}"
+    );
+    assert!(
+        plan.last().unwrap().contains(
+            "lowest number of healthy instances during the change: 5; most instances at once: 11"
+        ),
+        "{pretend}"
     );
     assert_eq!(
         ids(&members(home, plugin)),

@@ -398,3 +398,81 @@ async fn thousands_of_simulated_instances_converge_and_heal() {
     let d = converged(&group, "sim", 2000).await;
     assert!(killed.iter().all(|k| !ids(&d).contains(k)));
 }
+
+#[tokio::test]
+async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let plugins = Arc::new(Plugins::new(tmp.path().join("plugins")));
+    let procs = Arc::new(ProcessPlugin::open(tmp.path().join("procs")).unwrap());
+    plugins.register_instance("instance-process", procs.clone());
+    plugins.register_publisher("instance-process", procs.clone());
+    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+    let group = GroupPlugin::new(plugins, config(Duration::from_secs(60)));
+    let script = r#"echo "$INFRAKIT_INSTANCE_ID" >> "$INFRAKIT_VOLUMES/data-$INFRAKIT_LOGICAL_ID/history"; exec sleep 300"#;
+    group
+        .commit_group(
+            spec(
+                "db",
+                json!({"LogicalIDs": ["db1", "db2", "db3"]}),
+                json!({"Plugin": "instance-process", "Properties": {"Cmd": "sh", "Args": ["-c", script]}}),
+                json!({"Plugin": "flavor-vanilla", "Properties": {"Attachments": [{"ID": "data-{{ LogicalID }}", "Type": "volume"}]}}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let d = converged(&group, "db", 3).await;
+    let old = d
+        .instances
+        .iter()
+        .find(|i| i.logical_id() == Some("db2"))
+        .unwrap()
+        .id
+        .clone();
+    let history = procs.volume_dir("data-db2").unwrap().join("history");
+    eventually(
+        "db2 wrote to its volume",
+        Duration::from_secs(10),
+        || async {
+            std::fs::read_to_string(&history)
+                .ok()
+                .filter(|s| s.contains(&old))
+                .map(|_| ())
+        },
+    )
+    .await;
+
+    let pid = procs.pid(&old).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    let new = eventually("db2 replaced", Duration::from_secs(10), || async {
+        let d = group.describe_group("db").await.ok()?;
+        let db2 = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
+        (db2.id != old).then(|| db2.id.clone())
+    })
+    .await;
+    let lines: Vec<String> = eventually(
+        "the replacement wrote to the same volume",
+        Duration::from_secs(10),
+        || async {
+            let text = std::fs::read_to_string(&history).ok()?;
+            let lines: Vec<String> = text.lines().map(str::to_string).collect();
+            (lines.len() == 2).then_some(lines)
+        },
+    )
+    .await;
+    assert_eq!(
+        lines,
+        vec![old, new.clone()],
+        "the replacement sees its predecessor's data"
+    );
+    let d = group.describe_group("db").await.unwrap();
+    assert_eq!(
+        d.instances.iter().find(|i| i.id == new).unwrap().tags["infrakit.logical_id"],
+        "db2"
+    );
+    group.destroy_group("db").await.unwrap();
+}
