@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 
 use infrakit_rpc::{dir, GroupClient, Plugins};
 use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction};
+use infrakit_group::rollout::TOKEN_TAG;
 use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
@@ -238,7 +239,7 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
         let tags: infrakit_spi::Tags = i
             .tags
             .iter()
-            .filter(|(k, _)| ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG].contains(&k.as_str()))
+            .filter(|(k, _)| ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG, TOKEN_TAG].contains(&k.as_str()))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         t.add_row(vec![

@@ -397,12 +397,7 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
             }
             available -= m.counted(t) as usize;
         }
-        let reason = if total > n {
-            Reason::ScaleDown
-        } else {
-            Reason::RollingUpdate
-        };
-        plan.destroy(&m.id, reason);
+        plan.destroy(&m.id, Reason::RollingUpdate);
         total -= 1;
         retired += 1;
     }
