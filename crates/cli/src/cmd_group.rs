@@ -4,9 +4,9 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 
+use infrakit_group::rollout::TOKEN_TAG;
 use infrakit_rpc::{dir, GroupClient, Plugins};
 use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction};
-use infrakit_group::rollout::TOKEN_TAG;
 use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
@@ -152,11 +152,9 @@ pub fn rollout_line(id: &str, d: &GroupDescription) -> String {
         return format!("{id}: no rollout since the group was committed");
     };
     let width = 20;
-    let filled = if r.total == 0 {
-        width
-    } else {
-        (r.updated.min(r.total) * width) / r.total
-    };
+    let filled = (r.updated.min(r.total) * width)
+        .checked_div(r.total)
+        .unwrap_or(width);
     let bar: String = "#".repeat(filled) + &".".repeat(width - filled);
     let mut line = format!(
         "{id}: rollout {} [{bar}] {}/{} updated",
@@ -181,7 +179,7 @@ async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
             Err(e) => format!("{id}: {e}"),
         };
         if live {
-            print!("\x1b[H\x1b[2J{text}\n");
+            println!("\x1b[H\x1b[2J{text}");
         } else if text != last {
             println!("{text}\n");
         }
@@ -239,7 +237,9 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
         let tags: infrakit_spi::Tags = i
             .tags
             .iter()
-            .filter(|(k, _)| ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG, TOKEN_TAG].contains(&k.as_str()))
+            .filter(|(k, _)| {
+                ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG, TOKEN_TAG].contains(&k.as_str())
+            })
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         t.add_row(vec![

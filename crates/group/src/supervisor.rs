@@ -556,7 +556,16 @@ async fn reconcile(
         }
         Outcome::Acted
     } else if plan.converged() {
-        Outcome::Converged
+        let unhealthy = members
+            .iter()
+            .filter(|m| m.health != Health::Healthy)
+            .count();
+        if unhealthy > 0 {
+            plan.waiting = Some(format!("{unhealthy} instance(s) not healthy"));
+            Outcome::Waiting
+        } else {
+            Outcome::Converged
+        }
     } else {
         Outcome::Waiting
     };
