@@ -38,27 +38,16 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // `up` logs to a file (its screen is the live view); everything else logs to stderr.
+    if !matches!(cli.command, Command::Up(_)) {
+        io::init_logging(&cli.log, None);
+    }
     match cli.command {
         Command::Up(args) => cmd_up::run(args, &cli.log).await,
-        Command::Down(args) => {
-            io::init_logging(&cli.log, None);
-            cmd_up::down(args).await
-        }
-        Command::Plugin(cmd) => {
-            io::init_logging(&cli.log, None);
-            cmd_plugin::run(cmd).await
-        }
-        Command::Group(args) => {
-            io::init_logging(&cli.log, None);
-            cmd_group::run(args).await
-        }
-        Command::Instance(args) => {
-            io::init_logging(&cli.log, None);
-            cmd_instance::run(args).await
-        }
-        Command::Flavor(args) => {
-            io::init_logging(&cli.log, None);
-            cmd_flavor::run(args).await
-        }
+        Command::Down(args) => cmd_up::down(args).await,
+        Command::Plugin(cmd) => cmd_plugin::run(cmd).await,
+        Command::Group(args) => cmd_group::run(args).await,
+        Command::Instance(args) => cmd_instance::run(args).await,
+        Command::Flavor(args) => cmd_flavor::run(args).await,
     }
 }

@@ -155,25 +155,33 @@ impl GroupPlugin {
         Ok(())
     }
 
-    async fn forget(&self, id: &str) {
+    /// The current settings of group `id`.
+    async fn settings_of(&self, id: &str) -> Result<Arc<Settings>> {
+        let groups = self.groups.lock().await;
+        Ok(groups.get(id).ok_or_else(|| not_watched(id))?.settings())
+    }
+
+    /// Stops managing group `id` and forgets its saved state; returns its last settings.
+    async fn unmanage(&self, id: &str) -> Result<Arc<Settings>> {
+        let sup = self
+            .groups
+            .lock()
+            .await
+            .remove(id)
+            .ok_or_else(|| not_watched(id))?;
+        let settings = sup.settings();
+        drop(sup);
         if let Some(store) = &self.ctx.store {
             if let Err(e) = store.delete(id).await {
                 tracing::warn!(group = id, error = %e, "cannot remove the group's saved state");
             }
         }
+        Ok(settings)
     }
 
     /// Commits a modified copy of a group's spec (used by size changes).
     async fn recommit(&self, id: &str, edit: impl FnOnce(&mut serde_json::Value)) -> Result<()> {
-        let mut spec = {
-            let groups = self.groups.lock().await;
-            groups
-                .get(id)
-                .ok_or_else(|| not_watched(id))?
-                .settings()
-                .spec
-                .clone()
-        };
+        let mut spec = self.settings_of(id).await?.spec.clone();
         edit(&mut spec.properties);
         self.commit_group(spec, false).await.map(|_| ())
     }
@@ -215,14 +223,7 @@ impl Group for GroupPlugin {
     }
 
     async fn free_group(&self, id: &str) -> Result<()> {
-        let sup = self
-            .groups
-            .lock()
-            .await
-            .remove(id)
-            .ok_or_else(|| not_watched(id))?;
-        drop(sup);
-        self.forget(id).await;
+        self.unmanage(id).await?;
         tracing::info!(group = id, "freed group; its instances are left alone");
         Ok(())
     }
@@ -249,15 +250,7 @@ impl Group for GroupPlugin {
     }
 
     async fn destroy_group(&self, id: &str) -> Result<()> {
-        let sup = self
-            .groups
-            .lock()
-            .await
-            .remove(id)
-            .ok_or_else(|| not_watched(id))?;
-        let settings = sup.settings();
-        drop(sup);
-        self.forget(id).await;
+        let settings = self.unmanage(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
         let members = instance.describe_instances(&membership(id), true).await?;
         let (instance, flavor) = (instance.as_ref(), flavor.as_ref());
@@ -299,10 +292,7 @@ impl Group for GroupPlugin {
     }
 
     async fn destroy_instances(&self, id: &str, ids: &[String]) -> Result<()> {
-        let settings = {
-            let groups = self.groups.lock().await;
-            groups.get(id).ok_or_else(|| not_watched(id))?.settings()
-        };
+        let settings = self.settings_of(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
         let members = instance.describe_instances(&membership(id), true).await?;
         let mut victims = Vec::new();
@@ -336,23 +326,11 @@ impl Group for GroupPlugin {
     }
 
     async fn size(&self, id: &str) -> Result<usize> {
-        let groups = self.groups.lock().await;
-        Ok(groups
-            .get(id)
-            .ok_or_else(|| not_watched(id))?
-            .settings()
-            .desired())
+        Ok(self.settings_of(id).await?.desired())
     }
 
     async fn set_size(&self, id: &str, size: usize) -> Result<()> {
-        let pets = {
-            let groups = self.groups.lock().await;
-            groups
-                .get(id)
-                .ok_or_else(|| not_watched(id))?
-                .settings()
-                .is_pets()
-        };
+        let pets = self.settings_of(id).await?.is_pets();
         if pets {
             return Err(Error::plugin(format!(
                 "group {id} is allocated by logical IDs; change its LogicalIDs to resize it"
