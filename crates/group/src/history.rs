@@ -17,6 +17,9 @@ pub const YOUNG: Duration = Duration::from_secs(10);
 pub const WINDOW: Duration = Duration::from_secs(60);
 /// Longest wait between provisions in crash-loop back-off.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// A provisioned instance not yet seen in an observation counts as in flight for this long
+/// (plugins whose listings lag behind their creations must not cause duplicates).
+pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Copy)]
 struct Seen {
@@ -50,6 +53,7 @@ pub struct History {
     young_deaths: VecDeque<Instant>,
     next_allowed: Option<Instant>,
     backoff: Duration,
+    provisioned: HashMap<String, (Option<String>, Instant)>,
 }
 
 impl Default for History {
@@ -60,6 +64,7 @@ impl Default for History {
             young_deaths: VecDeque::new(),
             next_allowed: None,
             backoff: Duration::from_secs(1),
+            provisioned: HashMap::new(),
         }
     }
 }
@@ -98,6 +103,9 @@ impl History {
             self.backoff = Duration::from_secs(1);
             self.next_allowed = None;
         }
+        self.provisioned.retain(|id, (_, at)| {
+            !present.contains_key(id.as_str()) && now.duration_since(*at) < IN_FLIGHT_GRACE
+        });
         for (id, health) in present {
             let seen = self.seen.entry(id.to_string()).or_insert(Seen {
                 first: now,
@@ -140,6 +148,18 @@ impl History {
             streak: s.streak,
             ever_healthy: s.ever_healthy,
         }
+    }
+
+    /// Notes that the controller provisioned `id` (with `logical_id`) at `now`.
+    pub fn provisioned(&mut self, id: &str, logical_id: Option<String>, now: Instant) {
+        self.provisioned.insert(id.to_string(), (logical_id, now));
+    }
+
+    /// Instances provisioned recently that no observation has shown yet.
+    pub fn in_flight(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.provisioned
+            .iter()
+            .map(|(id, (lid, _))| (id.as_str(), lid.as_deref()))
     }
 
     /// Notes that the controller itself destroyed `id` (so its disappearance is not a death).
@@ -237,6 +257,18 @@ mod tests {
             h.allow_provisions(1, 1, t0 + Duration::from_secs(1)),
             (1, None)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn provisions_are_in_flight_until_seen_or_expired() {
+        let mut h = History::default();
+        let t0 = Instant::now();
+        h.provisioned("a", None, t0);
+        h.provisioned("b", Some("db1".into()), t0);
+        h.observe(ids(&["a"]), t0 + Duration::from_secs(1));
+        assert_eq!(h.in_flight().collect::<Vec<_>>(), vec![("b", Some("db1"))]);
+        h.observe(ids(&["a"]), t0 + IN_FLIGHT_GRACE);
+        assert_eq!(h.in_flight().count(), 0);
     }
 
     #[tokio::test(start_paused = true)]

@@ -38,6 +38,8 @@ pub const PROTECT_TAG: &str = "infrakit.protect";
 
 /// How long to wait before looking again while a change is in progress.
 const PROGRESS_RECHECK: Duration = Duration::from_millis(250);
+/// Pause between reconciles that keep acting (after the first few, which run back to back).
+const ACTED_RECHECK: Duration = Duration::from_millis(50);
 /// Longest back-off after repeated failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -277,6 +279,7 @@ async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiv
     let mut progress = Progress::new(Instant::now());
     let mut delay = Duration::ZERO;
     let mut failures: u32 = 0;
+    let mut acted_in_a_row: u32 = 0;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -296,8 +299,16 @@ async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiv
                 snap.converged = outcome == Outcome::Converged;
                 snap.observed = true;
                 snap.status = status;
+                acted_in_a_row = if outcome == Outcome::Acted {
+                    acted_in_a_row + 1
+                } else {
+                    0
+                };
                 delay = match outcome {
-                    Outcome::Acted => Duration::ZERO,
+                    // Look again at once after acting; but a plugin that keeps accepting work
+                    // without it ever showing up must not turn this into a busy loop.
+                    Outcome::Acted if acted_in_a_row < 3 => Duration::ZERO,
+                    Outcome::Acted => ACTED_RECHECK,
                     Outcome::Waiting => PROGRESS_RECHECK.min(ctx.config.poll_interval),
                     Outcome::Converged => ctx.config.poll_interval,
                 };
@@ -453,6 +464,17 @@ async fn reconcile(
         });
     }
 
+    // Provisions that returned but do not show up yet (lagging listings) count too.
+    for (id, logical_id) in history.in_flight() {
+        members.push(Member {
+            id: id.to_string(),
+            logical_id: logical_id.map(str::to_string),
+            current: true,
+            pending: true,
+            ..Default::default()
+        });
+    }
+
     let gate = shared.rollout().gate(settings);
     let target = target(settings, gate);
     let mut plan = planner::plan(&target, &members);
@@ -543,7 +565,11 @@ async fn reconcile(
             &observed,
         )
         .await?;
-        if let Some(why) = report.drain_failure {
+        let done = Instant::now();
+        for (id, logical_id) in &report.provisioned {
+            history.provisioned(id, logical_id.clone(), done);
+        }
+        if let Some(why) = &report.drain_failure {
             shared.rollout().paused = Some(format!("rollout paused: {why}"));
             shared.persist(ctx, settings).await?;
         }
@@ -554,7 +580,11 @@ async fn reconcile(
                 report.errors.join("; ")
             )));
         }
-        Outcome::Acted
+        if report.drain_failure.is_some() {
+            Outcome::Waiting
+        } else {
+            Outcome::Acted
+        }
     } else if plan.converged() {
         let unhealthy = members
             .iter()
@@ -624,6 +654,7 @@ fn status(
 struct Report {
     errors: Vec<String>,
     drain_failure: Option<String>,
+    provisioned: Vec<(String, Option<String>)>,
 }
 
 fn token() -> String {
@@ -674,6 +705,10 @@ async fn execute(
             Err(DestroyError::Drain(why)) => report.drain_failure = Some(why),
             Err(DestroyError::Destroy(e)) => report.errors.push(e.to_string()),
         }
+    }
+    if report.drain_failure.is_some() {
+        // The provisions were to replace what could not be drained: the rollout pauses here.
+        return Ok(report);
     }
 
     // With a store, each provision carries a token tag and is recorded before it starts, so a
@@ -726,6 +761,7 @@ async fn execute(
             async move {
                 (
                     token.clone(),
+                    logical_id.clone(),
                     provision_one(
                         settings,
                         instance,
@@ -739,13 +775,13 @@ async fn execute(
             }
         })
         .collect();
-    let results: Vec<(String, Result<String>)> = futures::stream::iter(futures)
+    let results: Vec<(String, Option<String>, Result<String>)> = futures::stream::iter(futures)
         .buffer_unordered(parallel)
         .collect()
         .await;
     {
         let mut r = shared.rollout();
-        for (token, result) in &results {
+        for (token, _, result) in &results {
             // A provision that timed out or lost its connection may still complete: keep
             // counting it until it shows up or its grace expires.
             let maybe_in_flight = matches!(
@@ -757,9 +793,10 @@ async fn execute(
             }
         }
     }
-    for (_, result) in results {
-        if let Err(e) = result {
-            report.errors.push(e.to_string());
+    for (_, logical_id, result) in results {
+        match result {
+            Ok(id) => report.provisioned.push((id, logical_id)),
+            Err(e) => report.errors.push(e.to_string()),
         }
     }
     Ok(report)

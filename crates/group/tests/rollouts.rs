@@ -518,3 +518,223 @@ async fn a_restart_counts_recorded_provisions_and_resumes_the_rollout() {
         .unwrap()
         .is_empty());
 }
+
+/// The vanilla flavor, except that Drain fails.
+struct FailingDrain(VanillaFlavor);
+
+#[async_trait]
+impl infrakit_spi::Flavor for FailingDrain {
+    async fn validate(&self, p: &Value, a: &infrakit_spi::Allocation) -> Result<()> {
+        self.0.validate(p, a).await
+    }
+    async fn prepare(
+        &self,
+        p: &Value,
+        s: Spec,
+        a: &infrakit_spi::Allocation,
+        i: &infrakit_spi::Index,
+    ) -> Result<Spec> {
+        self.0.prepare(p, s, a, i).await
+    }
+    async fn healthy(&self, p: &Value, d: &Description) -> Result<infrakit_spi::Health> {
+        self.0.healthy(p, d).await
+    }
+    async fn drain(&self, _: &Value, d: &Description) -> Result<()> {
+        Err(infrakit_spi::Error::plugin(format!(
+            "cannot drain {}: connections still open",
+            d.id
+        )))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_drain_pauses_the_rollout_instead_of_destroying() {
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
+    plugins.register_instance("instance-simulator", sim.clone());
+    plugins.register_flavor(
+        "flavor-vanilla",
+        Arc::new(FailingDrain(VanillaFlavor::new())),
+    );
+    let group = GroupPlugin::new(plugins, ControllerConfig::default());
+    group
+        .commit_group(spec(3, "v1", json!({})), false)
+        .await
+        .unwrap();
+    let v1 = ids(&converged(&group, 3).await);
+    group
+        .commit_group(spec(3, "v2", json!({})), false)
+        .await
+        .unwrap();
+    let d = wait_for("the rollout pauses", Duration::from_secs(60), || async {
+        let d = group.describe_group("web").await.ok()?;
+        let r = d.status.clone()?.rollout?;
+        (r.phase == "paused").then_some(d)
+    })
+    .await;
+    let reason = d.status.unwrap().rollout.unwrap().reason;
+    assert!(reason.contains("cannot drain"), "{reason}");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let now = ids(&group.describe_group("web").await.unwrap());
+    assert!(
+        v1.is_subset(&now),
+        "no old instance was destroyed without a drain: {now:?}"
+    );
+    assert_eq!(now.len(), 4, "the surge instance stays while paused");
+}
+
+/// An instance plugin that cannot list its instances until told otherwise.
+struct Flaky {
+    sim: Arc<Simulator>,
+    down: std::sync::atomic::AtomicBool,
+    provisions: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Instance for Flaky {
+    async fn validate(&self, p: &Value) -> Result<()> {
+        self.sim.validate(p).await
+    }
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        self.provisions
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.sim.provision(spec).await
+    }
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        self.sim.label(id, labels).await
+    }
+    async fn destroy(&self, id: &str, ctx: &DestroyContext) -> Result<()> {
+        self.sim.destroy(id, ctx).await
+    }
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(infrakit_spi::Error::plugin("connection refused"));
+        }
+        self.sim.describe_instances(tags, properties).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_planned_before_the_first_successful_observation() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let flaky = Arc::new(Flaky {
+        sim: sim.clone(),
+        down: false.into(),
+        provisions: 0.into(),
+    });
+    let setup = |flaky: Arc<Flaky>| {
+        let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
+        plugins.register_instance("instance-simulator", flaky);
+        plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+        plugins
+    };
+    let group = GroupPlugin::with_store(
+        setup(flaky.clone()),
+        ControllerConfig::default(),
+        store.clone(),
+    )
+    .await
+    .unwrap();
+    group
+        .commit_group(spec(3, "v1", json!({})), false)
+        .await
+        .unwrap();
+    let before = ids(&converged(&group, 3).await);
+    drop(group);
+
+    // The controller restarts while the instance plugin cannot list anything.
+    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    flaky
+        .provisions
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let group = GroupPlugin::with_store(setup(flaky.clone()), ControllerConfig::default(), store)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        flaky.provisions.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "an empty guess was never acted on"
+    );
+    let message = group
+        .describe_group("web")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("connection refused"), "{message}");
+
+    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let after = ids(&converged(&group, 3).await);
+    assert_eq!(after, before, "the same instances are adopted");
+    assert_eq!(
+        flaky.provisions.load(std::sync::atomic::Ordering::SeqCst),
+        0
+    );
+}
+
+/// An instance plugin whose listings lag three seconds behind its creations, like many clouds.
+struct Lagging {
+    sim: Arc<Simulator>,
+    created: Mutex<Vec<(String, Instant)>>,
+}
+
+#[async_trait]
+impl Instance for Lagging {
+    async fn validate(&self, p: &Value) -> Result<()> {
+        self.sim.validate(p).await
+    }
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        let id = self.sim.provision(spec).await?;
+        self.created
+            .lock()
+            .unwrap()
+            .push((id.clone(), Instant::now()));
+        Ok(id)
+    }
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        self.sim.label(id, labels).await
+    }
+    async fn destroy(&self, id: &str, ctx: &DestroyContext) -> Result<()> {
+        self.sim.destroy(id, ctx).await
+    }
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        let hidden: Vec<String> = self
+            .created
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| at.elapsed() < Duration::from_secs(3))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let list = self.sim.describe_instances(tags, properties).await?;
+        Ok(list
+            .into_iter()
+            .filter(|d| !hidden.contains(&d.id))
+            .collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn lagging_listings_do_not_cause_duplicates() {
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let lagging = Arc::new(Lagging {
+        sim: sim.clone(),
+        created: Mutex::new(Vec::new()),
+    });
+    let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
+    let created = lagging.clone();
+    plugins.register_instance("instance-simulator", lagging);
+    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+    let group = GroupPlugin::new(plugins, ControllerConfig::default());
+    group
+        .commit_group(spec(5, "v1", json!({})), false)
+        .await
+        .unwrap();
+    converged(&group, 5).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let lagging_created = created.created.lock().unwrap().len();
+    assert_eq!(lagging_created, 5, "exactly five were ever created");
+    assert_eq!(sim.len(), 5);
+}
