@@ -1,8 +1,41 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit, conformance and end-to-end tests.
-# Works on a fresh machine with the Rust toolchain; installs what the tests need first.
+# Works on a fresh machine with the Rust toolchain: it installs and starts what the tests need
+# (a Docker engine and busybox for the Docker plugin's tests) when they are missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_install() {
+  if [ -z "${APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_docker() {
+  command -v busybox >/dev/null 2>&1 || apt_install busybox-static
+  if docker info >/dev/null 2>&1; then
+    return
+  fi
+  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
+  echo "starting dockerd (log: /tmp/infrakit-dockerd.log)"
+  as_root sh -c 'nohup dockerd >/tmp/infrakit-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do
+    if docker info >/dev/null 2>&1; then
+      return
+    fi
+    sleep 1
+  done
+  echo "dockerd did not come up; see /tmp/infrakit-dockerd.log" >&2
+  tail -20 /tmp/infrakit-dockerd.log >&2 || true
+  exit 1
+}
+
+echo "== services"
+ensure_docker
 
 echo "== formatting"
 cargo fmt --all -- --check

@@ -103,6 +103,18 @@ pub fn apply(properties: &VanillaProperties, mut spec: Spec, index: &Index) -> R
     Ok(spec)
 }
 
+/// The instance's own health check as its provider reports it (`Properties.Health`, e.g. a
+/// Docker HEALTHCHECK): `unhealthy` makes it Unhealthy and `starting` Unknown, whatever the probe
+/// says; `healthy`, `none` or nothing leave the decision to the probe.
+fn provider_health(instance: &Description) -> Option<Health> {
+    let health = instance.properties.as_ref()?.get("Health")?.as_str()?;
+    match health.to_ascii_lowercase().as_str() {
+        "unhealthy" => Some(Health::Unhealthy),
+        "starting" => Some(Health::Unknown),
+        _ => None,
+    }
+}
+
 /// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
 fn dead_state(instance: &Description) -> Option<&str> {
     let state = instance.properties.as_ref()?.get("State")?.as_str()?;
@@ -134,6 +146,9 @@ impl Flavor for VanillaFlavor {
         if let Some(state) = dead_state(instance) {
             tracing::debug!(instance = %instance.id, state, "instance is not running");
             return Ok(Health::Unhealthy);
+        }
+        if let Some(health) = provider_health(instance) {
+            return Ok(health);
         }
         Ok(match &properties.health {
             None => Health::Healthy,

@@ -415,6 +415,40 @@ async fn dead_states_are_unhealthy_and_skip_the_probe() {
 }
 
 #[tokio::test]
+async fn the_providers_own_health_check_is_honoured() {
+    let flavor = VanillaFlavor::new();
+    let with = |health: &str| {
+        instance(
+            "i-1",
+            json!({}),
+            Some(json!({"State": "running", "Health": health})),
+        )
+    };
+    assert_eq!(
+        healthy(&flavor, Value::Null, &with("unhealthy")).await,
+        Health::Unhealthy
+    );
+    assert_eq!(
+        healthy(&flavor, Value::Null, &with("starting")).await,
+        Health::Unknown
+    );
+    assert_eq!(
+        healthy(&flavor, Value::Null, &with("healthy")).await,
+        Health::Healthy
+    );
+    assert_eq!(
+        healthy(&flavor, Value::Null, &with("none")).await,
+        Health::Healthy
+    );
+    // An unhealthy container stays unhealthy even if the flavor's own probe passes.
+    let probe = json!({"Health": {"Exec": ["true"]}});
+    assert_eq!(
+        healthy(&flavor, probe, &with("unhealthy")).await,
+        Health::Unhealthy
+    );
+}
+
+#[tokio::test]
 async fn healthy_rejects_bad_properties() {
     let err = VanillaFlavor::new()
         .healthy(&json!({"Health": {}}), &instance("i-1", json!({}), None))
