@@ -7,10 +7,13 @@
 //! - [`explain`] words a commit's effect as InfraKit does (pure);
 //! - [`rollout`] keeps a configuration change's progress, persisted, and decides when it fails;
 //! - [`history`] remembers instances between observations and detects crash loops;
+//! - `executor` runs a plan's actions, fenced (see [`fence`]);
 //! - [`supervisor`] runs one group: observe, plan, execute, on a timer and on instance events;
 //! - [`plugin`] implements the Group plugin API on top of the supervisors.
 
+mod executor;
 pub mod explain;
+pub mod fence;
 pub mod history;
 pub mod planner;
 pub mod plugin;
@@ -19,5 +22,6 @@ pub mod rollout;
 pub mod settings;
 pub mod supervisor;
 
+pub use fence::{Fence, Unfenced};
 pub use plugin::{ControllerConfig, GroupPlugin};
 pub use settings::Settings;

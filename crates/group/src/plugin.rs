@@ -15,7 +15,9 @@ use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{Error, Group, GroupDescription, GroupSpec, Result};
 use infrakit_store::Store;
 
+use crate::executor;
 use crate::explain;
+use crate::fence::{Fence, Unfenced};
 use crate::history::History;
 use crate::preview;
 use crate::rollout::RolloutState;
@@ -72,6 +74,7 @@ impl GroupPlugin {
                 plugins,
                 config,
                 store: None,
+                fence: Arc::new(Unfenced),
             }),
             groups: Mutex::new(BTreeMap::new()),
         }
@@ -84,6 +87,17 @@ impl GroupPlugin {
         config: ControllerConfig,
         store: Arc<dyn Store>,
     ) -> Result<Self> {
+        Self::fenced(plugins, config, store, Arc::new(Unfenced)).await
+    }
+
+    /// Like [`GroupPlugin::with_store`], acting only while `fence` allows (a manager's term of
+    /// leadership).
+    pub async fn fenced(
+        plugins: Arc<Plugins>,
+        config: ControllerConfig,
+        store: Arc<dyn Store>,
+        fence: Arc<dyn Fence>,
+    ) -> Result<Self> {
         let records = store
             .load()
             .await
@@ -93,6 +107,7 @@ impl GroupPlugin {
                 plugins,
                 config,
                 store: Some(store),
+                fence,
             }),
             groups: Mutex::new(BTreeMap::new()),
         };
@@ -258,7 +273,8 @@ impl Group for GroupPlugin {
         let destroys: Vec<_> = members
             .iter()
             .map(|d| async move {
-                supervisor::destroy_one(
+                executor::destroy_one(
+                    &self.ctx,
                     settings,
                     instance,
                     flavor,
@@ -269,7 +285,7 @@ impl Group for GroupPlugin {
                 .map_err(|e| Error::plugin(e.to_string()))
             })
             .collect();
-        let errors = supervisor::run_bounded(destroys, self.ctx.config.max_parallel.max(1)).await;
+        let errors = executor::run_bounded(destroys, self.ctx.config.max_parallel.max(1)).await;
         if !errors.is_empty() {
             return Err(Error::plugin(format!(
                 "group {id} is no longer managed, but {} instance(s) could not be destroyed: {}",
@@ -312,7 +328,8 @@ impl Group for GroupPlugin {
                 .await?;
         }
         for d in &victims {
-            supervisor::destroy_one(
+            executor::destroy_one(
+                &self.ctx,
                 &settings,
                 instance.as_ref(),
                 flavor.as_ref(),

@@ -22,15 +22,15 @@ use tokio::time::Instant;
 use infrakit_rpc::Plugins;
 use infrakit_spi::event::INSTANCE_TOPIC;
 use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutAction};
-use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
-use infrakit_spi::{
-    Description, DestroyContext, Error, Flavor, Health, Index, Instance, Result, Spec, Tags,
-};
+use infrakit_spi::instance::GROUP_TAG;
+use infrakit_spi::{Description, Error, Flavor, Health, Instance, Result, Tags};
 use infrakit_store::Store;
 
+use crate::executor::execute;
+use crate::fence::Fence;
 use crate::history::History;
-use crate::planner::{self, Action, Desired, Gate, Member, Plan, Reason, Target};
-use crate::rollout::{self, Pending, Phase, Progress, RolloutState, Transition, TOKEN_TAG};
+use crate::planner::{self, Action, Desired, Gate, Member, Plan, Target};
+use crate::rollout::{self, Phase, Progress, RolloutState, Transition, TOKEN_TAG};
 use crate::settings::Settings;
 
 /// Tag that keeps an instance from being chosen by scale-in.
@@ -73,6 +73,17 @@ pub struct Context {
     pub config: ControllerConfig,
     /// Where specs and rollout progress are kept, if anywhere.
     pub store: Option<Arc<dyn Store>>,
+    /// Checked before every provision, drain and destroy.
+    pub fence: Arc<dyn Fence>,
+}
+
+impl Context {
+    /// Fails when this controller may not act now.
+    pub(crate) fn may_act(&self) -> Result<()> {
+        self.fence
+            .check()
+            .map_err(|why| Error::plugin(format!("not acting: {why}")))
+    }
 }
 
 /// The last reconcile's view of a group.
@@ -89,7 +100,7 @@ pub struct Snapshot {
 }
 
 /// State shared by a supervisor's handle and its loop.
-struct Shared {
+pub(crate) struct Shared {
     id: String,
     settings: watch::Sender<Arc<Settings>>,
     rollout: Mutex<RolloutState>,
@@ -99,7 +110,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn rollout(&self) -> std::sync::MutexGuard<'_, RolloutState> {
+    pub(crate) fn rollout(&self) -> std::sync::MutexGuard<'_, RolloutState> {
         self.rollout.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -108,7 +119,7 @@ impl Shared {
     }
 
     /// Persists `settings` with the current rollout state.
-    async fn persist(&self, ctx: &Context, settings: &Settings) -> Result<()> {
+    pub(crate) async fn persist(&self, ctx: &Context, settings: &Settings) -> Result<()> {
         let Some(store) = &ctx.store else {
             return Ok(());
         };
@@ -647,281 +658,6 @@ fn status(
             settings.desired(),
         ),
     }
-}
-
-/// What running a plan produced.
-#[derive(Debug, Default)]
-struct Report {
-    errors: Vec<String>,
-    drain_failure: Option<String>,
-    provisioned: Vec<(String, Option<String>)>,
-}
-
-fn token() -> String {
-    use rand::Rng;
-    let mut rng = rand::rng();
-    (0..16)
-        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
-        .collect()
-}
-
-/// Runs a plan: destroys first, then provisions, each at most `max_parallel` at a time.
-/// Provisions are recorded (persisted) before they start.
-async fn execute(
-    ctx: &Context,
-    shared: &Shared,
-    settings: &Settings,
-    instance: &dyn Instance,
-    flavor: &dyn Flavor,
-    plan: &Plan,
-    observed: &[(Description, Health)],
-) -> Result<Report> {
-    let parallel = ctx.config.max_parallel.max(1);
-    let mut report = Report::default();
-
-    let mut destroys = Vec::new();
-    for (id, reason) in plan.actions.iter().filter_map(|a| match a {
-        Action::Destroy { id, reason } => Some((id, *reason)),
-        Action::Provision { .. } => None,
-    }) {
-        if let Some((d, _)) = observed.iter().find(|(d, _)| &d.id == id) {
-            tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
-            destroys.push(async move {
-                (
-                    reason,
-                    destroy_one(settings, instance, flavor, d, reason).await,
-                )
-            });
-        }
-    }
-    let results: Vec<(Reason, std::result::Result<(), DestroyError>)> =
-        futures::stream::iter(destroys)
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-    for (_, r) in results {
-        match r {
-            Ok(()) => {}
-            Err(DestroyError::Drain(why)) => report.drain_failure = Some(why),
-            Err(DestroyError::Destroy(e)) => report.errors.push(e.to_string()),
-        }
-    }
-    if report.drain_failure.is_some() {
-        // The provisions were to replace what could not be drained: the rollout pauses here.
-        return Ok(report);
-    }
-
-    // With a store, each provision carries a token tag and is recorded before it starts, so a
-    // restarted controller can tell which ones completed. Without one there is nothing to resume.
-    let durable = ctx.store.is_some();
-    let provisions: Vec<(String, Option<String>, usize)> = plan
-        .actions
-        .iter()
-        .enumerate()
-        .filter_map(|(seq, a)| match a {
-            Action::Provision { logical_id } => Some((
-                if durable { token() } else { String::new() },
-                logical_id.clone(),
-                seq,
-            )),
-            Action::Destroy { .. } => None,
-        })
-        .collect();
-    if provisions.is_empty() {
-        return Ok(report);
-    }
-    if durable {
-        let since_ms = rollout::now_ms();
-        {
-            let mut r = shared.rollout();
-            for (token, logical_id, _) in &provisions {
-                r.pending.push(Pending {
-                    token: token.clone(),
-                    logical_id: logical_id.clone(),
-                    since_ms,
-                });
-            }
-        }
-        // Record intent before acting: if this cannot be saved, nothing is provisioned.
-        if let Err(e) = shared.persist(ctx, settings).await {
-            shared
-                .rollout()
-                .pending
-                .retain(|p| !provisions.iter().any(|(t, _, _)| t == &p.token));
-            return Err(e);
-        }
-    }
-    let futures: Vec<_> = provisions
-        .iter()
-        .map(|(token, logical_id, seq)| {
-            let sequence = match (logical_id, &settings.props.allocation.logical_ids) {
-                (Some(l), Some(ids)) => ids.iter().position(|x| x == l).unwrap_or(*seq),
-                _ => *seq,
-            } as u64;
-            async move {
-                (
-                    token.clone(),
-                    logical_id.clone(),
-                    provision_one(
-                        settings,
-                        instance,
-                        flavor,
-                        logical_id.clone(),
-                        sequence,
-                        token,
-                    )
-                    .await,
-                )
-            }
-        })
-        .collect();
-    let results: Vec<(String, Option<String>, Result<String>)> = futures::stream::iter(futures)
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    {
-        let mut r = shared.rollout();
-        for (token, _, result) in &results {
-            // A provision that timed out or lost its connection may still complete: keep
-            // counting it until it shows up or its grace expires.
-            let maybe_in_flight = matches!(
-                result,
-                Err(Error::Timeout { .. }) | Err(Error::Unavailable { .. })
-            );
-            if !maybe_in_flight {
-                r.pending.retain(|p| &p.token != token);
-            }
-        }
-    }
-    for (_, logical_id, result) in results {
-        match result {
-            Ok(id) => report.provisioned.push((id, logical_id)),
-            Err(e) => report.errors.push(e.to_string()),
-        }
-    }
-    Ok(report)
-}
-
-/// Runs futures at most `parallel` at a time and returns the messages of those that failed.
-pub(crate) async fn run_bounded<T, F>(futures: Vec<F>, parallel: usize) -> Vec<String>
-where
-    F: std::future::Future<Output = Result<T>>,
-{
-    let results: Vec<Result<T>> = futures::stream::iter(futures)
-        .buffer_unordered(parallel)
-        .collect()
-        .await;
-    results
-        .into_iter()
-        .filter_map(|r| r.err().map(|e| e.to_string()))
-        .collect()
-}
-
-/// Prepares a spec with the flavor and provisions it.
-pub(crate) async fn provision_one(
-    settings: &Settings,
-    instance: &dyn Instance,
-    flavor: &dyn Flavor,
-    logical_id: Option<String>,
-    sequence: u64,
-    token: &str,
-) -> Result<String> {
-    let mut tags = membership(&settings.id);
-    tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
-    if !token.is_empty() {
-        tags.insert(TOKEN_TAG.into(), token.to_string());
-    }
-    if let Some(l) = &logical_id {
-        tags.insert(LOGICAL_ID_TAG.into(), l.clone());
-    }
-    let spec = Spec {
-        properties: settings.props.instance.properties.clone(),
-        tags: tags.clone(),
-        init: String::new(),
-        logical_id: logical_id.clone(),
-        attachments: Vec::new(),
-    };
-    let index = Index {
-        group: settings.id.clone(),
-        sequence,
-    };
-    let mut spec = flavor
-        .prepare(
-            &settings.props.flavor.properties,
-            spec,
-            &settings.props.allocation,
-            &index,
-        )
-        .await
-        .map_err(|e| Error::plugin(format!("Flavor.Prepare: {e}")))?;
-    // Membership tags are ours: a flavor cannot change them.
-    spec.tags.extend(tags);
-    spec.logical_id = logical_id;
-    let id = instance.provision(spec).await.map_err(|e| match e {
-        Error::Timeout { .. } | Error::Unavailable { .. } => e,
-        other => Error::plugin(format!("Instance.Provision: {other}")),
-    })?;
-    tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
-    Ok(id)
-}
-
-/// Why a destroy did not happen.
-#[derive(Debug)]
-pub(crate) enum DestroyError {
-    /// The drain before a rolling-update destroy failed; the instance was left alone.
-    Drain(String),
-    /// The instance plugin failed to destroy it.
-    Destroy(Error),
-}
-
-impl std::fmt::Display for DestroyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DestroyError::Drain(why) => f.write_str(why),
-            DestroyError::Destroy(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-/// Drains (within the drain timeout, unless the spec skips it) and destroys one instance. A
-/// failing drain stops a rolling-update destroy (the rollout pauses instead of destroying
-/// blindly); for other reasons it is logged and the destroy goes ahead.
-pub(crate) async fn destroy_one(
-    settings: &Settings,
-    instance: &dyn Instance,
-    flavor: &dyn Flavor,
-    d: &Description,
-    reason: Reason,
-) -> std::result::Result<(), DestroyError> {
-    if settings.drain_before_destroy() {
-        let drained = tokio::time::timeout(
-            settings.drain_timeout(),
-            flavor.drain(&settings.props.flavor.properties, d),
-        )
-        .await;
-        let failure = match drained {
-            Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(format!("drain of {} failed: {e}", d.id)),
-            Err(_) => Some(format!(
-                "drain of {} did not finish within {:?}",
-                d.id,
-                settings.drain_timeout()
-            )),
-        };
-        if let Some(why) = failure {
-            if reason == Reason::RollingUpdate {
-                tracing::warn!(instance = %d.id, reason = %why, "not destroying; pausing the rollout");
-                return Err(DestroyError::Drain(why));
-            }
-            tracing::warn!(instance = %d.id, reason = %why, "destroying anyway");
-        }
-    }
-    instance
-        .destroy(&d.id, &DestroyContext::reason(reason.as_str()))
-        .await
-        .map_err(|e| {
-            DestroyError::Destroy(Error::plugin(format!("Instance.Destroy {}: {e}", d.id)))
-        })
 }
 
 /// Follows the instance plugin's events and wakes the supervisor on any about this group.

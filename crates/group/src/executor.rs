@@ -1,0 +1,299 @@
+//! The executor: runs a plan's actions against the plugins. Destroys run first, then provisions,
+//! each at most `max_parallel` at a time; every mutating call is preceded by a fence check, and
+//! provisions are recorded (persisted) before they start when the controller has a store.
+
+use futures::StreamExt;
+
+use infrakit_spi::instance::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
+use infrakit_spi::{
+    Description, DestroyContext, Error, Flavor, Health, Index, Instance, Result, Spec,
+};
+
+use crate::planner::{Action, Plan, Reason};
+use crate::rollout::{self, Pending, TOKEN_TAG};
+use crate::settings::Settings;
+use crate::supervisor::{membership, Context, Shared};
+
+/// What running a plan produced.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    /// One line per failed action.
+    pub errors: Vec<String>,
+    /// Why a rolling-update drain failed, if one did (the rollout pauses).
+    pub drain_failure: Option<String>,
+    /// Instances created, with their logical IDs.
+    pub provisioned: Vec<(String, Option<String>)>,
+}
+
+fn token() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..16)
+        .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rng.random_range(0..36)]))
+        .collect()
+}
+
+/// Runs a plan: destroys first, then provisions, each at most `max_parallel` at a time.
+/// Provisions are recorded (persisted) before they start.
+pub(crate) async fn execute(
+    ctx: &Context,
+    shared: &Shared,
+    settings: &Settings,
+    instance: &dyn Instance,
+    flavor: &dyn Flavor,
+    plan: &Plan,
+    observed: &[(Description, Health)],
+) -> Result<Report> {
+    let parallel = ctx.config.max_parallel.max(1);
+    let mut report = Report::default();
+
+    let mut destroys = Vec::new();
+    for (id, reason) in plan.actions.iter().filter_map(|a| match a {
+        Action::Destroy { id, reason } => Some((id, *reason)),
+        Action::Provision { .. } => None,
+    }) {
+        if let Some((d, _)) = observed.iter().find(|(d, _)| &d.id == id) {
+            tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
+            destroys.push(async move {
+                (
+                    reason,
+                    destroy_one(ctx, settings, instance, flavor, d, reason).await,
+                )
+            });
+        }
+    }
+    let results: Vec<(Reason, std::result::Result<(), DestroyError>)> =
+        futures::stream::iter(destroys)
+            .buffer_unordered(parallel)
+            .collect()
+            .await;
+    for (_, r) in results {
+        match r {
+            Ok(()) => {}
+            Err(DestroyError::Drain(why)) => report.drain_failure = Some(why),
+            Err(DestroyError::Destroy(e)) => report.errors.push(e.to_string()),
+        }
+    }
+    if report.drain_failure.is_some() {
+        // The provisions were to replace what could not be drained: the rollout pauses here.
+        return Ok(report);
+    }
+
+    // With a store, each provision carries a token tag and is recorded before it starts, so a
+    // restarted controller can tell which ones completed. Without one there is nothing to resume.
+    let durable = ctx.store.is_some();
+    let provisions: Vec<(String, Option<String>, usize)> = plan
+        .actions
+        .iter()
+        .enumerate()
+        .filter_map(|(seq, a)| match a {
+            Action::Provision { logical_id } => Some((
+                if durable { token() } else { String::new() },
+                logical_id.clone(),
+                seq,
+            )),
+            Action::Destroy { .. } => None,
+        })
+        .collect();
+    if provisions.is_empty() {
+        return Ok(report);
+    }
+    if durable {
+        let since_ms = rollout::now_ms();
+        {
+            let mut r = shared.rollout();
+            for (token, logical_id, _) in &provisions {
+                r.pending.push(Pending {
+                    token: token.clone(),
+                    logical_id: logical_id.clone(),
+                    since_ms,
+                });
+            }
+        }
+        // Record intent before acting: if this cannot be saved, nothing is provisioned.
+        if let Err(e) = shared.persist(ctx, settings).await {
+            shared
+                .rollout()
+                .pending
+                .retain(|p| !provisions.iter().any(|(t, _, _)| t == &p.token));
+            return Err(e);
+        }
+    }
+    let futures: Vec<_> = provisions
+        .iter()
+        .map(|(token, logical_id, seq)| {
+            let sequence = match (logical_id, &settings.props.allocation.logical_ids) {
+                (Some(l), Some(ids)) => ids.iter().position(|x| x == l).unwrap_or(*seq),
+                _ => *seq,
+            } as u64;
+            async move {
+                (
+                    token.clone(),
+                    logical_id.clone(),
+                    provision_one(
+                        ctx,
+                        settings,
+                        instance,
+                        flavor,
+                        logical_id.clone(),
+                        sequence,
+                        token,
+                    )
+                    .await,
+                )
+            }
+        })
+        .collect();
+    let results: Vec<(String, Option<String>, Result<String>)> = futures::stream::iter(futures)
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    {
+        let mut r = shared.rollout();
+        for (token, _, result) in &results {
+            // A provision that timed out or lost its connection may still complete: keep
+            // counting it until it shows up or its grace expires.
+            let maybe_in_flight = matches!(
+                result,
+                Err(Error::Timeout { .. }) | Err(Error::Unavailable { .. })
+            );
+            if !maybe_in_flight {
+                r.pending.retain(|p| &p.token != token);
+            }
+        }
+    }
+    for (_, logical_id, result) in results {
+        match result {
+            Ok(id) => report.provisioned.push((id, logical_id)),
+            Err(e) => report.errors.push(e.to_string()),
+        }
+    }
+    Ok(report)
+}
+
+/// Runs futures at most `parallel` at a time and returns the messages of those that failed.
+pub(crate) async fn run_bounded<T, F>(futures: Vec<F>, parallel: usize) -> Vec<String>
+where
+    F: std::future::Future<Output = Result<T>>,
+{
+    let results: Vec<Result<T>> = futures::stream::iter(futures)
+        .buffer_unordered(parallel)
+        .collect()
+        .await;
+    results
+        .into_iter()
+        .filter_map(|r| r.err().map(|e| e.to_string()))
+        .collect()
+}
+
+/// Prepares a spec with the flavor and provisions it.
+pub(crate) async fn provision_one(
+    ctx: &Context,
+    settings: &Settings,
+    instance: &dyn Instance,
+    flavor: &dyn Flavor,
+    logical_id: Option<String>,
+    sequence: u64,
+    token: &str,
+) -> Result<String> {
+    let mut tags = membership(&settings.id);
+    tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
+    if !token.is_empty() {
+        tags.insert(TOKEN_TAG.into(), token.to_string());
+    }
+    if let Some(l) = &logical_id {
+        tags.insert(LOGICAL_ID_TAG.into(), l.clone());
+    }
+    let spec = Spec {
+        properties: settings.props.instance.properties.clone(),
+        tags: tags.clone(),
+        init: String::new(),
+        logical_id: logical_id.clone(),
+        attachments: Vec::new(),
+    };
+    let index = Index {
+        group: settings.id.clone(),
+        sequence,
+    };
+    let mut spec = flavor
+        .prepare(
+            &settings.props.flavor.properties,
+            spec,
+            &settings.props.allocation,
+            &index,
+        )
+        .await
+        .map_err(|e| Error::plugin(format!("Flavor.Prepare: {e}")))?;
+    // Membership tags are ours: a flavor cannot change them.
+    spec.tags.extend(tags);
+    spec.logical_id = logical_id;
+    ctx.may_act()?;
+    let id = instance.provision(spec).await.map_err(|e| match e {
+        Error::Timeout { .. } | Error::Unavailable { .. } => e,
+        other => Error::plugin(format!("Instance.Provision: {other}")),
+    })?;
+    tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
+    Ok(id)
+}
+
+/// Why a destroy did not happen.
+#[derive(Debug)]
+pub(crate) enum DestroyError {
+    /// The drain before a rolling-update destroy failed; the instance was left alone.
+    Drain(String),
+    /// The instance plugin failed to destroy it.
+    Destroy(Error),
+}
+
+impl std::fmt::Display for DestroyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DestroyError::Drain(why) => f.write_str(why),
+            DestroyError::Destroy(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// Drains (within the drain timeout, unless the spec skips it) and destroys one instance. A
+/// failing drain stops a rolling-update destroy (the rollout pauses instead of destroying
+/// blindly); for other reasons it is logged and the destroy goes ahead.
+pub(crate) async fn destroy_one(
+    ctx: &Context,
+    settings: &Settings,
+    instance: &dyn Instance,
+    flavor: &dyn Flavor,
+    d: &Description,
+    reason: Reason,
+) -> std::result::Result<(), DestroyError> {
+    ctx.may_act().map_err(DestroyError::Destroy)?;
+    if settings.drain_before_destroy() {
+        let drained = tokio::time::timeout(
+            settings.drain_timeout(),
+            flavor.drain(&settings.props.flavor.properties, d),
+        )
+        .await;
+        let failure = match drained {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(format!("drain of {} failed: {e}", d.id)),
+            Err(_) => Some(format!(
+                "drain of {} did not finish within {:?}",
+                d.id,
+                settings.drain_timeout()
+            )),
+        };
+        if let Some(why) = failure {
+            if reason == Reason::RollingUpdate {
+                tracing::warn!(instance = %d.id, reason = %why, "not destroying; pausing the rollout");
+                return Err(DestroyError::Drain(why));
+            }
+            tracing::warn!(instance = %d.id, reason = %why, "destroying anyway");
+        }
+    }
+    ctx.may_act().map_err(DestroyError::Destroy)?;
+    instance
+        .destroy(&d.id, &DestroyContext::reason(reason.as_str()))
+        .await
+        .map_err(|e| {
+            DestroyError::Destroy(Error::plugin(format!("Instance.Destroy {}: {e}", d.id)))
+        })
+}
