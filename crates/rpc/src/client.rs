@@ -473,3 +473,52 @@ impl Group for GroupClient {
             .map(|_| ())
     }
 }
+
+/// A manager reached over its socket.
+#[derive(Debug, Clone)]
+pub struct ManagerClient {
+    client: Client,
+}
+
+impl ManagerClient {
+    /// A client of the manager behind `client`.
+    pub fn new(client: Client) -> Self {
+        ManagerClient { client }
+    }
+}
+
+#[async_trait]
+impl infrakit_spi::manager::Manager for ManagerClient {
+    async fn is_leader(&self) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Leader")]
+            leader: bool,
+        }
+        let r: R = self.client.call("Manager.IsLeader", &json!({})).await?;
+        Ok(r.leader)
+    }
+
+    async fn leader_location(&self) -> Result<Option<String>> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Location", default)]
+            location: Option<String>,
+        }
+        let r: R = self
+            .client
+            .call("Manager.LeaderLocation", &json!({}))
+            .await?;
+        Ok(r.location)
+    }
+
+    async fn status(&self) -> Result<infrakit_spi::manager::ManagerStatus> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Status")]
+            status: infrakit_spi::manager::ManagerStatus,
+        }
+        let r: R = self.client.call("Manager.Status", &json!({})).await?;
+        Ok(r.status)
+    }
+}

@@ -123,6 +123,7 @@ async fn call(h: &Handlers, method: &str, params: Value) -> Result<Value, Failur
         "Instance" if !h.instances.is_empty() => instance(h, name, params).await,
         "Flavor" if !h.flavors.is_empty() => flavor(h, name, params).await,
         "Group" if h.group.is_some() => group(h, name, params).await,
+        "Manager" if h.manager.is_some() => manager(h, name).await,
         "Event" if h.publisher.is_some() && name == "List" => Ok(json!({"Nodes": ["instance"]})),
         _ => Err(not_found(method)),
     }
@@ -442,5 +443,15 @@ async fn group(h: &Handlers, method: &str, params: Value) -> Result<Value, Failu
             Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
         _ => Err(not_found(&format!("Group.{method}"))),
+    }
+}
+
+async fn manager(h: &Handlers, method: &str) -> Result<Value, Failure> {
+    let m = h.manager.as_ref().expect("checked by the caller");
+    match method {
+        "IsLeader" => Ok(json!({"Leader": m.is_leader().await?})),
+        "LeaderLocation" => Ok(json!({"Location": m.leader_location().await?})),
+        "Status" => Ok(json!({"Status": m.status().await?})),
+        _ => Err(not_found(&format!("Manager.{method}"))),
     }
 }

@@ -15,6 +15,6 @@ pub mod jsonrpc;
 pub mod registry;
 pub mod server;
 
-pub use client::{Client, FlavorClient, GroupClient, InstanceClient};
+pub use client::{Client, FlavorClient, GroupClient, InstanceClient, ManagerClient};
 pub use registry::Plugins;
 pub use server::{Handlers, PluginServer};

@@ -23,6 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use infrakit_spi::event::Publisher;
+use infrakit_spi::manager::Manager;
 use infrakit_spi::{Flavor, Group, Instance, InterfaceSpec};
 
 use crate::{dir, dispatch, events};
@@ -37,6 +38,7 @@ pub struct Handlers {
     pub(crate) flavors: BTreeMap<String, Arc<dyn Flavor>>,
     pub(crate) group: Option<Arc<dyn Group>>,
     pub(crate) publisher: Option<Arc<dyn Publisher>>,
+    pub(crate) manager: Option<Arc<dyn Manager>>,
 }
 
 impl Handlers {
@@ -60,6 +62,12 @@ impl Handlers {
     /// Serves the Group API.
     pub fn group(mut self, plugin: Arc<dyn Group>) -> Self {
         self.group = Some(plugin);
+        self
+    }
+
+    /// Serves the Manager API.
+    pub fn manager(mut self, manager: Arc<dyn Manager>) -> Self {
+        self.manager = Some(manager);
         self
     }
 
@@ -91,6 +99,9 @@ impl Handlers {
         }
         if self.group.is_some() {
             add(infrakit_spi::group::INTERFACES, vec![String::new()]);
+        }
+        if self.manager.is_some() {
+            add(infrakit_spi::manager::INTERFACES, vec![String::new()]);
         }
         if self.publisher.is_some() {
             add(

@@ -11,6 +11,7 @@ pub mod event;
 pub mod flavor;
 pub mod group;
 pub mod instance;
+pub mod manager;
 mod serde_util;
 
 pub use error::{Error, Result};
