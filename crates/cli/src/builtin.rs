@@ -103,14 +103,6 @@ fn state_dir(name: &str) -> PathBuf {
     dir::infrakit_home().join(name)
 }
 
-/// A plugin being served.
-pub struct Served {
-    /// Its socket server.
-    pub server: PluginServer,
-    /// The group controller, when the plugin is one.
-    pub group: Option<Arc<GroupPlugin>>,
-}
-
 /// Creates plugin `kind` under `name`, registers it in `plugins` (so in-process callers use it
 /// directly) and serves it on its socket.
 pub async fn serve(
@@ -118,17 +110,14 @@ pub async fn serve(
     name: &str,
     opts: &PluginOptions,
     plugins: &Arc<Plugins>,
-) -> Result<Served> {
-    let mut group = None;
+) -> Result<PluginServer> {
     let handlers = match kind {
         Kind::Group => {
             let store = Arc::new(FileStore::new(state_dir(name).join("groups")));
             let g = GroupPlugin::with_store(plugins.clone(), controller_config(opts), store)
                 .await
                 .with_context(|| format!("starting {name}"))?;
-            let g = Arc::new(g);
-            group = Some(g.clone());
-            Handlers::new().group(g)
+            Handlers::new().group(Arc::new(g))
         }
         Kind::InstanceProcess => {
             let p = Arc::new(
@@ -160,8 +149,7 @@ pub async fn serve(
             Handlers::new().flavor("", f)
         }
     };
-    let server = PluginServer::start(plugins.dir(), name, handlers)
+    PluginServer::start(plugins.dir(), name, handlers)
         .await
-        .with_context(|| format!("starting plugin {name}"))?;
-    Ok(Served { server, group })
+        .with_context(|| format!("starting plugin {name}"))
 }

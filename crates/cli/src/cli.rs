@@ -28,6 +28,8 @@ pub enum Command {
     /// Start, list and stop plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run managers (one leads and runs the group controllers) and commit specs through them.
+    Manager(ManagerArgs),
     /// Manage groups through the group plugin.
     Group(GroupArgs),
     /// Talk to an instance plugin directly.
@@ -143,6 +145,75 @@ pub enum PluginCommand {
         /// Built-in plugin options.
         #[command(flatten)]
         options: PluginOptions,
+    },
+}
+
+/// Where a manager keeps specs and how managers elect a leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    /// Files under `$INFRAKIT_HOME`; a single manager per home, guarded by a lock file.
+    Embedded,
+    /// An etcd cluster: several managers, one elected leader with a lease.
+    Etcd,
+}
+
+/// Options of a manager process.
+#[derive(Debug, Clone, Args)]
+pub struct ManagerRunArgs {
+    /// Store and leadership backend.
+    #[arg(long, value_enum, default_value = "embedded")]
+    pub store: StoreKind,
+    /// etcd client endpoints, comma-separated (with `--store etcd`).
+    #[arg(long, value_delimiter = ',', env = "INFRAKIT_ETCD_ENDPOINTS")]
+    pub etcd_endpoints: Vec<String>,
+    /// Key prefix in etcd: managers with the same prefix elect one leader.
+    #[arg(long, default_value = "infrakit")]
+    pub etcd_prefix: String,
+    /// Leadership lease TTL (with `--store etcd`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    pub lease_ttl: Duration,
+    /// Built-in plugin options (the group controller's).
+    #[command(flatten)]
+    pub options: PluginOptions,
+}
+
+/// `infrakit manager ...`.
+#[derive(Debug, Args)]
+pub struct ManagerArgs {
+    /// The manager's name: the socket it serves the Group API on.
+    #[arg(long, default_value = "group")]
+    pub name: String,
+    /// The manager command.
+    #[command(subcommand)]
+    pub command: ManagerCommand,
+}
+
+/// Manager commands.
+#[derive(Debug, Subcommand)]
+pub enum ManagerCommand {
+    /// Start a manager in the background.
+    Start(ManagerRunArgs),
+    /// Run a manager in the foreground.
+    Run(ManagerRunArgs),
+    /// Who leads, where, with which store and lease.
+    Status {
+        /// Output format.
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: Format,
+    },
+    /// Commit an array of `{Plugin, Properties}` group entries (InfraKit's manager format).
+    Commit {
+        /// The file (JSON or YAML; `-` for stdin).
+        file: String,
+        /// Show what would happen without changing anything.
+        #[arg(long)]
+        pretend: bool,
+    },
+    /// Print the committed specs in the manager format.
+    Inspect {
+        /// Output format (json or yaml).
+        #[arg(short, long, value_enum, default_value = "json")]
+        output: Format,
     },
 }
 

@@ -34,7 +34,7 @@ pub async fn run(cmd: PluginCommand) -> Result<()> {
 }
 
 /// True when something answers on the plugin's socket.
-async fn answers(socket: &Path) -> bool {
+pub async fn answers(socket: &Path) -> bool {
     Client::new("probe", socket)
         .with_timeout(Duration::from_secs(2))
         .hello()
@@ -42,82 +42,90 @@ async fn answers(socket: &Path) -> bool {
         .is_ok()
 }
 
+/// The command-line flags that reproduce `opts` for a background `infrakit ... run`.
+pub fn option_args(opts: &PluginOptions) -> Result<Vec<String>> {
+    let mut args = vec![
+        "--poll-interval".to_string(),
+        humantime::format_duration(opts.poll_interval).to_string(),
+        "--max-parallel".to_string(),
+        opts.max_parallel.to_string(),
+        "--latency".to_string(),
+        humantime::format_duration(opts.latency).to_string(),
+        "--failure-rate".to_string(),
+        opts.failure_rate.to_string(),
+    ];
+    if let Some(d) = &opts.dir {
+        args.push("--dir".into());
+        args.push(std::path::absolute(d)?.display().to_string());
+    }
+    Ok(args)
+}
+
+/// Starts `infrakit <args>` in the background, logging to `$INFRAKIT_HOME/logs/<name>.log`, and
+/// waits until something answers on the socket of `name`.
+pub async fn spawn_background(name: &str, args: &[String]) -> Result<()> {
+    let plugin_dir = dir::plugins_dir();
+    dir::ensure_private_dir(&plugin_dir)?;
+    let socket = dir::socket_path(&plugin_dir, name);
+    if answers(&socket).await {
+        bail!("{name} is already running (socket {})", socket.display());
+    }
+    let logs = dir::infrakit_home().join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let log_path = logs.join(format!("{name}.log"));
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding the infrakit binary")?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args);
+    // Its own process group, so a Ctrl-C in this terminal does not stop it.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {name}"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !answers(&socket).await {
+        if let Some(status) = child.try_wait()? {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = lines[lines.len().saturating_sub(5)..].join("\n");
+            bail!("{name} exited ({status}): {tail}");
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!(
+                "{name} did not start within 10s; see {}",
+                log_path.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!(
+        "started {name} (pid {}, log {})",
+        child.id(),
+        log_path.display()
+    );
+    Ok(())
+}
+
 async fn start(specs: &[String], name: Option<String>, opts: &PluginOptions) -> Result<()> {
     if name.is_some() && specs.len() != 1 {
         bail!("--name can only be used when starting one plugin");
     }
-    let plugin_dir = dir::plugins_dir();
-    dir::ensure_private_dir(&plugin_dir)?;
-    let logs = dir::infrakit_home().join("logs");
-    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let exe = std::env::current_exe().context("finding the infrakit binary")?;
     for spec in specs {
         let (kind, default_name) = builtin::parse_spec(spec)?;
         let name = name.clone().unwrap_or(default_name);
-        let socket = dir::socket_path(&plugin_dir, &name);
-        if answers(&socket).await {
-            bail!(
-                "plugin {name} is already running (socket {})",
-                socket.display()
-            );
-        }
-        let log_path = logs.join(format!("{name}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("opening {}", log_path.display()))?;
-        let mut cmd = std::process::Command::new(&exe);
-        cmd.args(["plugin", "run", kind.default_name(), "--name", &name])
-            .arg("--poll-interval")
-            .arg(humantime::format_duration(opts.poll_interval).to_string())
-            .arg("--max-parallel")
-            .arg(opts.max_parallel.to_string())
-            .arg("--latency")
-            .arg(humantime::format_duration(opts.latency).to_string())
-            .arg("--failure-rate")
-            .arg(opts.failure_rate.to_string());
-        if let Some(d) = &opts.dir {
-            cmd.arg("--dir").arg(std::path::absolute(d)?);
-        }
-        // Its own process group, so a Ctrl-C in this terminal does not stop it.
-        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting plugin {name}"))?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            if answers(&socket).await {
-                break;
-            }
-            if let Some(status) = child.try_wait()? {
-                let tail = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let tail: Vec<&str> = tail
-                    .lines()
-                    .rev()
-                    .take(5)
-                    .collect::<Vec<_>>()
-                    .into_iter()
-                    .rev()
-                    .collect();
-                bail!("plugin {name} exited ({status}): {}", tail.join("\n"));
-            }
-            if tokio::time::Instant::now() > deadline {
-                bail!(
-                    "plugin {name} did not start within 10s; see {}",
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        println!(
-            "started {name} (pid {}, log {})",
-            child.id(),
-            log_path.display()
-        );
+        let mut args: Vec<String> = ["plugin", "run", kind.default_name(), "--name", &name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(option_args(opts)?);
+        spawn_background(&name, &args).await?;
     }
     Ok(())
 }
@@ -234,7 +242,7 @@ async fn run_foreground(kind: &str, name: Option<String>, opts: &PluginOptions) 
     let kind: Kind = kind.parse()?;
     let name = name.unwrap_or_else(|| kind.default_name().to_string());
     let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
-    let server = builtin::serve(kind, &name, opts, &plugins).await?.server;
+    let server = builtin::serve(kind, &name, opts, &plugins).await?;
     tracing::info!(plugin = %name, socket = %server.socket().display(), "serving");
     shutdown_signal().await?;
     tracing::info!(plugin = %name, "stopping");

@@ -7,41 +7,57 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use infrakit_group::GroupPlugin;
+use infrakit_manager::Manager;
 use infrakit_rpc::{dir, PluginServer, Plugins};
 use infrakit_spi::{Group, GroupSpec};
 
-use crate::builtin::{self, ALL};
-use crate::cli::{DownArgs, PluginOptions, UpArgs};
+use crate::builtin::{self, Kind, ALL};
+use crate::cli::{DownArgs, ManagerRunArgs, PluginOptions, StoreKind, UpArgs};
 use crate::cmd_group::{description_lines, read_spec};
+use crate::cmd_manager::{self, RunningManager};
 use crate::cmd_plugin::shutdown_signal;
 use crate::io;
 
-/// The built-in plugins, served from this process.
+/// The built-in plugins and an embedded manager, served from this process.
 struct Stack {
     servers: Vec<PluginServer>,
-    group: Arc<GroupPlugin>,
+    manager: RunningManager,
 }
 
 impl Stack {
     async fn start(opts: &PluginOptions) -> Result<Stack> {
+        const BUSY: &str = "is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`";
         let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
         let mut servers = Vec::new();
-        let mut group = None;
-        for kind in ALL {
-            let served = builtin::serve(*kind, kind.default_name(), opts, &plugins)
-                .await
-                .context("is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`")?;
-            group = group.or(served.group);
-            servers.push(served.server);
+        for kind in ALL.iter().filter(|k| **k != Kind::Group) {
+            servers.push(
+                builtin::serve(*kind, kind.default_name(), opts, &plugins)
+                    .await
+                    .context(BUSY)?,
+            );
         }
-        Ok(Stack {
-            servers,
-            group: group.expect("the group plugin is built in"),
-        })
+        let args = ManagerRunArgs {
+            store: StoreKind::Embedded,
+            etcd_endpoints: Vec::new(),
+            etcd_prefix: String::new(),
+            lease_ttl: Duration::from_secs(3),
+            options: opts.clone(),
+        };
+        let manager = cmd_manager::start("group", &args, &plugins)
+            .await
+            .context(BUSY)?;
+        if !manager.wait_until_leading(Duration::from_secs(10)).await {
+            anyhow::bail!("the embedded manager did not take the lead");
+        }
+        Ok(Stack { servers, manager })
+    }
+
+    fn group(&self) -> &Manager {
+        &self.manager.manager
     }
 
     async fn stop(self) {
+        self.manager.stop().await;
         for s in self.servers {
             s.stop().await;
         }
@@ -63,7 +79,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
 
     let stack = Stack::start(&args.options).await?;
     for spec in &specs {
-        match stack.group.commit_group(spec.clone(), false).await {
+        match stack.group().commit_group(spec.clone(), false).await {
             Ok(details) => println!("Committed {}: {details}", spec.id),
             Err(e) => {
                 stack.stop().await;
@@ -77,13 +93,13 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
     tokio::pin!(signal);
     loop {
         // Every managed group: those committed now and those resumed from earlier runs.
-        let ids: Vec<String> = match stack.group.inspect_groups().await {
+        let ids: Vec<String> = match stack.group().inspect_groups().await {
             Ok(specs) => specs.into_iter().map(|s| s.id).collect(),
             Err(_) => specs.iter().map(|s| s.id.clone()).collect(),
         };
         let mut screen = Vec::new();
         for id in &ids {
-            match stack.group.describe_group(id).await {
+            match stack.group().describe_group(id).await {
                 Ok(d) => screen.extend(description_lines(id, &d)),
                 Err(e) => screen.push(format!("{id}: {e}")),
             }
@@ -135,8 +151,8 @@ pub async fn down(args: DownArgs) -> Result<()> {
     for spec in specs {
         let id = spec.id.clone();
         let outcome = async {
-            stack.group.commit_group(spec, false).await?;
-            stack.group.destroy_group(&id).await
+            stack.group().commit_group(spec, false).await?;
+            stack.group().destroy_group(&id).await
         }
         .await;
         match outcome {

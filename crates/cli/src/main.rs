@@ -8,6 +8,7 @@ mod cli;
 mod cmd_flavor;
 mod cmd_group;
 mod cmd_instance;
+mod cmd_manager;
 mod cmd_plugin;
 mod cmd_up;
 mod io;
@@ -46,6 +47,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up(args) => cmd_up::run(args, &cli.log).await,
         Command::Down(args) => cmd_up::down(args).await,
         Command::Plugin(cmd) => cmd_plugin::run(cmd).await,
+        Command::Manager(args) => cmd_manager::run(args).await,
         Command::Group(args) => cmd_group::run(args).await,
         Command::Instance(args) => cmd_instance::run(args).await,
         Command::Flavor(args) => cmd_flavor::run(args).await,

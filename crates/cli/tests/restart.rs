@@ -1,5 +1,6 @@
-//! The group controller is killed with SIGKILL in the middle of a rollout and started again: it
-//! resumes from its saved state and finishes, never exceeding MaxSurge extra instances.
+//! The manager (embedded store) is killed with SIGKILL in the middle of a rollout and started
+//! again: it takes the lock the dead process held, resumes from its saved state and finishes,
+//! never exceeding MaxSurge extra instances. Specs survive.
 
 mod common;
 
@@ -76,13 +77,8 @@ fn hashes(home: &Home) -> Vec<String> {
 #[test]
 fn a_killed_controller_resumes_its_rollout_without_overshooting() {
     let home = Home::new();
-    home.ok(&[
-        "plugin",
-        "start",
-        "instance-process",
-        "flavor-vanilla",
-        "group",
-    ]);
+    home.ok(&["plugin", "start", "instance-process", "flavor-vanilla"]);
+    home.ok(&["manager", "start"]);
     let v1 = home.write("v1.json", &spec("1"));
     let v2 = home.write("v2.json", &spec("2"));
     home.ok(&["group", "commit", v1.to_str().unwrap()]);
@@ -108,8 +104,9 @@ fn a_killed_controller_resumes_its_rollout_without_overshooting() {
         eventually("the controller is gone", Duration::from_secs(10), || {
             nix::sys::signal::kill(pid, None).is_err().then_some(())
         });
-        // Its socket is left behind; starting it again replaces the stale socket and resumes.
-        home.ok(&["plugin", "start", "group"]);
+        // Its socket is left behind; starting it again replaces the stale socket, takes the lock
+        // and resumes.
+        home.ok(&["manager", "start"]);
         let inspect = home.ok(&["group", "inspect", "workers"]);
         assert!(
             inspect.contains("\"VERSION\": \"2\""),

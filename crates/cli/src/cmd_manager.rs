@@ -1,0 +1,225 @@
+//! `infrakit manager ...`: run managers and talk to them.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use infrakit_manager::{Leadership, LocalLeadership, Manager};
+use infrakit_rpc::{dir, GroupClient, Handlers, ManagerClient, PluginServer, Plugins};
+use infrakit_spi::manager::Manager as _;
+use infrakit_spi::{Group, GroupSpec};
+use infrakit_store::{FileStore, Store};
+
+use crate::builtin::controller_config;
+use crate::cli::{Format, ManagerArgs, ManagerCommand, ManagerRunArgs, StoreKind};
+use crate::cmd_plugin::{option_args, shutdown_signal, spawn_background};
+use crate::io;
+
+/// A manager serving on its socket, campaigning in the background.
+pub struct RunningManager {
+    /// The manager (it implements the Group API).
+    pub manager: Arc<Manager>,
+    server: PluginServer,
+    shutdown: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RunningManager {
+    /// Stops campaigning (group controllers stop; instances stay) and stops serving.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.task.await;
+        self.server.stop().await;
+    }
+
+    /// Waits until this manager leads (or `within` passes).
+    pub async fn wait_until_leading(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.manager.is_leader().await.unwrap_or(false) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+}
+
+/// Starts a manager called `name` in this process, using `plugins` to reach the instance and
+/// flavor plugins.
+pub async fn start(
+    name: &str,
+    args: &ManagerRunArgs,
+    plugins: &Arc<Plugins>,
+) -> Result<RunningManager> {
+    let location = dir::socket_path(plugins.dir(), name).display().to_string();
+    let (leadership, store, store_info): (Arc<dyn Leadership>, Arc<dyn Store>, Value) =
+        match args.store {
+            StoreKind::Embedded => {
+                let home = dir::infrakit_home();
+                let leadership = LocalLeadership::acquire(&home, &location)?;
+                let path: PathBuf = home.join(name).join("groups");
+                let info = json!({"Backend": "embedded", "Path": path.display().to_string()});
+                (Arc::new(leadership), Arc::new(FileStore::new(path)), info)
+            }
+            StoreKind::Etcd => etcd_backend(args, &location).await?,
+        };
+    let manager = Manager::new(
+        name,
+        &location,
+        plugins.clone(),
+        controller_config(&args.options),
+        store,
+        store_info,
+        leadership,
+    );
+    let server = PluginServer::start(
+        plugins.dir(),
+        name,
+        Handlers::new()
+            .group(manager.clone())
+            .manager(manager.clone()),
+    )
+    .await
+    .with_context(|| format!("starting manager {name}"))?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(manager.clone().run(shutdown.clone()));
+    Ok(RunningManager {
+        manager,
+        server,
+        shutdown,
+        task,
+    })
+}
+
+async fn etcd_backend(
+    args: &ManagerRunArgs,
+    location: &str,
+) -> Result<(Arc<dyn Leadership>, Arc<dyn Store>, Value)> {
+    if args.etcd_endpoints.is_empty() {
+        bail!("--store etcd needs --etcd-endpoints (or INFRAKIT_ETCD_ENDPOINTS)");
+    }
+    let _ = location;
+    bail!("the etcd store is not available in this build")
+}
+
+/// Runs a manager command.
+pub async fn run(args: ManagerArgs) -> Result<()> {
+    match args.command {
+        ManagerCommand::Start(run) => {
+            let mut cmd: Vec<String> = vec![
+                "manager".into(),
+                "--name".into(),
+                args.name.clone(),
+                "run".into(),
+            ];
+            cmd.push("--store".into());
+            cmd.push(match run.store {
+                StoreKind::Embedded => "embedded".into(),
+                StoreKind::Etcd => "etcd".into(),
+            });
+            if !run.etcd_endpoints.is_empty() {
+                cmd.push("--etcd-endpoints".into());
+                cmd.push(run.etcd_endpoints.join(","));
+            }
+            cmd.extend(["--etcd-prefix".into(), run.etcd_prefix.clone()]);
+            cmd.extend([
+                "--lease-ttl".into(),
+                humantime::format_duration(run.lease_ttl).to_string(),
+            ]);
+            cmd.extend(option_args(&run.options)?);
+            spawn_background(&args.name, &cmd).await
+        }
+        ManagerCommand::Run(run) => {
+            let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
+            let running = start(&args.name, &run, &plugins).await?;
+            tracing::info!(manager = %args.name, "manager running");
+            shutdown_signal().await?;
+            running.stop().await;
+            Ok(())
+        }
+        ManagerCommand::Status { output } => {
+            let client = Plugins::new(dir::plugins_dir())
+                .client(&args.name)
+                .with_context(|| {
+                    format!(
+                        "is the manager running? try `infrakit manager start` (name {})",
+                        args.name
+                    )
+                })?;
+            let status = ManagerClient::new(client).status().await?;
+            if output != Format::Table {
+                return io::print_value(&status, output);
+            }
+            println!("name:       {}", status.name);
+            println!(
+                "leader:     {}",
+                if status.leader {
+                    "yes (this manager)"
+                } else {
+                    "no"
+                }
+            );
+            println!(
+                "leader at:  {}",
+                status
+                    .leader_location
+                    .as_deref()
+                    .unwrap_or("(none elected)")
+            );
+            println!("location:   {}", status.location);
+            println!("store:      {}", status.store);
+            println!("leadership: {}", status.leadership);
+            Ok(())
+        }
+        ManagerCommand::Commit { file, pretend } => {
+            let entries = read_entries(&file)?;
+            let plugins = Plugins::new(dir::plugins_dir());
+            for entry in entries {
+                let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
+                let client = GroupClient::new(plugins.client(&plugin)?);
+                let id = entry.properties.id.clone();
+                let details = client.commit_group(entry.properties, pretend).await?;
+                println!("Group {id} with plugin {plugin} plan: {details}");
+            }
+            Ok(())
+        }
+        ManagerCommand::Inspect { output } => {
+            let client = GroupClient::new(Plugins::new(dir::plugins_dir()).client(&args.name)?);
+            let entries: Vec<Entry> = client
+                .inspect_groups()
+                .await?
+                .into_iter()
+                .map(|spec| Entry {
+                    plugin: Some(args.name.clone()),
+                    properties: spec,
+                })
+                .collect();
+            io::print_value(&entries, output)
+        }
+    }
+}
+
+/// One entry of InfraKit's manager format.
+#[derive(Debug, Serialize, Deserialize)]
+struct Entry {
+    #[serde(rename = "Plugin", default)]
+    plugin: Option<String>,
+    #[serde(rename = "Properties")]
+    properties: GroupSpec,
+}
+
+fn read_entries(file: &str) -> Result<Vec<Entry>> {
+    let doc = io::read_document(file)?;
+    if !doc.is_array() {
+        bail!("{file}: a manager commit takes an array of {{Plugin, Properties}} entries");
+    }
+    infrakit_spi::error::decode_at("", &doc)
+        .with_context(|| format!("{file} is not a list of group entries"))
+}
