@@ -1,0 +1,159 @@
+//! The plugin and the group controller across a restart of the Docker engine.
+//!
+//! This restarts the machine's dockerd (SIGTERM, then `dockerd` in the background), so it lives
+//! in a test binary of its own: cargo runs test binaries one after the other, so no other test of
+//! this crate is using the engine meanwhile.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use infrakit_spi::event::Publisher;
+use infrakit_spi::Group;
+use serde_json::json;
+
+use common::{eventually, fixture, image, running_names, sleeper, Cleanup};
+
+fn dockerd_pid() -> Option<u32> {
+    let from_file = std::fs::read_to_string("/var/run/docker.pid")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|pid: &u32| std::path::Path::new(&format!("/proc/{pid}")).exists());
+    from_file.or_else(|| {
+        let out = std::process::Command::new("pidof")
+            .arg("dockerd")
+            .output()
+            .ok()?;
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    })
+}
+
+/// Stops dockerd with SIGTERM, waits for it to exit, starts it again and waits for it to answer.
+async fn restart_dockerd() {
+    let pid = dockerd_pid().expect("dockerd is running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -TERM {pid}");
+    eventually("dockerd exits", Duration::from_secs(60), || async {
+        (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
+    })
+    .await;
+    let status = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "(dockerd > /tmp/dockerd-infrakit-restart-test.log 2>&1 &)",
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success(), "starting dockerd");
+    eventually("dockerd answers again", Duration::from_secs(60), || async {
+        let docker = bollard::Docker::connect_with_defaults().ok()?;
+        docker.ping().await.ok().map(|_| ())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_group_converges_again_after_the_engine_restarts() {
+    let f = fixture("restart").await;
+    let _cleanup = Cleanup::new(&f.label);
+    let image = image().await;
+    f.group
+        .commit_group(
+            f.spec(
+                json!({"Size": 3}),
+                sleeper(image, "1"),
+                json!({}),
+                json!({}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let before = f
+        .running(3, &BTreeSet::new(), Duration::from_secs(60))
+        .await;
+    f.converged(3).await;
+    let mut events = f.plugin.subscribe();
+
+    restart_dockerd().await;
+    let back = Instant::now();
+
+    // The plugin re-subscribes and tells its subscribers to re-list.
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if events.recv().await.is_ok_and(|e| e.kind == "resync") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a resync event after the engine came back");
+
+    // The stopped containers are replaced, well before the 60 s poll, with no duplicates.
+    let docker = common::docker().await;
+    let after = eventually("3 new containers run", Duration::from_secs(30), || async {
+        let names: BTreeSet<String> = running_names(&docker, &f.label).await.into_iter().collect();
+        (names.len() == 3 && names.is_disjoint(&before)).then_some(names)
+    })
+    .await;
+    assert!(
+        back.elapsed() < Duration::from_secs(30),
+        "converged {:?} after the engine answered",
+        back.elapsed()
+    );
+    let d = f.converged(3).await;
+    assert_eq!(
+        d.instances
+            .iter()
+            .map(|i| i.id.clone())
+            .collect::<BTreeSet<_>>(),
+        after
+    );
+    // Observed for a while (not waited on): never more than 3 run.
+    let watch_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < watch_until {
+        let names = running_names(&docker, &f.label).await;
+        assert_eq!(names.len(), 3, "exactly 3 containers run: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The old containers are stopped, kept for post-mortems, and none of them runs again.
+    let all = common::containers(&docker, &f.label, true).await;
+    for name in &before {
+        let old = all
+            .iter()
+            .find(|c| {
+                c.names
+                    .iter()
+                    .flatten()
+                    .any(|n| n.trim_start_matches('/') == name)
+            })
+            .unwrap_or_else(|| panic!("{name} is kept"));
+        assert_eq!(
+            old.state,
+            Some(bollard::models::ContainerSummaryStateEnum::EXITED),
+            "{name}"
+        );
+    }
+
+    // The plugin still works against the restarted engine.
+    f.group.destroy_group(&f.id).await.unwrap();
+    eventually(
+        "the group's containers are gone",
+        Duration::from_secs(30),
+        || async {
+            running_names(&docker, &f.label)
+                .await
+                .is_empty()
+                .then_some(())
+        },
+    )
+    .await;
+}
