@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 
 use infrakit_flavor_vanilla::VanillaFlavor;
 use infrakit_group::{ControllerConfig, GroupPlugin};
+use infrakit_instance_docker::{DockerOptions, DockerPlugin};
 use infrakit_instance_file::FilePlugin;
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
@@ -27,17 +28,28 @@ pub enum Kind {
     InstanceFile,
     /// In-memory simulated instances.
     InstanceSimulator,
+    /// Docker containers (needs a Docker engine).
+    InstanceDocker,
     /// The vanilla flavor.
     FlavorVanilla,
 }
 
-/// Every built-in kind, in start order.
+/// Every built-in kind.
 pub const ALL: &[Kind] = &[
     Kind::InstanceProcess,
     Kind::InstanceFile,
     Kind::InstanceSimulator,
+    Kind::InstanceDocker,
     Kind::FlavorVanilla,
     Kind::Group,
+];
+
+/// The kinds `infrakit up` serves: everything that needs no outside service.
+pub const EMBEDDED: &[Kind] = &[
+    Kind::InstanceProcess,
+    Kind::InstanceFile,
+    Kind::InstanceSimulator,
+    Kind::FlavorVanilla,
 ];
 
 impl Kind {
@@ -48,6 +60,7 @@ impl Kind {
             Kind::InstanceProcess => "instance-process",
             Kind::InstanceFile => "instance-file",
             Kind::InstanceSimulator => "instance-simulator",
+            Kind::InstanceDocker => "instance-docker",
             Kind::FlavorVanilla => "flavor-vanilla",
         }
     }
@@ -64,6 +77,7 @@ impl FromStr for Kind {
                 "process" => Some(Kind::InstanceProcess),
                 "file" => Some(Kind::InstanceFile),
                 "simulator" => Some(Kind::InstanceSimulator),
+                "docker" => Some(Kind::InstanceDocker),
                 "vanilla" => Some(Kind::FlavorVanilla),
                 _ => None,
             })
@@ -139,6 +153,18 @@ pub async fn serve(
                 failure_rate: opts.failure_rate,
                 ..SimulatorConfig::default()
             }));
+            plugins.register_instance(name, p.clone());
+            plugins.register_publisher(name, p.clone());
+            Handlers::new().instance("", p.clone()).publisher(p)
+        }
+        Kind::InstanceDocker => {
+            let p = DockerPlugin::connect(DockerOptions {
+                state_dir: Some(state_dir(name)),
+                ..DockerOptions::named(name)
+            })
+            .await
+            .with_context(|| format!("starting {name}"))?;
+            let p = Arc::new(p);
             plugins.register_instance(name, p.clone());
             plugins.register_publisher(name, p.clone());
             Handlers::new().instance("", p.clone()).publisher(p)

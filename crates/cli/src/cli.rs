@@ -108,7 +108,8 @@ pub struct DownArgs {
 /// `infrakit plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Start built-in plugins in the background: `KIND[:NAME]...`.
+    /// Start built-in plugins in the background: `KIND[:NAME]...` (`group`, `instance-process`,
+    /// `instance-file`, `instance-simulator`, `instance-docker`, `flavor-vanilla`).
     Start {
         /// Plugins to start, e.g. `group instance-file flavor-vanilla` or `instance-file:files2`.
         #[arg(required = true)]

@@ -4,10 +4,9 @@ use std::collections::HashMap;
 
 use anyhow::{bail, Context, Result};
 
-use infrakit_group::rollout::TOKEN_TAG;
+use infrakit_group::supervisor::PROTECT_TAG;
 use infrakit_rpc::{dir, GroupClient, Plugins};
 use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction};
-use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
 use crate::cli::{Format, GroupArgs, GroupCommand, RolloutVerb};
@@ -237,9 +236,8 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
         let tags: infrakit_spi::Tags = i
             .tags
             .iter()
-            .filter(|(k, _)| {
-                ![GROUP_TAG, CONFIG_HASH_TAG, LOGICAL_ID_TAG, TOKEN_TAG].contains(&k.as_str())
-            })
+            // infrakit's own bookkeeping tags are shown in other columns or are noise.
+            .filter(|(k, _)| !k.starts_with("infrakit.") || k.as_str() == PROTECT_TAG)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         t.add_row(vec![

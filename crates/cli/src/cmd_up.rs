@@ -11,7 +11,7 @@ use infrakit_manager::Manager;
 use infrakit_rpc::{dir, PluginServer, Plugins};
 use infrakit_spi::{Group, GroupSpec};
 
-use crate::builtin::{self, Kind, ALL};
+use crate::builtin::{self, EMBEDDED};
 use crate::cli::{DownArgs, ManagerRunArgs, PluginOptions, StoreKind, UpArgs};
 use crate::cmd_group::{description_lines, read_spec};
 use crate::cmd_manager::{self, RunningManager};
@@ -29,7 +29,7 @@ impl Stack {
         const BUSY: &str = "is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`";
         let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
         let mut servers = Vec::new();
-        for kind in ALL.iter().filter(|k| **k != Kind::Group) {
+        for kind in EMBEDDED {
             servers.push(
                 builtin::serve(*kind, kind.default_name(), opts, &plugins)
                     .await
