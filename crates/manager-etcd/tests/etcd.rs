@@ -1,0 +1,506 @@
+//! The etcd backend against real three-member etcd clusters: election, fencing, quorum loss,
+//! the leader-only store, and managers failing over while running a group.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use infrakit_flavor_vanilla::VanillaFlavor;
+use infrakit_group::ControllerConfig;
+use infrakit_instance_simulator::{Simulator, SimulatorConfig};
+use infrakit_manager::{Leadership, Manager, ManagerError, Term};
+use infrakit_manager_etcd::{EtcdLeadership, EtcdStore};
+use infrakit_rpc::{Handlers, PluginServer, Plugins};
+use infrakit_spi::manager::Manager as _;
+use infrakit_spi::{Group, GroupSpec};
+use infrakit_store::{Store, StoreError};
+
+use support::{eventually, EtcdCluster};
+
+const TTL: Duration = Duration::from_secs(3);
+const CLUSTER: &str = "infrakit";
+
+async fn leadership(cluster: &EtcdCluster, location: &str) -> Arc<EtcdLeadership> {
+    Arc::new(
+        EtcdLeadership::connect(cluster.endpoints(), CLUSTER, location, TTL)
+            .await
+            .unwrap(),
+    )
+}
+
+fn campaign(l: &Arc<EtcdLeadership>) -> JoinHandle<Result<Term, ManagerError>> {
+    let l = l.clone();
+    tokio::spawn(async move { l.campaign().await })
+}
+
+/// Waits for the first of `campaigns` to finish and returns its index and term.
+async fn first_elected(
+    campaigns: &mut [Option<JoinHandle<Result<Term, ManagerError>>>],
+    within: Duration,
+) -> (usize, Term) {
+    let i = eventually("a campaign is won", within, || {
+        let done = campaigns
+            .iter()
+            .position(|c| c.as_ref().is_some_and(|c| c.is_finished()));
+        async move { done }
+    })
+    .await;
+    let term = campaigns[i].take().unwrap().await.unwrap().unwrap();
+    (i, term)
+}
+
+fn pending(campaigns: &[Option<JoinHandle<Result<Term, ManagerError>>>]) -> usize {
+    campaigns
+        .iter()
+        .filter(|c| c.as_ref().is_some_and(|c| !c.is_finished()))
+        .count()
+}
+
+fn not_the_leader(r: Result<(), StoreError>) -> String {
+    let err = r
+        .expect_err("a write without leadership must fail")
+        .to_string();
+    assert!(err.contains("not the leader"), "{err}");
+    err
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_fails_naming_the_endpoints() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let err = EtcdLeadership::connect(vec![endpoint.clone()], CLUSTER, "/m", TTL)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&endpoint), "{err}");
+    let err = EtcdLeadership::connect(vec![], CLUSTER, "/m", TTL)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no endpoints"), "{err}");
+}
+
+#[tokio::test]
+async fn exactly_one_of_three_leads_and_another_takes_over_when_its_term_ends() {
+    let cluster = EtcdCluster::start().await;
+    let mut ls = Vec::new();
+    for i in 0..3 {
+        ls.push(leadership(&cluster, &format!("/run/infrakit/manager-{i}")).await);
+    }
+    for l in &ls {
+        assert_eq!(l.leader().await.unwrap(), None);
+    }
+    let mut campaigns: Vec<_> = ls.iter().map(|l| Some(campaign(l))).collect();
+    let (first, term) = first_elected(&mut campaigns, Duration::from_secs(10)).await;
+    let winner = ls[first].location().to_string();
+    for l in &ls {
+        assert_eq!(l.leader().await.unwrap().as_deref(), Some(winner.as_str()));
+    }
+    // The others are still waiting: exactly one term.
+    assert_eq!(pending(&campaigns), 2);
+    term.fence.check().unwrap();
+    assert!(!term.lost.is_cancelled());
+    let info = ls[first].info();
+    assert_eq!(info["Backend"], "etcd");
+    assert_eq!(info["Leading"], true);
+    assert_eq!(info["LeaseValid"], true);
+    assert_eq!(info["LeaseTTLSeconds"], 3);
+    assert_eq!(info["Endpoints"], json!(cluster.endpoints()));
+    assert_eq!(info["Members"].as_array().unwrap().len(), 3, "{info}");
+    assert!(info["Lease"].is_string(), "{info}");
+
+    // Ending the term (dropping it) hands leadership over, well within the TTL.
+    let lost = term.lost.clone();
+    let ended = Instant::now();
+    drop(term);
+    assert!(lost.is_cancelled());
+    let (second, term) = first_elected(&mut campaigns, TTL + Duration::from_secs(1)).await;
+    assert!(ended.elapsed() < TTL + Duration::from_secs(1));
+    assert_ne!(second, first);
+    assert_eq!(pending(&campaigns), 1);
+    let winner = ls[second].location().to_string();
+    for l in &ls {
+        assert_eq!(l.leader().await.unwrap().as_deref(), Some(winner.as_str()));
+    }
+    assert_eq!(ls[first].info()["Leading"], false);
+
+    // An explicit resignation does the same.
+    ls[second].resign().await;
+    assert!(term.lost.is_cancelled());
+    assert!(term.fence.check().is_err());
+    let (third, _term) = first_elected(&mut campaigns, TTL + Duration::from_secs(1)).await;
+    assert!(third != first && third != second);
+    assert_eq!(
+        ls[0].leader().await.unwrap().as_deref(),
+        Some(ls[third].location())
+    );
+}
+
+#[tokio::test]
+async fn a_leader_whose_keepalives_stop_is_fenced_within_its_ttl_and_its_writes_rejected() {
+    let cluster = EtcdCluster::start().await;
+    let a = leadership(&cluster, "/run/a").await;
+    let b = leadership(&cluster, "/run/b").await;
+    let (store_a, store_b) = (a.store(), b.store());
+    let term_a = a.campaign().await.unwrap();
+    store_a.put("web", &json!({"v": 1})).await.unwrap();
+    let mut campaign_b = Some(campaign(&b));
+
+    let paused = Instant::now();
+    a.pause_keepalives(true);
+    term_a.fence.check().unwrap();
+    eventually("the paused leader's fence fails", TTL, || async {
+        term_a.fence.check().is_err().then_some(())
+    })
+    .await;
+    let fenced_after = paused.elapsed();
+    assert!(fenced_after <= TTL, "fenced only after {fenced_after:?}");
+    let why = term_a.fence.check().unwrap_err();
+    assert!(why.contains("lease"), "{why}");
+    eventually(
+        "the paused leader's term is lost",
+        Duration::from_secs(1),
+        || async { term_a.lost.is_cancelled().then_some(()) },
+    )
+    .await;
+    assert_eq!(a.info()["LeaseValid"], false);
+
+    // Another manager takes over.
+    let mut slot = [campaign_b.take()];
+    let (_, term_b) = first_elected(&mut slot, TTL + Duration::from_secs(1)).await;
+    assert!(paused.elapsed() < 2 * TTL);
+    term_b.fence.check().unwrap();
+    assert_eq!(a.leader().await.unwrap().as_deref(), Some("/run/b"));
+
+    // The former leader still holds its term object, but etcd refuses its writes.
+    a.pause_keepalives(false);
+    not_the_leader(store_a.put("web", &json!({"v": "stale"})).await);
+    not_the_leader(store_a.delete("web").await);
+    store_b.put("web", &json!({"v": 2})).await.unwrap();
+    assert_eq!(store_a.load().await.unwrap()["web"], json!({"v": 2}));
+    // Resuming keepalives does not revive a lost term.
+    assert!(term_a.fence.check().is_err());
+}
+
+/// A whole process stopped (SIGSTOP) past its lease: simulated by blocking the test's
+/// single-threaded runtime, so that no task of the leader runs, until another manager (on its own
+/// runtime and thread) has been elected. On resuming, before any of its tasks has run, the fence
+/// fails, and the former leader's writes are refused by etcd.
+#[tokio::test(flavor = "current_thread")]
+async fn a_frozen_leader_is_fenced_the_moment_it_resumes() {
+    let cluster = EtcdCluster::start().await;
+    let a = leadership(&cluster, "/run/a").await;
+    let store_a = a.store();
+    let term_a = a.campaign().await.unwrap();
+    store_a.put("web", &json!({"v": 1})).await.unwrap();
+
+    let endpoints = cluster.endpoints();
+    let (elected_tx, elected) = std::sync::mpsc::channel();
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let b = EtcdLeadership::connect(endpoints, CLUSTER, "/run/b", TTL)
+                .await
+                .unwrap();
+            let term = b.campaign().await.unwrap();
+            b.store().put("web", &json!({"v": 2})).await.unwrap();
+            elected_tx.send(()).unwrap();
+            let _ = stop_rx.await;
+            drop(term);
+        })
+    });
+
+    // Frozen: this thread runs the leader's runtime and blocks it until the other is elected.
+    let frozen = Instant::now();
+    elected
+        .recv_timeout(2 * TTL + Duration::from_secs(2))
+        .expect("another manager is elected while the leader is frozen");
+    // Not before the lease (renewed at most TTL/3 before the freeze) expired.
+    assert!(
+        frozen.elapsed() >= TTL - TTL / 3,
+        "elected after {:?}",
+        frozen.elapsed()
+    );
+    // Resumed: nothing has run yet, and the fence already fails.
+    let why = term_a.fence.check().unwrap_err();
+    assert!(why.contains("lease"), "{why}");
+    not_the_leader(store_a.put("web", &json!({"v": "stale"})).await);
+    eventually(
+        "the frozen leader's term is lost",
+        Duration::from_secs(1),
+        || async { term_a.lost.is_cancelled().then_some(()) },
+    )
+    .await;
+    assert_eq!(store_a.load().await.unwrap()["web"], json!({"v": 2}));
+    assert_eq!(a.leader().await.unwrap().as_deref(), Some("/run/b"));
+    stop.send(()).unwrap();
+    other.join().unwrap();
+}
+
+#[tokio::test]
+async fn losing_quorum_fences_the_leader_and_stops_elections_until_it_returns() {
+    let mut cluster = EtcdCluster::start().await;
+    let a = leadership(&cluster, "/run/a").await;
+    let b = leadership(&cluster, "/run/b").await;
+    let c = leadership(&cluster, "/run/c").await;
+    let term_a = a.campaign().await.unwrap();
+    let campaign_b = campaign(&b);
+
+    let stopped = Instant::now();
+    cluster.stop(1);
+    cluster.stop(2);
+    eventually(
+        "the leader's fence fails without quorum",
+        TTL + Duration::from_secs(1),
+        || async { term_a.fence.check().is_err().then_some(()) },
+    )
+    .await;
+    eventually(
+        "the leader's term is lost",
+        Duration::from_secs(1),
+        || async { term_a.lost.is_cancelled().then_some(()) },
+    )
+    .await;
+    assert!(stopped.elapsed() <= TTL + Duration::from_secs(1));
+    // Nobody can be elected: the waiting candidate loses its own lease, a new one gets none.
+    let b_result = tokio::time::timeout(TTL + Duration::from_secs(6), campaign_b)
+        .await
+        .expect("the waiting campaign ends without quorum")
+        .unwrap();
+    assert!(b_result.is_err());
+    assert!(c.campaign().await.is_err());
+    // Without quorum a write cannot be decided: it fails.
+    assert!(a.store().put("web", &json!({})).await.is_err());
+    drop(term_a);
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_healthy(Duration::from_secs(30)).await;
+    let term = eventually("a leader is elected again", Duration::from_secs(30), || {
+        let c = c.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), c.campaign())
+                .await
+                .ok()?
+                .ok()
+        }
+    })
+    .await;
+    term.fence.check().unwrap();
+    for l in [&a, &b, &c] {
+        match l.leader().await {
+            Ok(leader) => assert_eq!(leader.as_deref(), Some("/run/c")),
+            Err(e) => panic!("leader of {}: {e}", l.location()),
+        }
+    }
+    c.store().put("web", &json!({"v": 1})).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_store_round_trips_and_only_the_leader_writes() {
+    let cluster = EtcdCluster::start().await;
+    let a = leadership(&cluster, "/run/a").await;
+    let b = leadership(&cluster, "/run/b").await;
+    let (store_a, store_b): (EtcdStore, EtcdStore) = (a.store(), b.store());
+    assert_eq!(store_a.prefix(), "infrakit/groups/");
+    assert!(store_a.load().await.unwrap().is_empty());
+    let err = not_the_leader(store_a.put("web", &json!({"v": 1})).await);
+    assert!(err.contains("infrakit/groups/web"), "{err}");
+
+    let term = a.campaign().await.unwrap();
+    store_a.put("web", &json!({"v": 1})).await.unwrap();
+    store_a.put("db", &json!({"v": 2})).await.unwrap();
+    store_a.put("web", &json!({"v": 3})).await.unwrap();
+    let all = store_b.load().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all["web"], json!({"v": 3}));
+    assert_eq!(all["db"], json!({"v": 2}));
+    store_a.delete("web").await.unwrap();
+    store_a.delete("web").await.unwrap();
+    assert_eq!(
+        store_b.load().await.unwrap().keys().collect::<Vec<_>>(),
+        vec!["db"]
+    );
+    assert!(matches!(
+        store_a.put("a/b", &json!(1)).await,
+        Err(StoreError::InvalidKey(_))
+    ));
+    // A follower reads but never writes.
+    not_the_leader(store_b.put("db", &json!({"v": "follower"})).await);
+    not_the_leader(store_b.delete("db").await);
+
+    // A record that is not JSON is reported with its key.
+    let mut raw = etcd_client::Client::connect(cluster.endpoints(), None)
+        .await
+        .unwrap();
+    raw.put("infrakit/groups/broken", "{nope", None)
+        .await
+        .unwrap();
+    let err = store_b.load().await.unwrap_err().to_string();
+    assert!(err.contains("infrakit/groups/broken"), "{err}");
+    raw.delete("infrakit/groups/broken", None).await.unwrap();
+
+    // After resigning, writes are refused again; the new leader's go through.
+    let campaign_b = campaign(&b);
+    a.resign().await;
+    not_the_leader(store_a.put("db", &json!({"v": 4})).await);
+    let _term_b = campaign_b.await.unwrap().unwrap();
+    store_b.put("db", &json!({"v": 5})).await.unwrap();
+    assert_eq!(store_a.load().await.unwrap()["db"], json!({"v": 5}));
+    drop(term);
+}
+
+struct Node {
+    leadership: Arc<EtcdLeadership>,
+    manager: Arc<Manager>,
+    shutdown: CancellationToken,
+    run: Option<JoinHandle<()>>,
+    _server: PluginServer,
+}
+
+#[tokio::test]
+async fn managers_fail_over_resume_the_group_from_etcd_and_heal_it() {
+    let cluster = EtcdCluster::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let plugins = Arc::new(Plugins::new(&dir));
+    plugins.register_instance("instance-simulator", sim.clone());
+    plugins.register_publisher("instance-simulator", sim.clone());
+    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+    let config = ControllerConfig {
+        poll_interval: Duration::from_millis(200),
+        ..ControllerConfig::default()
+    };
+
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        let name = format!("group-{i}");
+        let location = dir.join(&name).display().to_string();
+        let leadership = leadership(&cluster, &location).await;
+        let store = leadership.store();
+        let store_info = store.info();
+        let manager = Manager::new(
+            &name,
+            &location,
+            plugins.clone(),
+            config.clone(),
+            Arc::new(store),
+            store_info,
+            leadership.clone(),
+        );
+        let server = PluginServer::start(&dir, &name, Handlers::new().group(manager.clone()))
+            .await
+            .unwrap();
+        assert_eq!(server.socket().display().to_string(), location);
+        let shutdown = CancellationToken::new();
+        let run = tokio::spawn(manager.clone().run(shutdown.clone()));
+        nodes.push(Node {
+            leadership,
+            manager,
+            shutdown,
+            run: Some(run),
+            _server: server,
+        });
+    }
+
+    async fn leaders(nodes: &[Node], among: &[usize]) -> Vec<usize> {
+        let mut out = Vec::new();
+        for &i in among {
+            if nodes[i].manager.is_leader().await.unwrap() {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    let leader = eventually("one manager leads", Duration::from_secs(10), || async {
+        let l = leaders(&nodes, &[0, 1, 2]).await;
+        (l.len() == 1).then(|| l[0])
+    })
+    .await;
+    let follower = (leader + 1) % 3;
+
+    // Committed through a follower: forwarded to the leader over its socket.
+    let spec = GroupSpec {
+        id: "web".into(),
+        properties: json!({
+            "Allocation": {"Size": 2},
+            "Instance": {"Plugin": "instance-simulator", "Properties": {"Version": "v1"}},
+            "Flavor": {"Plugin": "flavor-vanilla"},
+        }),
+    };
+    let details = nodes[follower]
+        .manager
+        .commit_group(spec.clone(), false)
+        .await
+        .unwrap();
+    assert!(details.contains('2'), "{details}");
+    let before = eventually("the group converges", Duration::from_secs(20), || async {
+        let d = nodes[follower].manager.describe_group("web").await.ok()?;
+        let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+        (d.converged && ids.len() == 2).then_some(ids)
+    })
+    .await;
+    let saved = nodes[follower].leadership.store().load().await.unwrap();
+    assert_eq!(saved["web"]["Spec"]["ID"], "web");
+
+    // The leader stops; another takes over within the TTL and resumes the group from etcd.
+    let stopped = Instant::now();
+    nodes[leader].shutdown.cancel();
+    nodes[leader].run.take().unwrap().await.unwrap();
+    let rest: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let next = eventually(
+        "another manager leads",
+        TTL + Duration::from_secs(1),
+        || async {
+            let l = leaders(&nodes, &rest).await;
+            (l.len() == 1).then(|| l[0])
+        },
+    )
+    .await;
+    assert!(stopped.elapsed() <= TTL + Duration::from_secs(1));
+    assert_eq!(
+        nodes[leader].leadership.leader().await.unwrap().as_deref(),
+        Some(nodes[next].leadership.location())
+    );
+    // The stopped manager forwards to the new leader, which manages the same instances.
+    let d = nodes[leader].manager.describe_group("web").await.unwrap();
+    let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids, before);
+    assert_eq!(sim.len(), 2);
+
+    // And heals the group: a dead instance is replaced.
+    let victim = before.iter().next().unwrap().clone();
+    assert!(sim.kill(&victim));
+    let after = eventually(
+        "the dead instance is replaced",
+        Duration::from_secs(20),
+        || async {
+            let d = nodes[next].manager.describe_group("web").await.ok()?;
+            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+            (d.converged && ids.len() == 2 && !ids.contains(&victim)).then_some(ids)
+        },
+    )
+    .await;
+    assert_eq!(after.intersection(&before).count(), 1);
+    assert_eq!(sim.len(), 2);
+
+    for node in &mut nodes {
+        node.shutdown.cancel();
+        if let Some(run) = node.run.take() {
+            run.await.unwrap();
+        }
+    }
+}
