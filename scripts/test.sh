@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: formatting, lints, unit, conformance and end-to-end tests.
 # Works on a fresh machine with the Rust toolchain: it installs and starts what the tests need
-# (a Docker engine and busybox for the Docker plugin's tests) when they are missing.
+# when it is missing (protoc and etcd for the managers, a Docker engine and busybox for the
+# Docker plugin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,14 @@ ensure_docker() {
   exit 1
 }
 
+ensure_tools() {
+  # protoc builds the etcd client; etcd runs the managers' election tests.
+  command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
+  command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+}
+
 echo "== services"
+ensure_tools
 ensure_docker
 
 echo "== formatting"
