@@ -6,13 +6,17 @@
 //! cargo run --release -p infrakit-instance-docker --example heal_latency -- --kills 50 [--size 3]
 //! ```
 //!
+//! Each kill hits the group's oldest member, once it has run for longer than the controller's
+//! `YOUNG` threshold (10 s): deaths of younger instances count as a crash loop, which the
+//! controller answers with an exponential back-off by design, and that is not what this measures.
+//!
 //! Needs a running Docker engine and a static busybox at /usr/bin/busybox (the test image is
 //! built locally; nothing is pulled).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::EventsOptions;
@@ -84,6 +88,11 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 #[tokio::main]
 async fn main() {
     let args = args();
+    // Logs of the controller and the plugin, with RUST_LOG (e.g. RUST_LOG=info).
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let f = common::fixture("heal").await;
     let _cleanup = common::Cleanup::new(&f.label);
     let image = common::image().await;
@@ -122,12 +131,23 @@ async fn main() {
         .await;
     f.converged(args.size).await;
 
+    // When each member was first seen running.
+    let established = infrakit_group::history::YOUNG + Duration::from_secs(1);
+    let mut since: BTreeMap<String, Instant> = current
+        .iter()
+        .map(|n| (n.clone(), Instant::now()))
+        .collect();
     let mut to_event = Vec::new();
     let mut to_running = Vec::new();
     for i in 0..args.kills {
-        // Drop what piled up while converging.
+        let (victim, first_seen) = since
+            .iter()
+            .min_by_key(|(_, t)| **t)
+            .map(|(n, t)| (n.clone(), *t))
+            .unwrap();
+        tokio::time::sleep_until((first_seen + established).into()).await;
+        // Drop what piled up meanwhile.
         while plugin_events.try_recv().is_ok() {}
-        let victim = current.iter().next().unwrap().clone();
         let killed_at = Instant::now();
         common::kill(&f.docker, &victim).await;
         let deadline = Duration::from_secs(30);
@@ -155,14 +175,17 @@ async fn main() {
                     .and_then(|a| a.get("name").cloned())
                     .unwrap_or_default();
                 if !current.contains(&name) {
-                    return Instant::now();
+                    return (Instant::now(), name);
                 }
             }
         })
         .await
         .expect("a replacement starts within 30 s");
+        let (started_at, replacement) = started_at;
         to_event.push(event_at - killed_at);
         to_running.push(started_at - killed_at);
+        since.remove(&victim);
+        since.insert(replacement, started_at);
         current = f
             .running(args.size, &BTreeSet::from([victim]), deadline)
             .await;
@@ -205,9 +228,11 @@ async fn main() {
             .unwrap_or_default(),
     );
     println!(
-        "group: {} containers of a busybox image, vanilla flavor, poll interval {:?}",
+        "group: {} containers of a busybox image, vanilla flavor, poll interval {:?}; \
+         each kill hits the oldest member once it is {:?} old",
         args.size,
-        common::POLL
+        common::POLL,
+        established
     );
     println!();
     println!("| from `docker kill` to | p50 | p99 | max | mean | kills |");
