@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use infrakit_manager::{Leadership, LocalLeadership, Manager};
+use infrakit_manager_etcd::EtcdLeadership;
 use infrakit_rpc::{dir, GroupClient, Handlers, ManagerClient, PluginServer, Plugins};
 use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
@@ -105,8 +106,16 @@ async fn etcd_backend(
     if args.etcd_endpoints.is_empty() {
         bail!("--store etcd needs --etcd-endpoints (or INFRAKIT_ETCD_ENDPOINTS)");
     }
-    let _ = location;
-    bail!("the etcd store is not available in this build")
+    let leadership = EtcdLeadership::connect(
+        args.etcd_endpoints.clone(),
+        &args.etcd_prefix,
+        location,
+        args.lease_ttl,
+    )
+    .await?;
+    let store = leadership.store();
+    let info = store.info();
+    Ok((Arc::new(leadership), Arc::new(store), info))
 }
 
 /// Runs a manager command.

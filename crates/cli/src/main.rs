@@ -40,8 +40,23 @@ fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // `up` logs to a file (its screen is the live view); everything else logs to stderr.
+    // Daemons log to their files at info (including the audit trail of mutating calls) unless
+    // told otherwise; interactive commands only warn.
+    let daemon = matches!(
+        &cli.command,
+        Command::Plugin(cli::PluginCommand::Run { .. })
+            | Command::Manager(cli::ManagerArgs {
+                command: cli::ManagerCommand::Run(_),
+                ..
+            })
+    );
+    let level = if daemon && cli.log == "warn" {
+        "info"
+    } else {
+        cli.log.as_str()
+    };
     if !matches!(cli.command, Command::Up(_)) {
-        io::init_logging(&cli.log, None);
+        io::init_logging(level, None);
     }
     match cli.command {
         Command::Up(args) => cmd_up::run(args, &cli.log).await,

@@ -562,7 +562,18 @@ async fn reconcile(
         plan.waiting = Some(why);
     }
 
-    let outcome = if !plan.actions.is_empty() {
+    // A controller that may not act now (its lease is not known valid) waits, and tries again
+    // soon: this is not a failure to back off from.
+    let fenced = if plan.actions.is_empty() {
+        None
+    } else {
+        ctx.may_act().err()
+    };
+    let outcome = if let Some(why) = fenced {
+        plan.actions.clear();
+        plan.waiting = Some(why.to_string());
+        Outcome::Waiting
+    } else if !plan.actions.is_empty() {
         for id in plan.destroyed() {
             history.destroyed(id);
         }

@@ -1,8 +1,6 @@
 //! The etcd backend against real three-member etcd clusters: election, fencing, quorum loss,
 //! the leader-only store, and managers failing over while running a group.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +19,7 @@ use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
 use infrakit_store::{Store, StoreError};
 
-use support::{eventually, EtcdCluster};
+use infrakit_testkit::{eventually, EtcdCluster};
 
 const TTL: Duration = Duration::from_secs(3);
 const CLUSTER: &str = "infrakit";

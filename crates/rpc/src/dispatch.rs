@@ -43,8 +43,31 @@ fn failure(code: i64, message: impl Into<String>) -> Failure {
     }
 }
 
-/// Handles one request body; `None` for a notification (no response body).
-pub(crate) async fn handle(handlers: &Handlers, body: &[u8]) -> Option<Vec<u8>> {
+/// Methods that change infrastructure or a group; each call is logged (the audit trail) with the
+/// caller's pid.
+const MUTATING: &[&str] = &[
+    "Instance.Provision",
+    "Instance.Destroy",
+    "Instance.Label",
+    "Flavor.Drain",
+    "Group.CommitGroup",
+    "Group.FreeGroup",
+    "Group.DestroyGroup",
+    "Group.DestroyInstances",
+    "Group.SetSize",
+    "Group.PauseRollout",
+    "Group.ResumeRollout",
+    "Group.UndoRollout",
+];
+
+/// Handles one request body; `None` for a notification (no response body). `plugin` and
+/// `caller` (the peer's pid) go into the audit log.
+pub(crate) async fn handle(
+    handlers: &Handlers,
+    body: &[u8],
+    plugin: &str,
+    caller: Option<i32>,
+) -> Option<Vec<u8>> {
     let req: Request = match serde_json::from_slice(body) {
         Ok(r) => r,
         Err(e) => {
@@ -79,6 +102,10 @@ pub(crate) async fn handle(handlers: &Handlers, body: &[u8]) -> Option<Vec<u8>> 
         Ok(p) => p,
         Err(f) => return Some(jsonrpc::encode_error(id, f.code, &f.message)),
     };
+    if MUTATING.contains(&method) {
+        let caller = caller.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+        tracing::info!(target: "infrakit::audit", plugin, method, caller_pid = %caller, "call");
+    }
     let outcome = call(handlers, method, params).await;
     let id = id?;
     Some(match outcome {

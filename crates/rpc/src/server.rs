@@ -229,10 +229,12 @@ async fn accept_loop(
                         continue;
                     }
                 };
+                // The caller's pid (SO_PEERCRED), for the audit log of mutating calls.
+                let caller = stream.peer_cred().ok().and_then(|c| c.pid());
                 let info = info.clone();
                 let service = hyper::service::service_fn(move |req| {
                     let info = info.clone();
-                    async move { Ok::<_, Infallible>(route(&info, req).await) }
+                    async move { Ok::<_, Infallible>(route(&info, req, caller).await) }
                 });
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
@@ -269,9 +271,9 @@ fn text(status: StatusCode, msg: &str) -> Response<Body> {
     full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
 }
 
-async fn route(info: &ServerInfo, req: Request<Incoming>) -> Response<Body> {
+async fn route(info: &ServerInfo, req: Request<Incoming>, caller: Option<i32>) -> Response<Body> {
     match *req.method() {
-        Method::POST => rpc(info, req).await,
+        Method::POST => rpc(info, req, caller).await,
         Method::GET if req.uri().path() == "/events" => {
             let Some(publisher) = &info.handlers.publisher else {
                 return text(StatusCode::NOT_FOUND, "this plugin publishes no events");
@@ -293,7 +295,7 @@ async fn route(info: &ServerInfo, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-async fn rpc(info: &ServerInfo, req: Request<Incoming>) -> Response<Body> {
+async fn rpc(info: &ServerInfo, req: Request<Incoming>, caller: Option<i32>) -> Response<Body> {
     if let Some(ct) = req.headers().get(hyper::header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         if !ct.starts_with("application/json") {
@@ -315,7 +317,7 @@ async fn rpc(info: &ServerInfo, req: Request<Incoming>) -> Response<Body> {
             )
         }
     };
-    match dispatch::handle(&info.handlers, &body).await {
+    match dispatch::handle(&info.handlers, &body, &info.name, caller).await {
         Some(out) => full(StatusCode::OK, "application/json; charset=utf-8", out),
         None => full(
             StatusCode::OK,

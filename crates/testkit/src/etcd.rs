@@ -1,5 +1,5 @@
 //! A real etcd cluster for tests: three members on loopback, data in a temporary directory,
-//! killed when dropped.
+//! killed when dropped. Needs Debian's `etcd-server` (`scripts/test.sh` installs it).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,0 +1,5 @@
+//! Test fixtures shared by infrakit's test suites. Not published; used as a dev-dependency.
+
+pub mod etcd;
+
+pub use etcd::{eventually, EtcdCluster};
