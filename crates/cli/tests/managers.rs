@@ -239,37 +239,21 @@ async fn without_an_etcd_quorum_no_manager_acts() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
-    let t = Instant::now();
     etcd.restart(1);
     etcd.restart(2);
     etcd.wait_healthy(Duration::from_secs(30)).await;
-    eprintln!("PHASE healthy after {:?}", t.elapsed());
     let again = eventually("a leader again", Duration::from_secs(30), || {
         leader(&home, &MANAGERS)
     });
-    eprintln!("PHASE leader after {:?}", t.elapsed());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while processes(&home).len() != 3 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if true {
-        let log = std::fs::read_to_string(home.path().join(format!("logs/{again}.log")))
-            .unwrap_or_default();
-        eprintln!(
-            "LEADER {again} LOG:\n{}",
-            log.lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-        eprintln!("STATUS {:?}", status(&home, &again));
-    }
+    // The new leader replaces the dead worker at once (a stale record of the provisions made
+    // before the outage must not make it wait for them).
+    let elected = Instant::now();
     let healed = converged(&home, 3);
-    eprintln!("PHASE healed after {:?}", t.elapsed());
+    let took = elected.elapsed();
+    assert!(
+        took <= Duration::from_secs(10),
+        "{again} healed the group {took:?} after it was elected"
+    );
     assert!(!ids(&healed).contains(&victim));
     let _ = first;
     let leader_now = leader(&home, &MANAGERS).unwrap();

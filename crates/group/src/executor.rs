@@ -148,8 +148,9 @@ pub(crate) async fn execute(
         .buffer_unordered(parallel)
         .collect()
         .await;
-    {
+    let settled = {
         let mut r = shared.rollout();
+        let before = r.pending.len();
         for (token, _, result) in &results {
             // A provision that timed out or lost its connection may still complete: keep
             // counting it until it shows up or its grace expires.
@@ -160,6 +161,16 @@ pub(crate) async fn execute(
             if !maybe_in_flight {
                 r.pending.retain(|p| &p.token != token);
             }
+        }
+        r.pending.len() != before
+    };
+    if durable && settled {
+        // The stored record must not keep listing them: a controller that takes over would
+        // count each one that has died since as still in flight, for up to `PENDING_GRACE`,
+        // and not replace it. If this fails, the supervisor retries.
+        shared.mark_unsaved();
+        if let Err(e) = shared.persist(ctx, settings).await {
+            tracing::debug!(group = %settings.id, error = %e, "cannot save the pending provisions; will retry");
         }
     }
     for (_, logical_id, result) in results {

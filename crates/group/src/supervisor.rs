@@ -107,6 +107,10 @@ pub(crate) struct Shared {
     snapshot: RwLock<Snapshot>,
     wake: Notify,
     restart_clock: AtomicBool,
+    /// Set when the stored record lists provisions that are no longer pending (they completed,
+    /// showed up, or expired): saving is retried until it succeeds, or else a controller taking
+    /// over would count them as still in flight and not replace those that died meanwhile.
+    unsaved: AtomicBool,
 }
 
 impl Shared {
@@ -123,11 +127,18 @@ impl Shared {
         let Some(store) = &ctx.store else {
             return Ok(());
         };
+        let unsaved = self.unsaved.swap(false, AtomicOrdering::SeqCst);
         let record = self.record(settings, &self.rollout());
-        store
-            .put(&self.id, &record)
-            .await
-            .map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+        let saved = store.put(&self.id, &record).await;
+        if saved.is_err() && unsaved {
+            self.unsaved.store(true, AtomicOrdering::SeqCst);
+        }
+        saved.map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+    }
+
+    /// Notes that the stored record lists provisions that are no longer pending.
+    pub(crate) fn mark_unsaved(&self) {
+        self.unsaved.store(true, AtomicOrdering::SeqCst);
     }
 }
 
@@ -160,6 +171,7 @@ impl Supervisor {
             snapshot: RwLock::new(Snapshot::default()),
             wake: Notify::new(),
             restart_clock: AtomicBool::new(false),
+            unsaved: AtomicBool::new(false),
         });
         let control = tokio::spawn(run(ctx.clone(), shared.clone(), rx.clone()));
         let events = tokio::spawn(watch_events(ctx.clone(), rx, shared.clone()));
@@ -463,7 +475,12 @@ async fn reconcile(
         (r.pending.clone(), r.pending.len() != before)
     };
     if pending_changed {
-        let _ = shared.persist(ctx, settings).await;
+        shared.mark_unsaved();
+    }
+    if shared.unsaved.load(AtomicOrdering::SeqCst) {
+        if let Err(e) = shared.persist(ctx, settings).await {
+            tracing::debug!(group = %settings.id, error = %e, "cannot save the pending provisions; will retry");
+        }
     }
     for p in &pending {
         members.push(Member {
