@@ -738,3 +738,17 @@ async fn lagging_listings_do_not_cause_duplicates() {
     assert_eq!(lagging_created, 5, "exactly five were ever created");
     assert_eq!(sim.len(), 5);
 }
+
+#[tokio::test(start_paused = true)]
+async fn completed_provisions_are_cleared_from_the_saved_state() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let f = fixture(Some(store.clone())).await;
+    f.group
+        .commit_group(spec(3, "v1", json!({})), false)
+        .await
+        .unwrap();
+    converged(&f.group, 3).await;
+    // A successor loading this record must not wait for provisions that already happened.
+    let record = store.load().await.unwrap().remove("web").unwrap();
+    assert_eq!(record["Rollout"]["Pending"], json!([]), "{record}");
+}
