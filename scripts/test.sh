@@ -53,3 +53,6 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== tests"
 cargo test --workspace --locked --no-fail-fast
+
+echo "== benchmark smoke"
+cargo run -p infrakit-bench --locked -- --quick

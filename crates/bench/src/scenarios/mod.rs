@@ -1,0 +1,9 @@
+//! The benchmark scenarios, one module each. Every `run` returns its measurements; progress goes
+//! to stderr.
+
+pub mod cli;
+pub mod converge;
+pub mod heal;
+pub mod protocol;
+pub mod rollout;
+pub mod steady;

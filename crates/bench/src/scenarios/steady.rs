@@ -1,0 +1,249 @@
+//! `steady`: what a converged group costs.
+//!
+//! - CPU time of one reconcile pass: a converged group of N simulated instances with a short
+//!   poll interval; over a window, the process's CPU time (`getrusage`) divided by the number of
+//!   reconciles in it (counted as `DescribeInstances` calls by a wrapper of the simulator). The
+//!   benchmark does nothing else meanwhile, so this is an upper bound of a pass's cost.
+//! - Resident memory of a process holding N simulated instances in a converged group. Measured in
+//!   a fresh child process (this binary with a hidden `--probe-memory N`), so the allocator's
+//!   leftovers of other scenarios do not count.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use infrakit_spi::Group;
+use serde::{Deserialize, Serialize};
+
+use crate::fixture::{self, SimGroup};
+use crate::measure::{cpu_time, memory, mib, ms};
+use crate::report::{fmt, Measurement, Stats, Target};
+use crate::Opts;
+
+/// Starts a converged group of `n` with `poll_interval` and lets it settle.
+async fn converged_group(n: usize, poll_interval: Duration) -> Result<SimGroup> {
+    let f = SimGroup::new(Duration::ZERO, fixture::config(poll_interval));
+    f.group
+        .commit_group(fixture::sim_spec("bench", n, "v1", None), false)
+        .await?;
+    let sim = f.sim.clone();
+    fixture::wait_for("instances to exist", Duration::from_secs(600), || {
+        sim.len() >= n
+    })
+    .await?;
+    fixture::wait_converged(
+        f.group.as_ref(),
+        "bench",
+        fixture::describe_every(n),
+        Duration::from_secs(600),
+        |d| d.instances.len() == n,
+    )
+    .await?;
+    // Let the reconcile that found it converged finish and the allocator settle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    Ok(f)
+}
+
+/// CPU milliseconds per reconcile over `window`, and the number of reconciles.
+async fn cpu_per_reconcile(f: &SimGroup, window: Duration) -> Result<(f64, u64)> {
+    let (c0, t0) = (f.counter.describes(), cpu_time()?);
+    tokio::time::sleep(window).await;
+    let (c1, t1) = (f.counter.describes(), cpu_time()?);
+    let passes = c1 - c0;
+    if passes == 0 {
+        bail!("no reconcile in {window:?}");
+    }
+    Ok((ms(t1 - t0) / passes as f64, passes))
+}
+
+/// What the memory probe reports.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Probe {
+    /// Instances in the group.
+    pub n: usize,
+    /// Resident bytes before the group was created (runtime and binary).
+    pub baseline_rss: u64,
+    /// Median resident bytes over the steady window (sampled every 20 ms).
+    pub rss_median: u64,
+    /// Highest resident bytes over the steady window.
+    pub rss_max: u64,
+    /// Peak resident bytes of the process (reached while converging).
+    pub hwm: u64,
+    /// CPU milliseconds per reconcile of the group (poll interval 1 s).
+    pub cpu_per_reconcile_ms: f64,
+}
+
+/// The child side of the memory measurement: converge `n`, then over a 5 s window with a
+/// reconcile every second, sample the resident memory and measure the CPU per reconcile.
+pub async fn probe(n: usize) -> Result<Probe> {
+    let baseline = memory()?;
+    let f = converged_group(n, Duration::from_secs(1)).await?;
+    let window = Duration::from_secs(5);
+    // A thread of its own: while a reconcile of a large group runs, the runtime's timers may
+    // not fire, and a sampling task would miss exactly the peaks it is there for.
+    let sampler = std::thread::spawn(move || {
+        let mut samples = Vec::new();
+        let end = std::time::Instant::now() + window;
+        while std::time::Instant::now() < end {
+            if let Ok(m) = memory() {
+                samples.push(m.rss);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        samples
+    });
+    let (cpu, _) = cpu_per_reconcile(&f, window).await?;
+    let mut rss = sampler
+        .join()
+        .map_err(|_| anyhow::anyhow!("the memory sampler panicked"))?;
+    rss.sort_unstable();
+    if f.sim.len() != n || rss.is_empty() {
+        bail!(
+            "the group changed while measured: {} instances",
+            f.sim.len()
+        );
+    }
+    Ok(Probe {
+        n,
+        baseline_rss: baseline.rss,
+        rss_median: rss[rss.len() / 2],
+        rss_max: rss[rss.len() - 1],
+        hwm: memory()?.hwm,
+        cpu_per_reconcile_ms: cpu,
+    })
+}
+
+/// Runs this binary as a memory probe of `n` instances.
+async fn probe_child(n: usize) -> Result<Probe> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let out = tokio::process::Command::new(exe)
+        .arg("--probe-memory")
+        .arg(n.to_string())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .context("running the memory probe")?;
+    if !out.status.success() {
+        bail!(
+            "memory probe failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    serde_json::from_slice(&out.stdout).context("reading the memory probe's report")
+}
+
+/// Runs the scenario.
+pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
+    let (n, poll, window, runs, mem_n, mem_runs) = if opts.quick {
+        (
+            1_000,
+            Duration::from_millis(100),
+            Duration::from_secs(1),
+            1,
+            10_000,
+            1,
+        )
+    } else {
+        (
+            10_000,
+            Duration::from_millis(200),
+            Duration::from_secs(5),
+            5,
+            100_000,
+            5,
+        )
+    };
+    let runs = opts.runs.unwrap_or(runs);
+    let mem_runs = opts.runs.unwrap_or(mem_runs);
+    let mut out = Vec::new();
+
+    let f = converged_group(n, poll).await?;
+    let mut per_pass = Vec::new();
+    let mut passes = 0;
+    for i in 0..runs {
+        let (cpu, count) = cpu_per_reconcile(&f, window).await?;
+        eprintln!(
+            "steady N={n} window {}/{runs}: {count} reconciles, {} ms CPU each",
+            i + 1,
+            fmt(cpu)
+        );
+        per_pass.push(cpu);
+        passes += count;
+    }
+    if f.sim.len() != n {
+        bail!(
+            "the group changed while measured: {} instances",
+            f.sim.len()
+        );
+    }
+    drop(f);
+    out.push(
+        Measurement::runs(
+            "steady",
+            format!("CPU of one reconcile pass, N={}", fmt(n as f64)),
+            "ms",
+            &per_pass,
+        )
+        .target(Target::Below(10.0), opts.quick)
+        .note(format!(
+            "{passes} passes in {runs} windows of {}s, poll {} ms",
+            window.as_secs(),
+            poll.as_millis()
+        )),
+    );
+
+    let mut rss_max = Vec::new();
+    let mut rss_median = Vec::new();
+    let mut hwm = Vec::new();
+    let mut cpu = Vec::new();
+    let mut baseline = Vec::new();
+    for i in 0..mem_runs {
+        let p = probe_child(mem_n).await?;
+        eprintln!(
+            "steady memory N={mem_n} run {}/{mem_runs}: {} MiB resident at most ({} MiB median, {} MiB peak while converging, {} MiB at start), {} ms CPU per reconcile",
+            i + 1,
+            fmt(mib(p.rss_max)),
+            fmt(mib(p.rss_median)),
+            fmt(mib(p.hwm)),
+            fmt(mib(p.baseline_rss)),
+            fmt(p.cpu_per_reconcile_ms)
+        );
+        rss_max.push(mib(p.rss_max));
+        rss_median.push(mib(p.rss_median));
+        hwm.push(mib(p.hwm));
+        baseline.push(mib(p.baseline_rss));
+        cpu.push(p.cpu_per_reconcile_ms);
+    }
+    let label = fmt(mem_n as f64);
+    let median = |v: &[f64]| Stats::of_runs(v).median;
+    out.push(
+        Measurement::runs(
+            "steady",
+            format!("resident memory, converged group of N={label}"),
+            "MiB",
+            &rss_max,
+        )
+        .target(Target::Below(100.0), opts.quick)
+        .note(format!(
+            "highest VmRSS of a fresh process over 5 s of reconciles; median sample {} MiB; {} MiB before the group",
+            fmt(median(&rss_median)),
+            fmt(median(&baseline))
+        )),
+    );
+    out.push(Measurement::runs(
+        "steady",
+        format!("peak resident memory (VmHWM), N={label}"),
+        "MiB",
+        &hwm,
+    ));
+    out.push(
+        Measurement::runs(
+            "steady",
+            format!("CPU of one reconcile pass, N={label}"),
+            "ms",
+            &cpu,
+        )
+        .note("poll 1 s, 5 s window"),
+    );
+    Ok(out)
+}
