@@ -66,7 +66,7 @@ pub struct Probe {
     pub rss_median: u64,
     /// Highest resident bytes over the steady window.
     pub rss_max: u64,
-    /// Peak resident bytes of the process (reached while converging).
+    /// Peak resident bytes of the process since it started (`VmHWM`).
     pub hwm: u64,
     /// CPU milliseconds per reconcile of the group (poll interval 1 s).
     pub cpu_per_reconcile_ms: f64,
@@ -200,7 +200,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
     for i in 0..mem_runs {
         let p = probe_child(mem_n).await?;
         eprintln!(
-            "steady memory N={mem_n} run {}/{mem_runs}: {} MiB resident at most ({} MiB median, {} MiB peak while converging, {} MiB at start), {} ms CPU per reconcile",
+            "steady memory N={mem_n} run {}/{mem_runs}: {} MiB resident at most ({} MiB median, {} MiB peak since start, {} MiB at start), {} ms CPU per reconcile",
             i + 1,
             fmt(mib(p.rss_max)),
             fmt(mib(p.rss_median)),
