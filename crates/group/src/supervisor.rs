@@ -379,7 +379,16 @@ pub(crate) async fn observe(
     let flavor_props = &settings.props.flavor.properties;
     let timeout = ctx.config.health_timeout;
     let checks = descriptions.into_iter().map(|d| async move {
-        let health = match tokio::time::timeout(timeout, flavor.healthy(flavor_props, &d)).await {
+        // Most checks answer at once (no probe, or a cached result): take that answer without
+        // arming a timer; only a check that has to wait gets the timeout.
+        let answer = {
+            let mut check = flavor.healthy(flavor_props, &d);
+            match futures::FutureExt::now_or_never(&mut check) {
+                Some(answer) => Ok(answer),
+                None => tokio::time::timeout(timeout, check).await,
+            }
+        };
+        let health = match answer {
             Ok(Ok(h)) => h,
             Ok(Err(e)) => {
                 tracing::debug!(instance = %d.id, error = %e, "health check failed; counting as unknown");
