@@ -2,6 +2,7 @@
 //! exercised exactly, without waiting for them.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,20 +21,47 @@ use infrakit_spi::{
 };
 use infrakit_store::{MemoryStore, Store};
 
-/// The simulator, observed: records the group's size and healthy count at every
-/// `DescribeInstances`, i.e. at every reconcile.
-struct Sampled {
+/// The simulator behind knobs the tests turn. It records the group's size and healthy count at
+/// every `DescribeInstances` (that is, at every reconcile), can refuse to list anything (`down`),
+/// can hide instances for `lag` after creating them (like clouds whose listings lag), and keeps
+/// the instances it created.
+struct Observed {
     sim: Arc<Simulator>,
     samples: Mutex<Vec<(usize, usize)>>,
+    down: AtomicBool,
+    lag: Duration,
+    created: Mutex<Vec<(String, Instant)>>,
+}
+
+impl Observed {
+    fn new(sim: Arc<Simulator>, lag: Duration) -> Arc<Observed> {
+        Arc::new(Observed {
+            sim,
+            samples: Mutex::new(Vec::new()),
+            down: AtomicBool::new(false),
+            lag,
+            created: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// How many instances were provisioned through this plugin.
+    fn provisions(&self) -> usize {
+        self.created.lock().unwrap().len()
+    }
 }
 
 #[async_trait]
-impl Instance for Sampled {
+impl Instance for Observed {
     async fn validate(&self, p: &Value) -> Result<()> {
         self.sim.validate(p).await
     }
     async fn provision(&self, spec: Spec) -> Result<String> {
-        self.sim.provision(spec).await
+        let id = self.sim.provision(spec).await?;
+        self.created
+            .lock()
+            .unwrap()
+            .push((id.clone(), Instant::now()));
+        Ok(id)
     }
     async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
         self.sim.label(id, labels).await
@@ -42,7 +70,24 @@ impl Instance for Sampled {
         self.sim.destroy(id, ctx).await
     }
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        let list = self.sim.describe_instances(tags, true).await?;
+        if self.down.load(Ordering::SeqCst) {
+            return Err(infrakit_spi::Error::plugin("connection refused"));
+        }
+        let hidden: Vec<String> = self
+            .created
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, at)| at.elapsed() < self.lag)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let list: Vec<Description> = self
+            .sim
+            .describe_instances(tags, true)
+            .await?
+            .into_iter()
+            .filter(|d| !hidden.contains(&d.id))
+            .collect();
         let healthy = list
             .iter()
             .filter(|d| {
@@ -66,16 +111,13 @@ impl Instance for Sampled {
 
 struct Fixture {
     sim: Arc<Simulator>,
-    sampled: Arc<Sampled>,
+    sampled: Arc<Observed>,
     group: GroupPlugin,
 }
 
 async fn fixture(store: Option<Arc<dyn Store>>) -> Fixture {
     let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
-    let sampled = Arc::new(Sampled {
-        sim: sim.clone(),
-        samples: Mutex::new(Vec::new()),
-    });
+    let sampled = Observed::new(sim.clone(), Duration::ZERO);
     let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
     plugins.register_instance("instance-simulator", sampled.clone());
     plugins.register_publisher("instance-simulator", sim.clone() as Arc<dyn Publisher>);
@@ -583,47 +625,12 @@ async fn a_failing_drain_pauses_the_rollout_instead_of_destroying() {
     assert_eq!(now.len(), 4, "the surge instance stays while paused");
 }
 
-/// An instance plugin that cannot list its instances until told otherwise.
-struct Flaky {
-    sim: Arc<Simulator>,
-    down: std::sync::atomic::AtomicBool,
-    provisions: std::sync::atomic::AtomicUsize,
-}
-
-#[async_trait]
-impl Instance for Flaky {
-    async fn validate(&self, p: &Value) -> Result<()> {
-        self.sim.validate(p).await
-    }
-    async fn provision(&self, spec: Spec) -> Result<String> {
-        self.provisions
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.sim.provision(spec).await
-    }
-    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
-        self.sim.label(id, labels).await
-    }
-    async fn destroy(&self, id: &str, ctx: &DestroyContext) -> Result<()> {
-        self.sim.destroy(id, ctx).await
-    }
-    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(infrakit_spi::Error::plugin("connection refused"));
-        }
-        self.sim.describe_instances(tags, properties).await
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn nothing_is_planned_before_the_first_successful_observation() {
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
-    let flaky = Arc::new(Flaky {
-        sim: sim.clone(),
-        down: false.into(),
-        provisions: 0.into(),
-    });
-    let setup = |flaky: Arc<Flaky>| {
+    let flaky = Observed::new(sim.clone(), Duration::ZERO);
+    let setup = |flaky: Arc<Observed>| {
         let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
         plugins.register_instance("instance-simulator", flaky);
         plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
@@ -644,17 +651,15 @@ async fn nothing_is_planned_before_the_first_successful_observation() {
     drop(group);
 
     // The controller restarts while the instance plugin cannot list anything.
-    flaky.down.store(true, std::sync::atomic::Ordering::SeqCst);
-    flaky
-        .provisions
-        .store(0, std::sync::atomic::Ordering::SeqCst);
+    flaky.down.store(true, Ordering::SeqCst);
+    let made = flaky.provisions();
     let group = GroupPlugin::with_store(setup(flaky.clone()), ControllerConfig::default(), store)
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(120)).await;
     assert_eq!(
-        flaky.provisions.load(std::sync::atomic::Ordering::SeqCst),
-        0,
+        flaky.provisions(),
+        made,
         "an empty guess was never acted on"
     );
     let message = group
@@ -665,64 +670,17 @@ async fn nothing_is_planned_before_the_first_successful_observation() {
         .unwrap_or_default();
     assert!(message.contains("connection refused"), "{message}");
 
-    flaky.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    flaky.down.store(false, Ordering::SeqCst);
     let after = ids(&converged(&group, 3).await);
     assert_eq!(after, before, "the same instances are adopted");
-    assert_eq!(
-        flaky.provisions.load(std::sync::atomic::Ordering::SeqCst),
-        0
-    );
-}
-
-/// An instance plugin whose listings lag three seconds behind its creations, like many clouds.
-struct Lagging {
-    sim: Arc<Simulator>,
-    created: Mutex<Vec<(String, Instant)>>,
-}
-
-#[async_trait]
-impl Instance for Lagging {
-    async fn validate(&self, p: &Value) -> Result<()> {
-        self.sim.validate(p).await
-    }
-    async fn provision(&self, spec: Spec) -> Result<String> {
-        let id = self.sim.provision(spec).await?;
-        self.created
-            .lock()
-            .unwrap()
-            .push((id.clone(), Instant::now()));
-        Ok(id)
-    }
-    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
-        self.sim.label(id, labels).await
-    }
-    async fn destroy(&self, id: &str, ctx: &DestroyContext) -> Result<()> {
-        self.sim.destroy(id, ctx).await
-    }
-    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        let hidden: Vec<String> = self
-            .created
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, at)| at.elapsed() < Duration::from_secs(3))
-            .map(|(id, _)| id.clone())
-            .collect();
-        let list = self.sim.describe_instances(tags, properties).await?;
-        Ok(list
-            .into_iter()
-            .filter(|d| !hidden.contains(&d.id))
-            .collect())
-    }
+    assert_eq!(flaky.provisions(), made);
 }
 
 #[tokio::test(start_paused = true)]
 async fn lagging_listings_do_not_cause_duplicates() {
     let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
-    let lagging = Arc::new(Lagging {
-        sim: sim.clone(),
-        created: Mutex::new(Vec::new()),
-    });
+    // Listings lag three seconds behind creations.
+    let lagging = Observed::new(sim.clone(), Duration::from_secs(3));
     let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
     let created = lagging.clone();
     plugins.register_instance("instance-simulator", lagging);
@@ -734,7 +692,7 @@ async fn lagging_listings_do_not_cause_duplicates() {
         .unwrap();
     converged(&group, 5).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
-    let lagging_created = created.created.lock().unwrap().len();
+    let lagging_created = created.provisions();
     assert_eq!(lagging_created, 5, "exactly five were ever created");
     assert_eq!(sim.len(), 5);
 }
