@@ -39,6 +39,17 @@ ensure_tools() {
   # protoc builds the etcd client; etcd runs the managers' election tests.
   command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
   command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+  # The Terraform plugin's tests run the real terraform binary; it comes with the machine.
+  if ! command -v terraform >/dev/null 2>&1; then
+    echo "terraform is not installed: the Terraform plugin's tests need it on PATH" >&2
+    exit 1
+  fi
+  # Vagrant with its docker provider runs the Vagrant plugin's tests.
+  command -v vagrant >/dev/null 2>&1 || apt_install vagrant
+  # ZooKeeper ensembles for the zookeeper flavor's tests (run by the process plugin).
+  [ -e /usr/share/zookeeper/bin/zkServer.sh ] || apt_install zookeeper
+  # moto's EC2 API server for the AWS plugin's tests (started by the tests themselves).
+  command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
 }
 
 echo "== services"
