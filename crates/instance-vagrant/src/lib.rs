@@ -1,0 +1,497 @@
+//! The Vagrant instance plugin: every instance is a Vagrant machine with its own directory and
+//! generated `Vagrantfile`.
+//!
+//! # Layout
+//!
+//! * [`properties`]: the instance properties (`Provider`, `Image` or `Box`, `Cmd`, `CPUs`,
+//!   `Memory`, `Env`, `Networks`, `Vars`), decoded with field paths.
+//! * [`template`]: the Vagrantfile template (built in, or the user's) and its variables.
+//! * [`status`]: parsing `vagrant status --machine-readable`.
+//! * [`vagrant`]: running the `vagrant` command line.
+//! * [`instances`]: the instance directories and their `tags.json`.
+//!
+//! # Lifecycle
+//!
+//! `Provision` renders the Vagrantfile (an error there creates nothing), creates
+//! `<dir>/<ID>/` with it, runs `vagrant up --provider=<Provider>` there and, once that
+//! succeeded, writes the tags to `tags.json` and returns the ID. If `vagrant up` fails, the
+//! machine is destroyed (`vagrant destroy -f`), the directory removed and the error carries
+//! Vagrant's own message. The work runs in its own task, so a caller that gives up does not
+//! leave a half-made machine behind.
+//!
+//! `Destroy` runs `vagrant destroy -f` and removes the directory; a missing instance is already
+//! destroyed. `Label` merges tags into `tags.json`.
+//!
+//! `DescribeInstances` filters the instance directories by their tags, then asks
+//! `vagrant status --machine-readable` about each remaining one, a few at a time
+//! ([`VagrantOptions::status_concurrency`]); an instance is listed only while every machine of
+//! its Vagrantfile is `running`, so one that stopped or whose container was removed is gone and
+//! its group replaces it. Nothing is cached: a describe that starts after a machine died never
+//! reports it; concurrent describes share a `vagrant status` run that is already under way.
+//!
+//! With the docker provider (the default), `Init` runs as the container's command, or before
+//! `Cmd` when the properties give one (`/bin/sh -c '<Init>; exec "$@"'`), since there is no SSH
+//! to provision through; with VM providers it is a shell provisioner.
+
+pub mod instances;
+pub mod properties;
+pub mod status;
+pub mod template;
+pub mod vagrant;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::StreamExt;
+use infrakit_spi::instance::{tags_match, GROUP_TAG, LOGICAL_ID_TAG};
+use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use instances::Dirs;
+use status::Status;
+use template::{Context, Template};
+use vagrant::Vagrant;
+
+pub use properties::{Machine, VagrantProperties};
+
+/// Default plugin name.
+pub const DEFAULT_NAME: &str = "instance-vagrant";
+/// Environment variable holding the instance ID (in the container, or the `Init` provisioner).
+pub const ENV_INSTANCE_ID: &str = "INFRAKIT_INSTANCE_ID";
+/// Environment variable holding the logical ID (empty for cattle).
+pub const ENV_LOGICAL_ID: &str = "INFRAKIT_LOGICAL_ID";
+/// Environment variable holding the `infrakit.group` tag (empty if absent).
+pub const ENV_GROUP: &str = "INFRAKIT_GROUP";
+/// Default number of `vagrant status` runs at once.
+pub const DEFAULT_STATUS_CONCURRENCY: usize = 4;
+/// Default time `vagrant up` may take.
+pub const DEFAULT_UP_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// Default time `vagrant status` and `vagrant destroy` may take.
+pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// Where the plugin keeps its machines and how it runs Vagrant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VagrantOptions {
+    /// Plugin name (the prefix of IDs of instances without a group, and a container label).
+    pub name: String,
+    /// The directory holding one sub-directory per instance. One plugin per directory.
+    pub dir: PathBuf,
+    /// A Vagrantfile template file; `None` uses [`template::DEFAULT_TEMPLATE`].
+    pub template: Option<PathBuf>,
+    /// The `vagrant` executable.
+    pub vagrant: PathBuf,
+    /// `VAGRANT_HOME` for every Vagrant run; `None` inherits it (default `~/.vagrant.d`, where
+    /// the boxes of VM providers are).
+    pub vagrant_home: Option<PathBuf>,
+    /// How many `vagrant status` runs may go at once (each is a Ruby process of about a second).
+    pub status_concurrency: usize,
+    /// Time `vagrant up` may take before the machine is destroyed and `Provision` fails.
+    pub up_timeout: Duration,
+    /// Time `vagrant status` and `vagrant destroy` may take.
+    pub command_timeout: Duration,
+    /// Destroy (in the background) the machines a describe finds not running, so dead
+    /// machines do not pile up; `false` keeps them for post-mortems until destroyed by hand.
+    pub destroy_dead: bool,
+}
+
+impl VagrantOptions {
+    /// Default options for plugin `name` keeping its machines in `dir`.
+    pub fn new(name: impl Into<String>, dir: impl Into<PathBuf>) -> Self {
+        VagrantOptions {
+            name: name.into(),
+            dir: dir.into(),
+            template: None,
+            vagrant: PathBuf::from("vagrant"),
+            vagrant_home: None,
+            status_concurrency: DEFAULT_STATUS_CONCURRENCY,
+            up_timeout: DEFAULT_UP_TIMEOUT,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            destroy_dead: true,
+        }
+    }
+}
+
+/// The Vagrant instance plugin. Cheap to clone; clones share their state.
+#[derive(Debug, Clone)]
+pub struct VagrantPlugin {
+    inner: Arc<Inner>,
+}
+
+type StatusFuture = Shared<BoxFuture<'static, Result<Status>>>;
+type DestroyFuture = Shared<BoxFuture<'static, Result<()>>>;
+
+#[derive(Debug)]
+struct Inner {
+    options: VagrantOptions,
+    template: Template,
+    vagrant: Vagrant,
+    dirs: Dirs,
+    /// Destroys under way, by instance: hidden from `DescribeInstances`, and joined by a second
+    /// `Destroy` of the same instance.
+    destroying: Mutex<HashMap<String, DestroyFuture>>,
+    /// `vagrant status` runs under way, by instance, shared by concurrent describes.
+    statuses: Mutex<HashMap<String, StatusFuture>>,
+    /// Bounds the `vagrant status` runs across describes.
+    status_permits: Semaphore,
+    /// Serialises read-modify-write of tags files.
+    tags_lock: Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A finished task's result; a panicked task is a plugin error.
+fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
+    r.unwrap_or_else(|e| Err(Error::plugin(format!("internal error: {e}"))))
+}
+
+impl VagrantPlugin {
+    /// A plugin with `options`: creates the directory and loads the template (a template that
+    /// does not parse, or uses an unknown variable, is an error here). Does not run Vagrant;
+    /// see [`VagrantPlugin::check`].
+    pub fn open(options: VagrantOptions) -> Result<Self> {
+        let template = match &options.template {
+            Some(path) => Template::from_file(path)?,
+            None => Template::builtin(),
+        };
+        let dirs = Dirs::open(&options.dir)?;
+        let vagrant = Vagrant {
+            program: options.vagrant.clone(),
+            home: options.vagrant_home.clone(),
+        };
+        Ok(VagrantPlugin {
+            inner: Arc::new(Inner {
+                status_permits: Semaphore::new(options.status_concurrency.max(1)),
+                options,
+                template,
+                vagrant,
+                dirs,
+                destroying: Mutex::new(HashMap::new()),
+                statuses: Mutex::new(HashMap::new()),
+                tags_lock: Mutex::new(()),
+            }),
+        })
+    }
+
+    /// Runs `vagrant --version`; an error says Vagrant cannot be run.
+    pub async fn check(&self) -> Result<String> {
+        self.inner
+            .vagrant
+            .version(self.inner.options.command_timeout)
+            .await
+    }
+
+    /// The options the plugin was opened with.
+    pub fn options(&self) -> &VagrantOptions {
+        &self.inner.options
+    }
+
+    /// The directory of instance `id` (whether or not it exists).
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.inner.dirs.dir(id)
+    }
+
+    /// Destroys and removes directories whose provision never finished (no `tags.json`), such
+    /// as those of a plugin that was killed during `vagrant up`. Call it once at start, before
+    /// serving: a provision under way looks just the same. Returns the IDs removed.
+    pub async fn reap_incomplete(&self) -> Result<Vec<String>> {
+        let incomplete = self.inner.dirs.list()?.incomplete;
+        for id in &incomplete {
+            tracing::warn!(instance = %id, "removing a machine whose provision never finished");
+            let dir = self.inner.dirs.dir(id);
+            if dir.join(instances::VAGRANTFILE).exists() {
+                self.inner
+                    .vagrant
+                    .destroy(&dir, self.inner.options.command_timeout)
+                    .await?;
+            }
+            self.inner.dirs.remove(id)?;
+        }
+        Ok(incomplete)
+    }
+
+    /// The instance's tags: the spec's, plus `infrakit.logical_id` for a pet.
+    fn instance_tags(spec: &Spec) -> Tags {
+        let mut tags = spec.tags.clone();
+        if let Some(l) = &spec.logical_id {
+            tags.insert(LOGICAL_ID_TAG.to_string(), l.clone());
+        }
+        tags
+    }
+}
+
+impl Inner {
+    /// Creates the directory of a new instance with its Vagrantfile; returns the ID.
+    fn create(&self, spec: &Spec, machine: &Machine, tags: &Tags) -> Result<String> {
+        let prefix = spec
+            .tags
+            .get(GROUP_TAG)
+            .filter(|g| !g.is_empty())
+            .unwrap_or(&self.options.name);
+        for _ in 0..8 {
+            let id = instances::new_id(prefix);
+            let dir = self.dirs.dir(&id);
+            let context = Context::new(
+                &id,
+                &self.options.name,
+                &dir,
+                machine,
+                &spec.init,
+                tags,
+                spec.logical_id.as_deref(),
+            );
+            let vagrantfile = self.template.render(&context)?;
+            if self.dirs.create(&id, &vagrantfile)? {
+                return Ok(id);
+            }
+        }
+        Err(Error::plugin(format!(
+            "cannot find a free instance ID with prefix {prefix}"
+        )))
+    }
+
+    /// `vagrant up` in the new directory of `id`; on failure destroys and removes it.
+    async fn up(&self, id: &str, provider: &str, tags: &Tags) -> Result<()> {
+        let dir = self.dirs.dir(id);
+        let result = match self
+            .vagrant
+            .up(&dir, provider, self.options.up_timeout)
+            .await
+        {
+            Ok(()) => self.dirs.write_tags(id, tags),
+            Err(e) => Err(e),
+        };
+        let Err(e) = result else {
+            return Ok(());
+        };
+        tracing::warn!(instance = %id, error = %e, "provision failed; destroying the machine");
+        if let Err(de) = self
+            .vagrant
+            .destroy(&dir, self.options.command_timeout)
+            .await
+        {
+            tracing::warn!(instance = %id, error = %de, "cannot destroy a machine that failed to come up");
+        }
+        if let Err(re) = self.dirs.remove(id) {
+            tracing::warn!(instance = %id, error = %re, "cannot remove the directory of a failed provision");
+        }
+        Err(Error::plugin(format!("provisioning {id}: {e}")))
+    }
+
+    /// `vagrant destroy -f` and removal of the directory of `id`.
+    async fn destroy(&self, id: &str, reason: &str) -> Result<()> {
+        let dir = self.dirs.dir(id);
+        tracing::info!(instance = %id, reason, "destroying instance");
+        if dir.join(instances::VAGRANTFILE).exists() {
+            if let Err(e) = self
+                .vagrant
+                .destroy(&dir, self.options.command_timeout)
+                .await
+            {
+                if !self.dirs.exists(id) {
+                    return Ok(()); // destroyed by someone else meanwhile
+                }
+                return Err(Error::plugin(format!("destroying {id}: {e}")));
+            }
+        }
+        self.dirs.remove(id)
+    }
+
+    /// The status of `id`, from a run already under way if there is one.
+    async fn status(self: &Arc<Self>, id: &str) -> Result<Status> {
+        let future = {
+            let mut statuses = lock(&self.statuses);
+            statuses
+                .entry(id.to_string())
+                .or_insert_with(|| {
+                    let inner = self.clone();
+                    let id = id.to_string();
+                    async move {
+                        let result = async {
+                            let _permit = inner
+                                .status_permits
+                                .acquire()
+                                .await
+                                .map_err(|_| Error::plugin("the plugin is shutting down"))?;
+                            inner
+                                .vagrant
+                                .status(&inner.dirs.dir(&id), inner.options.command_timeout)
+                                .await
+                        }
+                        .await;
+                        lock(&inner.statuses).remove(&id);
+                        result
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        future.await
+    }
+
+    /// What Vagrant says about `id`.
+    async fn describe(
+        self: &Arc<Self>,
+        id: String,
+        tags: Tags,
+        properties: bool,
+    ) -> Result<Described> {
+        let status = match self.status(&id).await {
+            Ok(s) => s,
+            // Destroyed while we asked.
+            Err(_) if !self.dirs.exists(&id) || lock(&self.destroying).contains_key(&id) => {
+                return Ok(Described::Gone)
+            }
+            Err(e) => return Err(e),
+        };
+        if !status.running() {
+            tracing::debug!(instance = %id, state = status.state(), "not running: not listed");
+            return Ok(Described::Dead(id));
+        }
+        let properties = properties.then(|| {
+            json!({
+                "State": status.state(),
+                "Provider": status.provider(),
+                "Dir": self.dirs.dir(&id).display().to_string(),
+                "Machines": status.machines,
+            })
+        });
+        Ok(Described::Running(Description {
+            logical_id: tags.get(LOGICAL_ID_TAG).cloned(),
+            id,
+            tags,
+            properties,
+        }))
+    }
+
+    /// Destroys `id` in a task of its own (so it completes even if no one waits), or joins the
+    /// destroy of `id` already under way.
+    fn destroy_shared(self: &Arc<Self>, id: &str, reason: &str) -> DestroyFuture {
+        let mut destroying = lock(&self.destroying);
+        destroying
+            .entry(id.to_string())
+            .or_insert_with(|| {
+                let inner = self.clone();
+                let (id, reason) = (id.to_string(), reason.to_string());
+                let future = async move {
+                    let result = inner.destroy(&id, &reason).await;
+                    if let Err(e) = &result {
+                        tracing::warn!(instance = %id, error = %e, "destroy failed");
+                    }
+                    lock(&inner.destroying).remove(&id);
+                    result
+                }
+                .boxed()
+                .shared();
+                tokio::spawn(future.clone());
+                future
+            })
+            .clone()
+    }
+}
+
+/// One instance as a describe found it.
+enum Described {
+    /// Running: listed.
+    Running(Description),
+    /// Vagrant reports it not running.
+    Dead(String),
+    /// Destroyed while it was looked at.
+    Gone,
+}
+
+#[async_trait]
+impl Instance for VagrantPlugin {
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        let machine = properties::parse(properties)?;
+        // Render once, so a template that cannot handle these properties fails here.
+        let context = Context::new(
+            "validate",
+            &self.inner.options.name,
+            &self.inner.dirs.dir("validate"),
+            &machine,
+            "",
+            &Tags::new(),
+            None,
+        );
+        self.inner.template.render(&context).map(drop)
+    }
+
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        let machine = properties::parse(&spec.properties)?;
+        let tags = Self::instance_tags(&spec);
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let id = inner.create(&spec, &machine, &tags)?;
+            tracing::info!(instance = %id, provider = %machine.provider, "vagrant up");
+            inner.up(&id, &machine.provider, &tags).await?;
+            tracing::info!(instance = %id, "instance is up");
+            Ok(id)
+        });
+        joined(task.await)
+    }
+
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        instances::check_id(id)?;
+        let _guard = lock(&self.inner.tags_lock);
+        let mut tags = self
+            .inner
+            .dirs
+            .tags(id)?
+            .ok_or_else(|| Error::instance_not_found(id))?;
+        tags.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self.inner.dirs.write_tags(id, &tags)
+    }
+
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
+        instances::check_id(id)?;
+        if !self.inner.dirs.exists(id) {
+            return Ok(());
+        }
+        self.inner.destroy_shared(id, &context.reason).await
+    }
+
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        let listing = self.inner.dirs.list()?;
+        let candidates: Vec<(String, Tags)> = {
+            let destroying = lock(&self.inner.destroying);
+            listing
+                .instances
+                .into_iter()
+                .filter(|(id, t)| !destroying.contains_key(id) && tags_match(t, tags))
+                .collect()
+        };
+        let inner = &self.inner;
+        let found: Vec<Described> = futures::stream::iter(candidates)
+            .map(|(id, t)| inner.describe(id, t, properties))
+            .buffer_unordered(inner.options.status_concurrency.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let mut out = Vec::new();
+        for d in found {
+            match d {
+                Described::Running(d) => out.push(d),
+                Described::Dead(id) if inner.options.destroy_dead => {
+                    drop(inner.destroy_shared(&id, "not running"));
+                }
+                Described::Dead(_) | Described::Gone => {}
+            }
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+}
+
+/// The directory of the instances of plugin `name` under `home` (`<home>/<name>/instances`).
+pub fn default_dir(home: &Path, name: &str) -> PathBuf {
+    home.join(name).join("instances")
+}
