@@ -1,0 +1,392 @@
+//! The apply loop: one `terraform apply` at a time, each taking every change waiting for it.
+//!
+//! A change is submitted together with its file operation, both under the queue's lock, so the
+//! loop never sees a file without its change (and never takes a new instance's file for an
+//! orphan). The loop waits for work, lets a short window pass so that changes requested together
+//! share an apply, takes the whole queue as its batch, removes orphaned files, applies, reads the
+//! state, and judges each change ([`crate::batch::verdict`]). Failed changes are undone (a new
+//! instance's file is removed, a label's previous file restored) and get Terraform's message;
+//! changes that were not to blame go into the next apply. After a failed apply that nothing was
+//! blamed for, the next one waits an exponential back-off. While an apply runs, `describe` reads
+//! the state as it was before it (the state file is being rewritten); right after, the new state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use infrakit_spi::{Error, Result};
+use serde_json::Value;
+use tokio::sync::{oneshot, Notify, RwLock};
+use tokio::time::Instant;
+
+use crate::batch::{self, Backoff, Change, Outcome, Verdict};
+use crate::files::Files;
+use crate::render;
+use crate::state::State;
+use crate::terraform::{fingerprint, ApplyRun, Terraform};
+use crate::{ApplyStats, TerraformOptions};
+
+/// How to undo a change's file operation when the change fails.
+#[derive(Debug, Clone)]
+pub(crate) enum Undo {
+    /// Remove the instance's file (a new instance).
+    Remove,
+    /// Put the previous content back (a label).
+    Restore(Value),
+    /// Nothing to undo (a destroy: the file stays removed and the next apply tries again).
+    Nothing,
+}
+
+/// A change waiting for an apply.
+#[derive(Debug)]
+pub(crate) struct Request {
+    id: String,
+    change: Change,
+    undo: Undo,
+    attempts: u32,
+    reply: oneshot::Sender<Result<()>>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Queue {
+    pending: Vec<Request>,
+    /// Instances whose changes failed and whose leftovers are being destroyed: not reported.
+    pub(crate) hidden: BTreeSet<String>,
+    /// An apply is needed although no change waits (to destroy what failed changes left).
+    cleanup: bool,
+    /// No apply before this (back-off after failures).
+    retry_at: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Cached {
+    fingerprint: Option<(i64, i64, i64, i64, u64, u64)>,
+    state: Arc<State>,
+}
+
+/// What the plugin's handles and its apply loop share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) options: TerraformOptions,
+    pub(crate) tf: Terraform,
+    pub(crate) files: Files,
+    pub(crate) queue: Mutex<Queue>,
+    wake: Notify,
+    /// Held for writing by an apply, for reading by `show`.
+    tf_lock: RwLock<()>,
+    cache: Mutex<Option<Cached>>,
+    stats: Mutex<ApplyStats>,
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(options: TerraformOptions, tf: Terraform, files: Files) -> Self {
+        Shared {
+            options,
+            tf,
+            files,
+            queue: Mutex::new(Queue::default()),
+            wake: Notify::new(),
+            tf_lock: RwLock::new(()),
+            cache: Mutex::new(None),
+            stats: Mutex::new(ApplyStats::default()),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ApplyStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Runs `write` (a file operation) and queues its change, atomically with respect to the
+    /// apply loop; then waits for the change's apply. `write` returns the instance ID.
+    pub(crate) async fn submit(
+        &self,
+        change: Change,
+        undo: Undo,
+        write: impl FnOnce() -> Result<String>,
+    ) -> Result<String> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut q = lock(&self.queue);
+            let id = write()?;
+            q.hidden.remove(&id);
+            q.pending.push(Request {
+                id: id.clone(),
+                change,
+                undo,
+                attempts: 0,
+                reply: tx,
+            });
+            id
+        };
+        self.wake.notify_one();
+        match rx.await {
+            Ok(Ok(())) => Ok(id),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(Error::plugin(format!(
+                "the terraform plugin stopped before instance {id} was applied"
+            ))),
+        }
+    }
+
+    /// The current state, for reading: from the cache while the state file is unchanged or
+    /// while an apply runs, else from `terraform show`.
+    pub(crate) async fn state(&self) -> Result<Arc<State>> {
+        if let Ok(_read) = self.tf_lock.try_read() {
+            return self.show_cached().await;
+        }
+        // An apply runs: the state file may be half-written; the last state is the truth until
+        // it ends.
+        if let Some(c) = lock(&self.cache).as_ref() {
+            return Ok(c.state.clone());
+        }
+        let _read = self.tf_lock.read().await;
+        self.show_cached().await
+    }
+
+    /// `terraform show`, unless the state file is unchanged since the cached one. The caller
+    /// holds `tf_lock`.
+    async fn show_cached(&self) -> Result<Arc<State>> {
+        let fp = fingerprint(&self.tf.state_file());
+        if let Some(c) = lock(&self.cache).as_ref() {
+            if fp.is_some() && c.fingerprint == fp {
+                return Ok(c.state.clone());
+            }
+        }
+        let state = Arc::new(self.tf.show().await?);
+        *lock(&self.cache) = Some(Cached {
+            fingerprint: fp,
+            state: state.clone(),
+        });
+        Ok(state)
+    }
+
+    fn invalidate(&self) {
+        *lock(&self.cache) = None;
+    }
+}
+
+/// The apply loop. Runs until aborted.
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let opts = shared.options.clone();
+    let mut backoff = Backoff::new(opts.retry_backoff, opts.max_backoff);
+    let mut failures_in_a_row: u32 = 0;
+    loop {
+        // Wait for work, and for the back-off to pass.
+        loop {
+            let notified = shared.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (work, at) = {
+                let q = lock(&shared.queue);
+                (!q.pending.is_empty() || q.cleanup, q.retry_at)
+            };
+            if work {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
+                break;
+            }
+            notified.await;
+        }
+        // Let changes requested together arrive.
+        tokio::time::sleep(opts.batch_window).await;
+
+        let guard = shared.tf_lock.write().await;
+        let (batch, files) = {
+            let mut q = lock(&shared.queue);
+            q.retry_at = None;
+            q.cleanup = false;
+            let files = shared.files.list();
+            (std::mem::take(&mut q.pending), files)
+        };
+        let files = files.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot list instance files");
+            BTreeSet::new()
+        });
+        let in_batch: BTreeSet<String> = batch.iter().map(|r| r.id.clone()).collect();
+        match shared.show_cached().await {
+            Ok(before) => {
+                for id in batch::orphans(&files, &in_batch, &before) {
+                    tracing::info!(plugin = %opts.name, instance = %id, "removing the file of an instance that is not in Terraform's state");
+                    if let Err(e) = shared.files.remove(&id) {
+                        tracing::warn!(instance = %id, error = %e, "cannot remove an orphaned file");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the state before applying"),
+        }
+
+        tracing::info!(plugin = %opts.name, changes = batch.len(), "terraform apply");
+        let started = std::time::Instant::now();
+        let run = shared
+            .tf
+            .apply(opts.apply_timeout)
+            .await
+            .unwrap_or_else(|e| ApplyRun {
+                success: false,
+                diagnostics: Vec::new(),
+                tail: e.to_string(),
+            });
+        shared.invalidate();
+        let after = shared.show_cached().await;
+        drop(guard);
+
+        let ids: Vec<&str> = in_batch
+            .iter()
+            .chain(files.iter())
+            .map(String::as_str)
+            .collect();
+        let blamed = batch::blame(&run.diagnostics, &ids);
+        let errors = batch::summary(&run.diagnostics, &run.tail);
+        {
+            let mut s = lock(&shared.stats);
+            s.applies += 1;
+            s.last_batch = batch.len();
+            if run.success {
+                s.last_error = None;
+            } else {
+                s.failed += 1;
+                s.last_error = Some(errors.clone());
+            }
+        }
+        if run.success {
+            tracing::info!(plugin = %opts.name, changes = batch.len(), took = ?started.elapsed(), "terraform apply succeeded");
+        } else {
+            tracing::warn!(plugin = %opts.name, changes = batch.len(), error = %errors, "terraform apply failed");
+        }
+
+        let after = match after {
+            Ok(s) => s,
+            Err(e) => {
+                // Without the state nothing can be judged: everything waits for the next apply.
+                tracing::warn!(error = %e, "cannot read the state after applying");
+                let empty = BTreeMap::new();
+                let message = format!("{errors}; then: {e}");
+                let outcome = Outcome {
+                    applied: false,
+                    state: &State::default(),
+                    blamed: &empty,
+                    errors: &message,
+                    max_attempts: opts.max_attempts,
+                };
+                settle(&shared, batch, &outcome, true);
+                failures_in_a_row += 1;
+                let mut q = lock(&shared.queue);
+                q.retry_at = Some(Instant::now() + backoff.next_delay());
+                q.cleanup = true;
+                continue;
+            }
+        };
+        let outcome = Outcome {
+            applied: run.success,
+            state: &after,
+            blamed: &blamed,
+            errors: &errors,
+            max_attempts: opts.max_attempts,
+        };
+        let undid = settle(&shared, batch, &outcome, false);
+        let mut q = lock(&shared.queue);
+        q.hidden.retain(|id| after.holds_anything_of(id));
+        if run.success {
+            backoff.reset();
+            failures_in_a_row = 0;
+            q.cleanup |= undid;
+        } else {
+            failures_in_a_row += 1;
+            if blamed.is_empty() {
+                q.retry_at = Some(Instant::now() + backoff.next_delay());
+            }
+            if failures_in_a_row < opts.max_attempts || !q.pending.is_empty() {
+                q.cleanup = true;
+            } else {
+                tracing::error!(plugin = %opts.name, failures = failures_in_a_row, error = %errors,
+                    "terraform apply keeps failing; not applying again until the next change");
+                q.cleanup = false;
+            }
+        }
+    }
+}
+
+/// Judges every change of a batch, answers its caller, undoes what failed and requeues the
+/// rest. With `skip_state`, nothing is done: everything is retried (or fails when out of
+/// attempts). Returns true when a failed change was undone (an apply must follow).
+fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_state: bool) -> bool {
+    let mut undid = false;
+    let mut retry = Vec::new();
+    for mut req in batch {
+        req.attempts += 1;
+        let verdict = if skip_state {
+            if req.attempts >= outcome.max_attempts {
+                Verdict::Failed(format!(
+                    "terraform apply failed {} time(s): {}",
+                    req.attempts, outcome.errors
+                ))
+            } else {
+                Verdict::Retry
+            }
+        } else {
+            batch::verdict(&req.change, &req.id, req.attempts, outcome)
+        };
+        match verdict {
+            Verdict::Done => {
+                if req.change == Change::Adopt {
+                    // The import or move is done: the blocks are no longer needed.
+                    match shared.files.read(&req.id) {
+                        Ok(Some(f)) => {
+                            if let Err(e) =
+                                shared.files.write(&req.id, &render::without_adoption(&f))
+                            {
+                                tracing::warn!(instance = %req.id, error = %e, "cannot rewrite the file of an imported instance");
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(instance = %req.id, error = %e, "cannot read"),
+                    }
+                }
+                let _ = req.reply.send(Ok(()));
+            }
+            Verdict::Failed(message) => {
+                tracing::warn!(instance = %req.id, change = req.change.verb(), error = %message, "change failed");
+                match &req.undo {
+                    Undo::Remove => {
+                        let _q = lock(&shared.queue);
+                        if let Err(e) = shared.files.remove(&req.id) {
+                            tracing::warn!(instance = %req.id, error = %e, "cannot remove the file of a failed instance");
+                        }
+                        undid = true;
+                    }
+                    Undo::Restore(previous) => {
+                        if let Err(e) = shared.files.write(&req.id, previous) {
+                            tracing::warn!(instance = %req.id, error = %e, "cannot restore the file of an instance");
+                        }
+                        undid = true;
+                    }
+                    Undo::Nothing => {}
+                }
+                if matches!(req.undo, Undo::Remove) && outcome.state.holds_anything_of(&req.id) {
+                    lock(&shared.queue).hidden.insert(req.id.clone());
+                }
+                let _ = req.reply.send(Err(Error::plugin(format!(
+                    "terraform could not {} instance {}: {message}",
+                    req.change.verb(),
+                    req.id
+                ))));
+            }
+            Verdict::Retry => retry.push(req),
+        }
+    }
+    if !retry.is_empty() {
+        let mut q = lock(&shared.queue);
+        // The retried go first, in their order.
+        retry.append(&mut q.pending);
+        q.pending = retry;
+    }
+    undid
+}
+
+/// The wait between the first change of a batch and its apply.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);

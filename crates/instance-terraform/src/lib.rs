@@ -1,0 +1,432 @@
+//! The Terraform instance plugin: every instance is a resource that Terraform creates, in one
+//! working directory per plugin.
+//!
+//! # Layout
+//!
+//! The directory ([`TerraformOptions::dir`]) holds the user's own `*.tf` / `*.tf.json`
+//! (providers, variables, shared resources), Terraform's state (`terraform.tfstate` with the
+//! default local backend) and one generated `<id>.tf.json` per instance. Instance IDs are
+//! `<prefix>-<unix seconds>-<6 random characters>`, taken without races (exclusive creation of
+//! the file).
+//!
+//! * [`properties`]: the instance properties, a Terraform JSON fragment with one primary
+//!   resource, validated with the path of any bad field;
+//! * [`render`]: how properties, tags, logical ID and `Init` become the instance file, with
+//!   per-instance names and the record of the instance as a Terraform output;
+//! * [`state`]: `terraform show -json`, and which instances really exist in it;
+//! * [`batch`]: the pure decisions around an apply: judging each change, blaming errors on
+//!   instances, orphaned files, back-off;
+//! * `applier`: the one-at-a-time apply loop; `terraform`: running the command.
+//!
+//! # Lifecycle
+//!
+//! `Provision`, `Destroy`, `Label` and [`TerraformPlugin::import`] change files, then wait for the
+//! next `terraform apply`, which takes every change waiting at that time: twenty provisions
+//! asked for together make one or two applies. Each returns once the apply it was part of is
+//! over and the state shows its goal reached, or fails with Terraform's own error message. A
+//! failed new instance's file is removed (and whatever Terraform did create of it is destroyed
+//! by the next apply); changes that were not at fault are retried with the next apply, at most
+//! [`TerraformOptions::max_attempts`] times, with exponential back-off while no error can be
+//! pinned on a change.
+//!
+//! `DescribeInstances` reads Terraform's state, never the files: an instance exists when
+//! Terraform created its primary resource (and it is not tainted). Tags and logical IDs come from
+//! the instance's record, an output in the same state. Something removed outside the plugin
+//! (`terraform state rm`, `terraform destroy -target`) is missing at once; its file is removed
+//! before the next apply, which would otherwise bring it back.
+
+mod applier;
+pub mod batch;
+mod files;
+pub mod properties;
+pub mod render;
+pub mod state;
+mod terraform;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infrakit_spi::instance::{tags_match, LOGICAL_ID_TAG};
+use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
+use serde_json::Value;
+use tokio::task::AbortHandle;
+
+use applier::{lock, Shared, Undo};
+use batch::Change;
+use files::Files;
+use render::InstanceInput;
+use terraform::Terraform;
+
+pub use applier::DEFAULT_BATCH_WINDOW;
+pub use properties::TerraformProperties;
+pub use render::{ImportSource, Record, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
+pub use terraform::MIN_VERSION;
+
+/// Default plugin name.
+pub const DEFAULT_NAME: &str = "instance-terraform";
+/// Environment variable naming the plugin's directory (as in InfraKit).
+pub const ENV_DIR: &str = "INFRAKIT_INSTANCE_TERRAFORM_DIR";
+/// Default first part of instance IDs.
+pub const DEFAULT_ID_PREFIX: &str = "instance";
+
+/// Where the plugin works and how it runs Terraform.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerraformOptions {
+    /// Plugin name, for logs.
+    pub name: String,
+    /// The working directory: the user's `.tf` files, the instance files and the state.
+    /// Created if missing. One plugin per directory.
+    pub dir: PathBuf,
+    /// The `terraform` binary (looked up on `PATH` unless a path).
+    pub terraform: PathBuf,
+    /// First part of instance IDs (a Terraform identifier).
+    pub id_prefix: String,
+    /// Time between the first change that wakes the apply loop and the apply, so changes asked
+    /// for together share one apply.
+    pub batch_window: Duration,
+    /// How long an apply waits for Terraform's state lock (held by another Terraform run).
+    pub lock_timeout: Duration,
+    /// How long an apply may take before it is interrupted.
+    pub apply_timeout: Duration,
+    /// How many applies a change may take part in before it fails, when errors are not its own.
+    pub max_attempts: u32,
+    /// First wait after a failed apply that no change was to blame for; doubles each time.
+    pub retry_backoff: Duration,
+    /// Longest wait between failed applies.
+    pub max_backoff: Duration,
+    /// Extra environment for Terraform (`TF_VAR_...`, provider credentials, `TF_CLI_CONFIG_FILE`).
+    pub env: Vec<(String, String)>,
+}
+
+impl TerraformOptions {
+    /// Default options for directory `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        TerraformOptions {
+            name: DEFAULT_NAME.to_string(),
+            dir: dir.into(),
+            terraform: PathBuf::from("terraform"),
+            id_prefix: DEFAULT_ID_PREFIX.to_string(),
+            batch_window: DEFAULT_BATCH_WINDOW,
+            lock_timeout: Duration::from_secs(60),
+            apply_timeout: Duration::from_secs(30 * 60),
+            max_attempts: 3,
+            retry_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(60),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// Counters of the apply loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// `terraform apply` runs so far.
+    pub applies: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Changes in the last run.
+    pub last_batch: usize,
+    /// Errors of the last run, if it failed.
+    pub last_error: Option<String>,
+}
+
+/// An existing resource for a new instance to take over ([`TerraformPlugin::import`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRequest {
+    /// Instance properties, as in the group spec: they say the resource's type and
+    /// configuration (Terraform changes the resource to match them).
+    pub properties: Value,
+    /// Where the resource is: a provider import ID, or an address in the directory's state.
+    pub source: ImportSource,
+    /// The instance's tags (for a group: `infrakit.group`, `infrakit.config.hash`, ...).
+    pub tags: Tags,
+    /// The logical ID, for a pet; also recorded as the `infrakit.logical_id` tag.
+    pub logical_id: Option<String>,
+}
+
+/// The Terraform instance plugin.
+///
+/// Cheap to clone; clones share one apply loop. Must be created within a tokio runtime. Dropping
+/// the last clone stops the loop; a running apply finishes on its own.
+#[derive(Debug, Clone)]
+pub struct TerraformPlugin {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    shared: Arc<Shared>,
+    task: AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl TerraformPlugin {
+    /// Checks the Terraform binary (at least [`MIN_VERSION`]), creates the directory if needed,
+    /// runs `terraform init` there and starts the apply loop.
+    pub async fn start(options: TerraformOptions) -> Result<TerraformPlugin> {
+        if !properties::is_identifier(&options.id_prefix) {
+            return Err(Error::invalid(
+                "id_prefix",
+                format!("{:?} is not a Terraform identifier", options.id_prefix),
+            ));
+        }
+        std::fs::create_dir_all(&options.dir)
+            .map_err(|e| Error::plugin(format!("cannot create {}: {e}", options.dir.display())))?;
+        let dir = options
+            .dir
+            .canonicalize()
+            .map_err(|e| Error::plugin(format!("cannot open {}: {e}", options.dir.display())))?;
+        let tf = Terraform {
+            bin: options.terraform.clone(),
+            dir: dir.clone(),
+            env: options.env.clone(),
+            lock_timeout: options.lock_timeout,
+        };
+        let version = tf.version().await?;
+        tf.init().await?;
+        tracing::info!(plugin = %options.name, dir = %dir.display(), terraform = ?version, "terraform plugin ready");
+        let files = Files::new(dir, options.id_prefix.clone());
+        let shared = Arc::new(Shared::new(options, tf, files));
+        let task = tokio::spawn(applier::run(shared.clone())).abort_handle();
+        Ok(TerraformPlugin {
+            inner: Arc::new(Inner { shared, task }),
+        })
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.inner.shared
+    }
+
+    /// The working directory.
+    pub fn dir(&self) -> &Path {
+        &self.shared().tf.dir
+    }
+
+    /// The file of instance `id`.
+    pub fn instance_file(&self, id: &str) -> PathBuf {
+        self.shared().files.path(id)
+    }
+
+    /// Counters of the apply loop.
+    pub fn stats(&self) -> ApplyStats {
+        self.shared().stats()
+    }
+
+    /// Takes over an existing resource as a new instance, so that a group can adopt it: writes
+    /// the instance's file from `request.properties` with an `import` block (for
+    /// [`ImportSource::Id`]) or a `moved` block (for [`ImportSource::Address`], a resource in this
+    /// directory's state whose declaration has been removed from the user's files), and waits for
+    /// the apply that brings it in. Returns the new instance ID. Nothing is created or destroyed:
+    /// if Terraform cannot import or move the resource the instance's file is removed and
+    /// Terraform's message returned.
+    pub async fn import(&self, request: ImportRequest) -> Result<String> {
+        let props = TerraformProperties::parse(&request.properties)?;
+        let kind = props.primary_type().to_string();
+        match &request.source {
+            ImportSource::Id(id) if id.trim().is_empty() => {
+                return Err(Error::invalid("Source.ID", "must not be blank"));
+            }
+            ImportSource::Id(_) => {}
+            ImportSource::Address(address) => {
+                let Some((t, name)) = address.split_once('.') else {
+                    return Err(Error::invalid(
+                        "Source.Address",
+                        format!("{address:?} is not a resource address <type>.<name>"),
+                    ));
+                };
+                if t != kind {
+                    return Err(Error::invalid(
+                        "Source.Address",
+                        format!("{address} is a {t}, but the properties make a {kind}"),
+                    ));
+                }
+                let state = self.shared().state().await?;
+                if state.managed(address).is_none() {
+                    return Err(Error::invalid(
+                        "Source.Address",
+                        format!(
+                            "no resource {address} in the state of {}",
+                            self.dir().display()
+                        ),
+                    ));
+                }
+                if let Some(f) = state
+                    .instances()
+                    .iter()
+                    .find(|f| f.record.primary == *address)
+                {
+                    return Err(Error::invalid(
+                        "Source.Address",
+                        format!("{address} is already instance {}", f.record.id),
+                    ));
+                }
+                if self.shared().files.is_instance_id(name) {
+                    return Err(Error::invalid(
+                        "Source.Address",
+                        format!("{address} belongs to an instance of this plugin"),
+                    ));
+                }
+            }
+        }
+        let mut tags = request.tags.clone();
+        if let Some(l) = &request.logical_id {
+            tags.entry(LOGICAL_ID_TAG.to_string())
+                .or_insert_with(|| l.clone());
+        }
+        let shared = self.shared();
+        shared
+            .submit(Change::Adopt, Undo::Remove, || {
+                shared.files.create(|id| {
+                    render::render(
+                        &props,
+                        &InstanceInput {
+                            id,
+                            logical_id: request.logical_id.as_deref(),
+                            tags: &tags,
+                            init: "",
+                        },
+                        Some(&request.source),
+                    )
+                })
+            })
+            .await
+    }
+}
+
+/// The description of a found instance: tags from its record, overlaid with the primary
+/// resource's own string `tags`, if it has any.
+fn describe(found: state::Found, properties: bool) -> Description {
+    let mut tags = found.record.tags;
+    if let Some(Value::Object(real)) = found.values.get("tags") {
+        for (k, v) in real {
+            if let Value::String(v) = v {
+                tags.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let logical_id = Some(found.record.logical_id)
+        .filter(|l| !l.is_empty())
+        .or_else(|| tags.get(LOGICAL_ID_TAG).cloned());
+    Description {
+        id: found.record.id,
+        logical_id,
+        tags,
+        properties: properties.then_some(found.values),
+    }
+}
+
+#[async_trait]
+impl Instance for TerraformPlugin {
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        TerraformProperties::parse(properties).map(|_| ())
+    }
+
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        let props = TerraformProperties::parse(&spec.properties)?;
+        let mut tags = spec.tags.clone();
+        if let Some(l) = &spec.logical_id {
+            tags.entry(LOGICAL_ID_TAG.to_string())
+                .or_insert_with(|| l.clone());
+        }
+        // Render once up front: a bad Init fails before anything is written.
+        render::render(
+            &props,
+            &InstanceInput {
+                id: "x",
+                logical_id: spec.logical_id.as_deref(),
+                tags: &tags,
+                init: &spec.init,
+            },
+            None,
+        )?;
+        let shared = self.shared();
+        let id = shared
+            .submit(Change::Provision, Undo::Remove, || {
+                shared.files.create(|id| {
+                    render::render(
+                        &props,
+                        &InstanceInput {
+                            id,
+                            logical_id: spec.logical_id.as_deref(),
+                            tags: &tags,
+                            init: &spec.init,
+                        },
+                        None,
+                    )
+                })
+            })
+            .await?;
+        tracing::info!(plugin = %shared.options.name, instance = %id, "provisioned");
+        Ok(id)
+    }
+
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        let shared = self.shared();
+        let state = shared.state().await?;
+        let hidden = lock(&shared.queue).hidden.contains(id);
+        if hidden || state.instance(id).is_none() {
+            return Err(Error::instance_not_found(id));
+        }
+        let previous = shared
+            .files
+            .read(id)?
+            .ok_or_else(|| Error::instance_not_found(id))?;
+        let labelled = render::with_labels(&previous, id, labels).ok_or_else(|| {
+            Error::plugin(format!(
+                "{} has no instance record; was it edited by hand?",
+                shared.files.path(id).display()
+            ))
+        })?;
+        shared
+            .submit(
+                Change::Label(labels.clone()),
+                Undo::Restore(previous),
+                || {
+                    shared.files.write(id, &labelled)?;
+                    Ok(id.to_string())
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
+        let shared = self.shared();
+        if !shared.files.is_instance_id(id) {
+            return Ok(()); // never one of ours
+        }
+        let state = shared.state().await?;
+        let has_file = shared.files.path(id).exists();
+        if !has_file && !state.holds_anything_of(id) {
+            return Ok(()); // already gone
+        }
+        tracing::info!(plugin = %shared.options.name, instance = %id, reason = %context.reason, "destroying");
+        shared
+            .submit(Change::Destroy, Undo::Nothing, || {
+                shared.files.remove(id)?;
+                Ok(id.to_string())
+            })
+            .await
+            .map(|_| ())
+    }
+
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        let shared = self.shared();
+        let state = shared.state().await?;
+        let hidden = lock(&shared.queue).hidden.clone();
+        Ok(state
+            .instances()
+            .into_iter()
+            .filter(|f| !hidden.contains(&f.record.id))
+            .map(|f| describe(f, properties))
+            .filter(|d| tags_match(&d.tags, tags))
+            .collect())
+    }
+}

@@ -1,0 +1,325 @@
+//! The group controller managing Terraform resources through the plugin, in-process, with the
+//! vanilla flavor and the real `terraform`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use infrakit_spi::{Group, Instance, Spec, Tags};
+use serde_json::json;
+
+use common::{eventually, fixture, instance_files, instance_resources, resources, state_rm, tf};
+
+#[tokio::test]
+async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
+    let f = fixture().await;
+    let instance = json!({"resource": {"terraform_data": {"vm": {"input": {"version": "1"}}}}});
+    f.group
+        .commit_group(
+            f.spec(
+                "web",
+                json!({"Size": 3}),
+                instance,
+                json!({"Tags": {"tier": "web"}}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let d = f.converged("web", 3).await;
+    let first: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(
+        instance_resources(&f.dir),
+        first,
+        "3 terraform_data resources exist"
+    );
+    for i in &d.instances {
+        assert_eq!(i.tags["infrakit.group"], "web");
+        assert_eq!(i.tags["tier"], "web");
+        assert!(i.tags.contains_key("infrakit.config.hash"));
+    }
+
+    // One removed from the state (and its file deleted): the group makes a new one.
+    let victim = first.iter().next().unwrap().clone();
+    state_rm(&f.dir, &victim);
+    let healed = eventually(
+        "the group replaced the removed resource",
+        Duration::from_secs(60),
+        || async {
+            let d = f.group.describe_group("web").await.ok()?;
+            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+            (d.converged && ids.len() == 3 && !ids.contains(&victim)).then_some(ids)
+        },
+    )
+    .await;
+    assert_eq!(first.intersection(&healed).count(), 2, "the others stay");
+    assert_eq!(instance_resources(&f.dir), healed);
+
+    // One destroyed by a targeted destroy (its file left behind): replaced, not resurrected.
+    let victim2 = healed.iter().next().unwrap().clone();
+    tf(
+        &f.dir,
+        &[
+            "destroy",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-lock-timeout=60s",
+            &format!("-target=terraform_data.{victim2}"),
+        ],
+    );
+    let healed2 = eventually(
+        "the group replaced the destroyed resource",
+        Duration::from_secs(60),
+        || async {
+            let d = f.group.describe_group("web").await.ok()?;
+            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+            (d.converged && ids.len() == 3 && !ids.contains(&victim2)).then_some(ids)
+        },
+    )
+    .await;
+    assert_eq!(instance_resources(&f.dir), healed2);
+    assert_eq!(
+        instance_files(&f.dir),
+        healed2,
+        "the stale file was removed"
+    );
+
+    f.group.destroy_group("web").await.unwrap();
+    eventually("all destroyed", Duration::from_secs(60), || async {
+        instance_resources(&f.dir).is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pets_keep_their_logical_ids_through_a_rolling_update() {
+    let f = fixture().await;
+    let instance = |version: &str| {
+        json!({"resource": {"terraform_data": {"vm": {
+            "input": {"version": version, "name": "{{ var \"/self/logicalId\" }}"}
+        }}}})
+    };
+    let pets = json!({"LogicalIDs": ["db1", "db2"]});
+    f.group
+        .commit_group(f.spec("db", pets.clone(), instance("1"), json!({})), false)
+        .await
+        .unwrap();
+    let d = f.converged("db", 2).await;
+    let before: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+    let logical: BTreeSet<Option<String>> =
+        d.instances.iter().map(|i| i.logical_id.clone()).collect();
+    assert_eq!(
+        logical,
+        [Some("db1".to_string()), Some("db2".to_string())].into()
+    );
+
+    f.group
+        .commit_group(f.spec("db", pets, instance("2"), json!({})), false)
+        .await
+        .unwrap();
+    let after = eventually(
+        "the rolling update replaced both pets",
+        Duration::from_secs(90),
+        || async {
+            let d = f.group.describe_group("db").await.ok()?;
+            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+            (d.converged && ids.len() == 2 && ids.is_disjoint(&before)).then_some(d)
+        },
+    )
+    .await;
+    let mut seen = BTreeSet::new();
+    let state = resources(&f.dir);
+    for i in &after.instances {
+        let lid = i.logical_id.clone().expect("logical IDs are reported");
+        assert_eq!(i.tags["infrakit.logical_id"], lid);
+        let values = &state
+            .iter()
+            .find(|(a, _)| *a == format!("terraform_data.{}", i.id))
+            .unwrap()
+            .1;
+        assert_eq!(values["input"]["version"], "2");
+        assert_eq!(
+            values["input"]["name"],
+            lid.as_str(),
+            "the logical ID is applied"
+        );
+        seen.insert(lid);
+    }
+    assert_eq!(seen, ["db1".to_string(), "db2".to_string()].into());
+    // The plugin itself reports them too.
+    let own = f
+        .plugin
+        .describe_instances(&Tags::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        own.iter()
+            .filter_map(|d| d.logical_id.clone())
+            .collect::<BTreeSet<_>>(),
+        seen
+    );
+    f.group.destroy_group("db").await.unwrap();
+}
+
+/// The pid in `path`, if the file is there and the process runs.
+fn running_pid(path: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 3 is the state; a zombie has exited.
+    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
+    (state != "Z").then_some(pid)
+}
+
+/// Kills the processes whose pid files are in `dir` when dropped.
+struct KillAll(std::path::PathBuf);
+
+impl Drop for KillAll {
+    fn drop(&mut self) {
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            if let Some(pid) = running_pid(&e.path()) {
+                let _ = std::process::Command::new("kill")
+                    .arg(pid.to_string())
+                    .status();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn local_exec_processes_follow_the_group() {
+    let f = fixture().await;
+    let pids = f.dir.join("pids");
+    std::fs::create_dir(&pids).unwrap();
+    let _kill = KillAll(pids.clone());
+    let pidfile = format!("{}/$INFRAKIT_INSTANCE_ID.pid", pids.display());
+    let instance = json!({"resource": {"terraform_data": {"vm": {"provisioner": [
+        {"local-exec": {"command": format!("nohup sleep 300 >/dev/null 2>&1 & echo $! > {pidfile}")}},
+        {"local-exec": {"when": "destroy", "command": format!("kill $(cat {pidfile})")}}
+    ]}}}});
+    f.group
+        .commit_group(
+            f.spec("procs", json!({"Size": 2}), instance, json!({})),
+            false,
+        )
+        .await
+        .unwrap();
+    let members = f.converged("procs", 2).await;
+    let alive = |id: &str| running_pid(&pids.join(format!("{id}.pid")));
+    let mut first_pids = Vec::new();
+    for i in &members.instances {
+        first_pids.push(alive(&i.id).unwrap_or_else(|| panic!("{} runs its process", i.id)));
+    }
+
+    // The resource is forgotten by Terraform: the group makes a new instance, which starts a
+    // new process (the forgotten one keeps running: Terraform no longer knows it).
+    let victim = members.instances[0].id.clone();
+    state_rm(&f.dir, &victim);
+    let replacement = eventually("a replacement runs", Duration::from_secs(60), || async {
+        let ids = f.members("procs").await;
+        let new: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !members.instances.iter().any(|i| &i.id == id))
+            .collect();
+        match new.as_slice() {
+            [one] => alive(one).map(|pid| (one.clone(), pid)),
+            _ => None,
+        }
+    })
+    .await;
+    assert!(!first_pids.contains(&replacement.1));
+    assert!(
+        alive(&members.instances[1].id).is_some(),
+        "the other is untouched"
+    );
+
+    // Destroying the group runs the destroy-time provisioners: the processes stop.
+    let stays = [members.instances[1].id.clone(), replacement.0.clone()];
+    f.group.destroy_group("procs").await.unwrap();
+    eventually("the processes stopped", Duration::from_secs(60), || async {
+        stays.iter().all(|id| alive(id).is_none()).then_some(())
+    })
+    .await;
+    assert!(instance_resources(&f.dir).is_empty());
+}
+
+#[tokio::test]
+async fn a_terraform_error_reaches_provision_and_the_group_status() {
+    let f = fixture().await;
+    // A healthy group shares the directory.
+    f.group
+        .commit_group(
+            f.spec(
+                "good",
+                json!({"Size": 1}),
+                json!({"resource": {"terraform_data": {"vm": {"input": "ok"}}}}),
+                json!({}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let good = f.converged("good", 1).await.instances[0].id.clone();
+    let uuid = |dir: &Path| {
+        resources(dir)
+            .into_iter()
+            .find(|(a, _)| *a == format!("terraform_data.{good}"))
+            .map(|(_, v)| v["id"].clone())
+    };
+    let good_uuid = uuid(&f.dir).unwrap();
+
+    let bad = json!({"resource": {"terraform_data": {"vm": {"bogus_attr": 1}}}});
+    const MESSAGE: &str = r#"No argument or block type is named "bogus_attr""#;
+    let err = f
+        .plugin
+        .provision(Spec {
+            properties: bad.clone(),
+            ..Spec::default()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(MESSAGE), "{err}");
+
+    f.group
+        .commit_group(f.spec("bad", json!({"Size": 2}), bad, json!({})), false)
+        .await
+        .unwrap();
+    let status = eventually(
+        "the group reports Terraform's error",
+        Duration::from_secs(60),
+        || async {
+            let d = f.group.describe_group("bad").await.ok()?;
+            let message = d.status?.message;
+            message.contains(MESSAGE).then_some(message)
+        },
+    )
+    .await;
+    assert!(status.contains("Instance.Provision"), "{status}");
+    let d = f.group.describe_group("bad").await.unwrap();
+    assert!(!d.converged);
+    assert!(d.instances.is_empty());
+
+    // Nothing else was destroyed or replaced, and no failed instance is reported.
+    f.group.free_group("bad").await.unwrap();
+    let all = f
+        .plugin
+        .describe_instances(&Tags::new(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|d| d.id.clone()).collect::<Vec<_>>(),
+        vec![good.clone()]
+    );
+    assert_eq!(uuid(&f.dir), Some(good_uuid));
+    assert_eq!(f.converged("good", 1).await.instances[0].id, good);
+    eventually(
+        "no file of a failed instance is left",
+        Duration::from_secs(30),
+        || async { (instance_files(&f.dir) == BTreeSet::from([good.clone()])).then_some(()) },
+    )
+    .await;
+    f.group.destroy_group("good").await.unwrap();
+}
