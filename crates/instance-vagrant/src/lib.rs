@@ -140,6 +140,9 @@ struct Inner {
     status_permits: Semaphore,
     /// Serialises read-modify-write of tags files.
     tags_lock: Mutex<()>,
+    /// One lock per instance, held by every Vagrant run in its directory: Vagrant locks a
+    /// machine for `status` as well as `up` and `destroy`, and fails rather than waits.
+    machines: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -175,6 +178,7 @@ impl VagrantPlugin {
                 destroying: Mutex::new(HashMap::new()),
                 statuses: Mutex::new(HashMap::new()),
                 tags_lock: Mutex::new(()),
+                machines: Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -204,14 +208,7 @@ impl VagrantPlugin {
         let incomplete = self.inner.dirs.list()?.incomplete;
         for id in &incomplete {
             tracing::warn!(instance = %id, "removing a machine whose provision never finished");
-            let dir = self.inner.dirs.dir(id);
-            if dir.join(instances::VAGRANTFILE).exists() {
-                self.inner
-                    .vagrant
-                    .destroy(&dir, self.inner.options.command_timeout)
-                    .await?;
-            }
-            self.inner.dirs.remove(id)?;
+            self.inner.destroy(id, "provision never finished").await?;
         }
         Ok(incomplete)
     }
@@ -227,6 +224,14 @@ impl VagrantPlugin {
 }
 
 impl Inner {
+    /// The lock of instance `id`'s machine.
+    fn machine(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        lock(&self.machines)
+            .entry(id.to_string())
+            .or_default()
+            .clone()
+    }
+
     /// Creates the directory of a new instance with its Vagrantfile; returns the ID.
     fn create(&self, spec: &Spec, machine: &Machine, tags: &Tags) -> Result<String> {
         let prefix = spec
@@ -258,6 +263,8 @@ impl Inner {
 
     /// `vagrant up` in the new directory of `id`; on failure destroys and removes it.
     async fn up(&self, id: &str, provider: &str, tags: &Tags) -> Result<()> {
+        let machine = self.machine(id);
+        let _machine = machine.lock().await;
         let dir = self.dirs.dir(id);
         let result = match self
             .vagrant
@@ -281,11 +288,14 @@ impl Inner {
         if let Err(re) = self.dirs.remove(id) {
             tracing::warn!(instance = %id, error = %re, "cannot remove the directory of a failed provision");
         }
+        lock(&self.machines).remove(id);
         Err(Error::plugin(format!("provisioning {id}: {e}")))
     }
 
     /// `vagrant destroy -f` and removal of the directory of `id`.
     async fn destroy(&self, id: &str, reason: &str) -> Result<()> {
+        let machine = self.machine(id);
+        let _machine = machine.lock().await;
         let dir = self.dirs.dir(id);
         tracing::info!(instance = %id, reason, "destroying instance");
         if dir.join(instances::VAGRANTFILE).exists() {
@@ -300,7 +310,9 @@ impl Inner {
                 return Err(Error::plugin(format!("destroying {id}: {e}")));
             }
         }
-        self.dirs.remove(id)
+        self.dirs.remove(id)?;
+        lock(&self.machines).remove(id);
+        Ok(())
     }
 
     /// The status of `id`, from a run already under way if there is one.
@@ -314,6 +326,8 @@ impl Inner {
                     let id = id.to_string();
                     async move {
                         let result = async {
+                            let machine = inner.machine(&id);
+                            let _machine = machine.lock().await;
                             let _permit = inner
                                 .status_permits
                                 .acquire()

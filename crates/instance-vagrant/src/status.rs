@@ -9,6 +9,9 @@ use serde::Serialize;
 
 /// The state Vagrant reports for a machine that is up, with every provider.
 pub const RUNNING: &str = "running";
+/// The error class of a command that found the machine locked by another Vagrant process
+/// (`vagrant status` takes the machine's lock too).
+pub const MACHINE_LOCKED: &str = "Vagrant::Errors::MachineLocked";
 
 /// One machine of a Vagrantfile.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,9 +31,16 @@ pub struct Status {
     pub machines: Vec<MachineStatus>,
     /// `error-exit`'s message, if the command failed.
     pub error: Option<String>,
+    /// `error-exit`'s error class, e.g. `Vagrant::Errors::MachineLocked`.
+    pub error_class: Option<String>,
 }
 
 impl Status {
+    /// True when the command failed only because another Vagrant process held the machine.
+    pub fn locked(&self) -> bool {
+        self.error_class.as_deref() == Some(MACHINE_LOCKED)
+    }
+
     /// True when Vagrant reported at least one machine and every machine is running.
     pub fn running(&self) -> bool {
         !self.machines.is_empty() && self.machines.iter().all(|m| m.state == RUNNING)
@@ -94,6 +104,7 @@ pub fn parse(output: &str) -> Status {
             "error-exit" => {
                 let message = data.get(1).or(data.first()).copied().unwrap_or_default();
                 status.error = Some(unescape(message).trim().to_string());
+                status.error_class = (data.len() > 1).then(|| data[0].to_string());
             }
             _ => {}
         }
@@ -167,6 +178,24 @@ mod tests {
                 "A Vagrant environment or target machine is required to run this\ncommand, really."
             )
         );
+        assert_eq!(
+            s.error_class.as_deref(),
+            Some("Vagrant::Errors::NoEnvironmentError")
+        );
+        assert!(!s.locked());
         assert_eq!(parse(""), Status::default());
+    }
+
+    #[test]
+    fn a_locked_machine() {
+        let s = parse("1795787605,default,metadata,provider,docker
+1795787605,,ui,error,Vagrant can't use the requested machine because it is locked! This\\nmeans that another Vagrant process is currently reading or modifying\\nthe machine.
+1795787605,,error-exit,Vagrant::Errors::MachineLocked,Vagrant can't use the requested machine because it is locked! This\\nmeans that another Vagrant process is currently reading or modifying\\nthe machine.
+");
+        assert!(s.locked());
+        assert!(s.machines.is_empty());
+        assert!(s.error.unwrap().starts_with(
+            "Vagrant can't use the requested machine because it is locked! This\nmeans"
+        ));
     }
 }

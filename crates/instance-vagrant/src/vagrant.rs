@@ -16,6 +16,10 @@ use crate::status::{self, Status};
 const ERROR_TEXT_BYTES: usize = 4096;
 /// How many trailing lines of standard output an error quotes when standard error is empty.
 const ERROR_TAIL_LINES: usize = 20;
+/// How often `vagrant status` is tried again while another Vagrant process holds the machine.
+const LOCKED_RETRIES: u32 = 20;
+/// The pause before trying a locked machine again.
+const LOCKED_PAUSE: Duration = Duration::from_millis(250);
 
 /// The `vagrant` executable and the environment it runs in.
 #[derive(Debug, Clone)]
@@ -41,6 +45,14 @@ impl Output {
     /// Vagrant's own account of a failure: standard error, else the end of standard output.
     pub fn error_text(&self) -> String {
         failure_text(&self.stdout, &self.stderr)
+    }
+
+    /// True when Vagrant refused to run because another Vagrant process held the machine.
+    pub fn locked(&self) -> bool {
+        [&self.stdout, &self.stderr].iter().any(|s| {
+            s.contains(status::MACHINE_LOCKED)
+                || s.contains("can't use the requested machine because it is locked")
+        })
     }
 }
 
@@ -102,9 +114,21 @@ impl Vagrant {
         })
     }
 
-    /// Runs `vagrant <args>` and fails with Vagrant's error text unless it exits with 0.
+    /// Runs `vagrant <args>` and fails with Vagrant's error text unless it exits with 0. A run
+    /// that failed because another Vagrant process held the machine is tried again (a few
+    /// seconds at most).
     async fn run_ok(&self, dir: &Path, args: &[&str], timeout: Duration) -> Result<Output> {
-        let out = self.run(dir, args, timeout).await?;
+        let mut tries = 0;
+        let out = loop {
+            let out = self.run(dir, args, timeout).await?;
+            tries += 1;
+            if !out.status.success() && out.locked() && tries <= LOCKED_RETRIES {
+                tracing::debug!(dir = %dir.display(), "machine locked by another Vagrant process; trying again");
+                tokio::time::sleep(LOCKED_PAUSE).await;
+                continue;
+            }
+            break out;
+        };
         if out.status.success() {
             return Ok(out);
         }
@@ -131,13 +155,24 @@ impl Vagrant {
             .map(drop)
     }
 
-    /// `vagrant status --machine-readable`, parsed. A failure is an error with Vagrant's
-    /// message.
+    /// `vagrant status --machine-readable`, parsed. `vagrant status` takes the machine's lock,
+    /// so it is tried again (a few seconds at most) while another Vagrant process holds it. A
+    /// failure is an error with Vagrant's message.
     pub async fn status(&self, dir: &Path, timeout: Duration) -> Result<Status> {
-        let out = self
-            .run(dir, &["status", "--machine-readable"], timeout)
-            .await?;
-        let parsed = status::parse(&out.stdout);
+        let mut tries = 0;
+        let (out, parsed) = loop {
+            let out = self
+                .run(dir, &["status", "--machine-readable"], timeout)
+                .await?;
+            let parsed = status::parse(&out.stdout);
+            tries += 1;
+            if parsed.locked() && tries <= LOCKED_RETRIES {
+                tracing::debug!(dir = %dir.display(), "machine locked by another Vagrant process; trying again");
+                tokio::time::sleep(LOCKED_PAUSE).await;
+                continue;
+            }
+            break (out, parsed);
+        };
         if out.status.success() && parsed.error.is_none() {
             return Ok(parsed);
         }

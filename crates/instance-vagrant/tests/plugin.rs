@@ -58,7 +58,7 @@ async fn provision_label_describe_and_destroy() {
     assert_eq!(stored["tier"], "front");
     assert_eq!(stored["infrakit.logical_id"], "db1");
     assert!(container_running(&id), "container {id} runs");
-    assert_eq!(t.vagrant_state(&id), "running");
+    assert_eq!(t.vagrant_state(&id).await.as_deref(), Some("running"));
     assert_eq!(
         inspect(&id, "{{.HostConfig.Memory}}").as_deref(),
         Some("67108864")
@@ -215,7 +215,7 @@ async fn a_killed_machine_is_gone_at_the_next_describe_and_cleaned_up() {
     assert_eq!(listed.len(), 2);
 
     kill(&a);
-    assert_eq!(t.vagrant_state(&a), "stopped");
+    assert_eq!(t.vagrant_state(&a).await.as_deref(), Some("stopped"));
     let listed = p.describe_instances(&Tags::new(), true).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, vec![b.as_str()], "the killed machine is not listed");

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use infrakit_instance_vagrant::{VagrantOptions, VagrantPlugin};
+use infrakit_testkit::eventually;
 use serde_json::{json, Value};
 
 /// The test image: busybox on `scratch`, built from the host's static busybox.
@@ -125,23 +126,43 @@ impl TestPlugin {
         format!("infrakit.plugin={}", self.name)
     }
 
-    /// `vagrant status --machine-readable` in the directory of `id`, as this plugin runs it.
-    pub fn vagrant_state(&self, id: &str) -> String {
-        let out = Command::new("vagrant")
-            .args(["status", "--machine-readable"])
-            .current_dir(self.plugin.instance_dir(id))
-            .env("VAGRANT_HOME", self.root.path().join("vagrant.d"))
-            .env("VAGRANT_CHECKPOINT_DISABLE", "1")
-            .output()
-            .expect("vagrant status");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split(',').collect();
-                (f.len() >= 4 && f[2] == "state").then(|| f[3].to_string())
-            })
-            .unwrap_or_else(|| format!("no state in: {stdout}"))
+    /// The state `vagrant status --machine-readable` reports in the directory of `id`, run as
+    /// this plugin runs it (again while the plugin's own run holds the machine's lock); `None`
+    /// once the directory is gone.
+    pub async fn vagrant_state(&self, id: &str) -> Option<String> {
+        let dir = self.plugin.instance_dir(id);
+        let home = self.root.path().join("vagrant.d");
+        eventually(
+            &format!("vagrant status in {} reports a state", dir.display()),
+            Duration::from_secs(30),
+            || async {
+                if !dir.exists() {
+                    return Some(None);
+                }
+                let out = tokio::process::Command::new("vagrant")
+                    .args(["status", "--machine-readable"])
+                    .current_dir(&dir)
+                    .env("VAGRANT_HOME", &home)
+                    .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+                    .output()
+                    .await
+                    .expect("vagrant status");
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let state = stdout.lines().find_map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    (f.len() >= 4 && f[2] == "state").then(|| f[3].to_string())
+                });
+                if state.is_none() && dir.exists() {
+                    assert!(
+                        stdout.contains("MachineLocked"),
+                        "vagrant status in {}: {stdout}",
+                        dir.display()
+                    );
+                }
+                state.map(Some)
+            },
+        )
+        .await
     }
 }
 
