@@ -52,6 +52,8 @@ pub(crate) struct Queue {
     pending: Vec<Request>,
     /// Instances whose changes failed and whose leftovers are being destroyed: not reported.
     pub(crate) hidden: BTreeSet<String>,
+    /// Instances whose files are tombstones (being destroyed): never orphans.
+    pub(crate) tombstones: BTreeSet<String>,
     /// An apply is needed although no change waits (to destroy what failed changes left).
     cleanup: bool,
     /// No apply before this (back-off after failures).
@@ -106,12 +108,12 @@ impl Shared {
         &self,
         change: Change,
         undo: Undo,
-        write: impl FnOnce() -> Result<String>,
+        write: impl FnOnce(&mut Queue) -> Result<String>,
     ) -> Result<String> {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut q = lock(&self.queue);
-            let id = write()?;
+            let id = write(&mut q)?;
             q.hidden.remove(&id);
             q.pending.push(Request {
                 id: id.clone(),
@@ -196,12 +198,12 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         tokio::time::sleep(opts.batch_window).await;
 
         let guard = shared.tf_lock.write().await;
-        let (batch, files) = {
+        let (batch, files, tombstones) = {
             let mut q = lock(&shared.queue);
             q.retry_at = None;
             q.cleanup = false;
             let files = shared.files.list();
-            (std::mem::take(&mut q.pending), files)
+            (std::mem::take(&mut q.pending), files, q.tombstones.clone())
         };
         let files = files.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot list instance files");
@@ -210,7 +212,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let in_batch: BTreeSet<String> = batch.iter().map(|r| r.id.clone()).collect();
         match shared.show_cached().await {
             Ok(before) => {
-                for id in batch::orphans(&files, &in_batch, &before) {
+                let candidates: BTreeSet<String> = files.difference(&tombstones).cloned().collect();
+                for id in batch::orphans(&candidates, &in_batch, &before) {
                     tracing::info!(plugin = %opts.name, instance = %id, "removing the file of an instance that is not in Terraform's state");
                     if let Err(e) = shared.files.remove(&id) {
                         tracing::warn!(instance = %id, error = %e, "cannot remove an orphaned file");
@@ -291,6 +294,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         let undid = settle(&shared, batch, &outcome, false);
         let mut q = lock(&shared.queue);
         q.hidden.retain(|id| after.holds_anything_of(id));
+        let gone: Vec<String> = q
+            .tombstones
+            .iter()
+            .filter(|id| !after.holds_anything_of(id))
+            .cloned()
+            .collect();
+        for id in gone {
+            // Destroyed: the tombstone has done its job.
+            if let Err(e) = shared.files.remove(&id) {
+                tracing::warn!(instance = %id, error = %e, "cannot remove a tombstone");
+            }
+            q.tombstones.remove(&id);
+        }
         if run.success {
             backoff.reset();
             failures_in_a_row = 0;

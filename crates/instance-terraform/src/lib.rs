@@ -70,6 +70,9 @@ pub const DEFAULT_NAME: &str = "instance-terraform";
 pub const ENV_DIR: &str = "INFRAKIT_INSTANCE_TERRAFORM_DIR";
 /// Default first part of instance IDs.
 pub const DEFAULT_ID_PREFIX: &str = "instance";
+/// A file of the plugin's own in the directory, so that there is always a configuration:
+/// Terraform refuses to apply an empty one, which is what destroying the last instance needs.
+pub const ANCHOR_FILE: &str = "infrakit.tf.json";
 
 /// Where the plugin works and how it runs Terraform.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +192,14 @@ impl TerraformPlugin {
             env: options.env.clone(),
             lock_timeout: options.lock_timeout,
         };
+        let anchor = dir.join(ANCHOR_FILE);
+        if !anchor.exists() {
+            let text =
+                "{\"//\": \"Kept by infrakit's terraform instance plugin: Terraform needs a \
+                        configuration to destroy the last instance.\"}\n";
+            std::fs::write(&anchor, text)
+                .map_err(|e| Error::plugin(format!("cannot write {}: {e}", anchor.display())))?;
+        }
         let version = tf.version().await?;
         tf.init().await?;
         tracing::info!(plugin = %options.name, dir = %dir.display(), terraform = ?version, "terraform plugin ready");
@@ -282,7 +293,7 @@ impl TerraformPlugin {
         }
         let shared = self.shared();
         shared
-            .submit(Change::Adopt, Undo::Remove, || {
+            .submit(Change::Adopt, Undo::Remove, |_| {
                 shared.files.create(|id| {
                     render::render(
                         &props,
@@ -348,7 +359,7 @@ impl Instance for TerraformPlugin {
         )?;
         let shared = self.shared();
         let id = shared
-            .submit(Change::Provision, Undo::Remove, || {
+            .submit(Change::Provision, Undo::Remove, |_| {
                 shared.files.create(|id| {
                     render::render(
                         &props,
@@ -388,7 +399,7 @@ impl Instance for TerraformPlugin {
             .submit(
                 Change::Label(labels.clone()),
                 Undo::Restore(previous),
-                || {
+                |_| {
                     shared.files.write(id, &labelled)?;
                     Ok(id.to_string())
                 },
@@ -408,9 +419,24 @@ impl Instance for TerraformPlugin {
             return Ok(()); // already gone
         }
         tracing::info!(plugin = %shared.options.name, instance = %id, reason = %context.reason, "destroying");
+        let file = shared.files.read(id)?;
         shared
-            .submit(Change::Destroy, Undo::Nothing, || {
-                shared.files.remove(id)?;
+            .submit(Change::Destroy, Undo::Nothing, |q| {
+                match &file {
+                    // Replaced (atomically) by its tombstone, which runs the destroy-time
+                    // provisioners.
+                    Some(f) if f.get("resource").is_some() => {
+                        shared.files.write(id, &render::tombstone(f))?;
+                        q.tombstones.insert(id.to_string());
+                    }
+                    // Already a tombstone.
+                    Some(_) => {
+                        q.tombstones.insert(id.to_string());
+                    }
+                    None => {
+                        shared.files.remove(id)?;
+                    }
+                }
                 Ok(id.to_string())
             })
             .await

@@ -481,6 +481,66 @@ pub fn with_labels(file: &Value, id: &str, labels: &Tags) -> Option<Value> {
     Some(file)
 }
 
+/// The destroy-time provisioners of a resource body (`when = "destroy"`), as a list.
+fn destroy_provisioners(body: &Value) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut visit = |kind: &String, block: &Value| {
+        let blocks = match block {
+            Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        for b in blocks {
+            if b.get("when").and_then(Value::as_str) == Some("destroy") {
+                out.push(json!({ kind.clone(): b }));
+            }
+        }
+    };
+    match body.get("provisioner") {
+        Some(Value::Object(m)) => m.iter().for_each(|(k, b)| visit(k, b)),
+        Some(Value::Array(list)) => {
+            for item in list {
+                if let Value::Object(m) = item {
+                    m.iter().for_each(|(k, b)| visit(k, b));
+                }
+            }
+        }
+        _ => {}
+    }
+    out
+}
+
+/// The tombstone that replaces an instance file on `Destroy`: a `removed` block per resource,
+/// with the resource's destroy-time provisioners (and `connection`), so that Terraform runs them
+/// (it would not if the resource just disappeared from the configuration).
+pub fn tombstone(file: &Value) -> Value {
+    let mut removed = Vec::new();
+    if let Some(Value::Object(types)) = file.get("resource") {
+        for (kind, named) in types {
+            let Value::Object(named) = named else {
+                continue;
+            };
+            for (name, body) in named {
+                let mut block = json!({
+                    "from": format!("{kind}.{name}"),
+                    "lifecycle": {"destroy": true},
+                });
+                let provisioners = destroy_provisioners(body);
+                if !provisioners.is_empty() {
+                    block["provisioner"] = Value::Array(provisioners);
+                    if let Some(c) = body.get("connection") {
+                        block["connection"] = c.clone();
+                    }
+                }
+                removed.push(block);
+            }
+        }
+    }
+    json!({
+        "//": "Being destroyed by infrakit's terraform instance plugin.",
+        "removed": removed,
+    })
+}
+
 /// The instance file without its `import` and `moved` blocks (once the adoption is done).
 pub fn without_adoption(file: &Value) -> Value {
     let mut file = file.clone();
@@ -742,6 +802,58 @@ mod tests {
             json!([{"from": "terraform_data.old", "to": "terraform_data.i-7"}])
         );
         assert!(without_adoption(&f).get("moved").is_none());
+    }
+
+    #[test]
+    fn a_tombstone_keeps_the_destroy_time_provisioners() {
+        let p = props(
+            json!({"primary": "terraform_data.vm", "resource": {"terraform_data": {
+                "vm": {"provisioner": [
+                    {"local-exec": {"command": "start"}},
+                    {"local-exec": {"when": "destroy", "command": "stop ${self.id}"}}
+                ], "connection": {"host": "h"}},
+                "disk": {"provisioner": {"local-exec": [{"when": "destroy", "command": "a"}, {"command": "b"}]}},
+                "net": {}
+            }}}),
+        );
+        let t = Tags::new();
+        let f = render(
+            &p,
+            &InstanceInput {
+                id: "i-8",
+                logical_id: None,
+                tags: &t,
+                init: "",
+            },
+            None,
+        )
+        .unwrap();
+        let stone = tombstone(&f);
+        let removed = stone["removed"].as_array().unwrap();
+        assert_eq!(removed.len(), 3);
+        let by_from = |from: &str| removed.iter().find(|r| r["from"] == from).unwrap().clone();
+        let vm = by_from("terraform_data.i-8");
+        assert_eq!(vm["lifecycle"]["destroy"], true);
+        assert_eq!(vm["provisioner"].as_array().unwrap().len(), 1);
+        assert_eq!(
+            vm["provisioner"][0]["local-exec"]["command"],
+            "stop ${self.id}"
+        );
+        assert_eq!(
+            vm["provisioner"][0]["local-exec"]["environment"]["INFRAKIT_INSTANCE_ID"],
+            "i-8"
+        );
+        assert_eq!(vm["connection"]["host"], "h");
+        let disk = by_from("terraform_data.i-8-disk");
+        assert_eq!(
+            disk["provisioner"],
+            json!([{"local-exec": {"when": "destroy", "command": "a",
+            "environment": {"INFRAKIT_GROUP": "", "INFRAKIT_INSTANCE_ID": "i-8", "INFRAKIT_LOGICAL_ID": ""}}}])
+        );
+        assert!(by_from("terraform_data.i-8-net")
+            .get("provisioner")
+            .is_none());
+        assert!(stone.get("output").is_none());
     }
 
     #[test]

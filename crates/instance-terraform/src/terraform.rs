@@ -19,8 +19,9 @@ use tokio::process::Command;
 use crate::batch::Diagnostic;
 use crate::state::State;
 
-/// The oldest Terraform that has `terraform_data` and `import` blocks.
-pub const MIN_VERSION: (u64, u64) = (1, 5);
+/// The oldest Terraform with everything the plugin uses: `terraform_data`, `import` blocks and
+/// `removed` blocks with destroy-time provisioners (1.9).
+pub const MIN_VERSION: (u64, u64) = (1, 9);
 /// How long a `show` may take.
 const SHOW_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long `init` may take.
@@ -195,7 +196,7 @@ impl Terraform {
         if (v.0, v.1) < MIN_VERSION {
             return Err(Error::plugin(format!(
                 "terraform {}.{}.{} is too old: this plugin needs {}.{} or later \
-                 (terraform_data resources and import blocks)",
+                 (terraform_data, import blocks, removed blocks with provisioners)",
                 v.0, v.1, v.2, MIN_VERSION.0, MIN_VERSION.1
             )));
         }

@@ -27,7 +27,7 @@ pub fn require_terraform() {
         .is_ok_and(|o| o.status.success());
     assert!(
         ok,
-        "these tests run the real Terraform: put terraform (1.5 or later) on PATH \
+        "these tests run the real Terraform: put terraform (1.9 or later) on PATH \
          (scripts/test.sh checks for it)"
     );
 }
