@@ -29,6 +29,9 @@ pub const VANILLA: &str = "flavor-vanilla";
 pub struct Counting {
     inner: Arc<dyn Instance>,
     describes: AtomicU64,
+    /// CPU nanoseconds spent inside the wrapped plugin's `DescribeInstances` (the plugin's
+    /// work, not the controller's: a real plugin runs in a process of its own).
+    describe_cpu_ns: AtomicU64,
 }
 
 impl Counting {
@@ -37,7 +40,13 @@ impl Counting {
         Counting {
             inner,
             describes: AtomicU64::new(0),
+            describe_cpu_ns: AtomicU64::new(0),
         }
+    }
+
+    /// CPU time spent in the wrapped plugin's `DescribeInstances` so far.
+    pub fn describe_cpu(&self) -> Duration {
+        Duration::from_nanos(self.describe_cpu_ns.load(Ordering::Relaxed))
     }
 
     /// `DescribeInstances` calls so far.
@@ -66,7 +75,13 @@ impl Instance for Counting {
         properties: bool,
     ) -> infrakit_spi::Result<Vec<Description>> {
         self.describes.fetch_add(1, Ordering::Relaxed);
-        self.inner.describe_instances(tags, properties).await
+        // The simulator answers without yielding, so the thread's CPU clock measures it alone.
+        let before = crate::measure::thread_cpu_time();
+        let answer = self.inner.describe_instances(tags, properties).await;
+        let spent = crate::measure::thread_cpu_time().saturating_sub(before);
+        self.describe_cpu_ns
+            .fetch_add(spent.as_nanos() as u64, Ordering::Relaxed);
+        answer
     }
 }
 

@@ -24,6 +24,11 @@ use serde::Serialize;
 
 use crate::report::Measurement;
 
+/// mimalloc: faster than the system allocator for the controller's many small allocations, and
+/// it gives freed memory back to the system soon after a reconcile of a large group.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Benchmarks of infrakit's group controller, plugins, protocol and CLI.
 #[derive(Debug, Parser)]
 #[command(name = "infrakit-bench", version, about)]
@@ -46,6 +51,9 @@ struct Cli {
     /// Internal: converge a group of N instances in this process and report its memory as JSON.
     #[arg(long, hide = true)]
     probe_memory: Option<usize>,
+    /// Internal: hold N simulated instances without a controller and report the memory as JSON.
+    #[arg(long, hide = true)]
+    probe_simulator: Option<usize>,
 }
 
 /// The scenarios, in the order they run.
@@ -145,6 +153,11 @@ async fn main() -> Result<()> {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
+    }
+    if let Some(n) = cli.probe_simulator {
+        let rss = scenarios::steady::probe_simulator(n).await?;
+        println!("{rss}");
+        return Ok(());
     }
     if let Some(n) = cli.probe_memory {
         let probe = scenarios::steady::probe(n).await?;

@@ -15,6 +15,13 @@ pub fn cpu_time() -> Result<Duration> {
     Ok(tv(usage.user_time()) + tv(usage.system_time()))
 }
 
+/// CPU time of the calling thread (zero if the clock cannot be read).
+pub fn thread_cpu_time() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
 /// Resident memory of this process: now (`VmRSS`) and at its peak (`VmHWM`), in bytes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Memory {

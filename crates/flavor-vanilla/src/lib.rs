@@ -56,12 +56,31 @@ pub const DEAD_STATES: &[&str] = &["exited", "dead", "stopped", "terminated"];
 #[derive(Debug, Default)]
 pub struct VanillaFlavor {
     cache: cache::HealthCache,
+    /// The last properties parsed for `Healthy`, which is called with the same properties for
+    /// every member of a group on every reconcile.
+    parsed: std::sync::Mutex<Option<(Value, std::sync::Arc<VanillaProperties>)>>,
 }
 
 impl VanillaFlavor {
     /// A flavor with an empty health cache.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// `properties` parsed, reusing the last parse when they are the same.
+    fn parsed(&self, properties: &Value) -> Result<std::sync::Arc<VanillaProperties>> {
+        let mut last = self
+            .parsed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((value, parsed)) = last.as_ref() {
+            if value == properties {
+                return Ok(parsed.clone());
+            }
+        }
+        let parsed = std::sync::Arc::new(VanillaProperties::parse(properties)?);
+        *last = Some((properties.clone(), parsed.clone()));
+        Ok(parsed)
     }
 }
 
@@ -142,7 +161,7 @@ impl Flavor for VanillaFlavor {
     }
 
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
-        let properties = VanillaProperties::parse(properties)?;
+        let properties = self.parsed(properties)?;
         if let Some(state) = dead_state(instance) {
             tracing::debug!(instance = %instance.id, state, "instance is not running");
             return Ok(Health::Unhealthy);

@@ -28,7 +28,58 @@ struct Seen {
     unhealthy_since: Option<Instant>,
     streak: u32,
     ever_healthy: bool,
+    /// The number of the last observation that listed it.
+    observation: u64,
 }
+
+impl Seen {
+    fn new(now: Instant) -> Seen {
+        Seen {
+            first: now,
+            healthy_since: None,
+            unhealthy_since: None,
+            streak: 0,
+            ever_healthy: false,
+            observation: 0,
+        }
+    }
+
+    fn timing(&self, now: Instant) -> Timing {
+        let since = |t: Option<Instant>| t.map(|t| now.duration_since(t)).unwrap_or_default();
+        Timing {
+            age: now.duration_since(self.first),
+            healthy_for: since(self.healthy_since),
+            unhealthy_for: since(self.unhealthy_since),
+            streak: self.streak,
+            ever_healthy: self.ever_healthy,
+        }
+    }
+
+    fn record(&mut self, health: Health, now: Instant) {
+        match health {
+            Health::Healthy => {
+                self.healthy_since.get_or_insert(now);
+                self.unhealthy_since = None;
+                self.streak = self.streak.saturating_add(1);
+                self.ever_healthy = true;
+            }
+            Health::Unhealthy => {
+                self.unhealthy_since.get_or_insert(now);
+                self.healthy_since = None;
+                self.streak = 0;
+            }
+            Health::Unknown => {
+                self.healthy_since = None;
+                self.unhealthy_since = None;
+                self.streak = 0;
+            }
+        }
+    }
+}
+
+/// Instance IDs are chosen by plugins, not by whoever could flood a hash table: a fast hasher.
+type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
+type IdSet = HashSet<String, foldhash::fast::RandomState>;
 
 /// How long an instance has been around and in which health.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -48,47 +99,73 @@ pub struct Timing {
 /// Per-group memory of instances.
 #[derive(Debug)]
 pub struct History {
-    seen: HashMap<String, Seen>,
-    destroyed: HashSet<String>,
+    seen: IdMap<Seen>,
+    destroyed: IdSet,
     young_deaths: VecDeque<Instant>,
     next_allowed: Option<Instant>,
     backoff: Duration,
-    provisioned: HashMap<String, (Option<String>, Instant)>,
+    provisioned: IdMap<(Option<String>, Instant)>,
+    observation: u64,
 }
 
 impl Default for History {
     fn default() -> Self {
         History {
-            seen: HashMap::new(),
-            destroyed: HashSet::new(),
+            seen: IdMap::default(),
+            destroyed: IdSet::default(),
             young_deaths: VecDeque::new(),
             next_allowed: None,
             backoff: Duration::from_secs(1),
-            provisioned: HashMap::new(),
+            provisioned: IdMap::default(),
+            observation: 0,
         }
     }
 }
 
 impl History {
     /// Records an observation of the group's members and their health at `now`.
+    ///
+    /// Runs on every reconcile over every member, so it allocates only for instances seen for
+    /// the first time: each entry is stamped with the observation's number, and entries without
+    /// the latest stamp are the instances that are gone.
+    ///
+    /// Returns each member's [`Timing`] after this observation, in the order given.
     pub fn observe<'a>(
         &mut self,
         members: impl IntoIterator<Item = (&'a str, Health)>,
         now: Instant,
-    ) {
-        let present: HashMap<&str, Health> = members.into_iter().collect();
+    ) -> Vec<Timing> {
+        self.observation = self.observation.wrapping_add(1);
+        let stamp = self.observation;
+        let members = members.into_iter();
+        let mut timings = Vec::with_capacity(members.size_hint().0);
+        for (id, health) in members {
+            if !self.seen.contains_key(id) {
+                self.seen.insert(id.to_string(), Seen::new(now));
+            }
+            let Some(seen) = self.seen.get_mut(id) else {
+                continue;
+            };
+            seen.observation = stamp;
+            seen.record(health, now);
+            timings.push(seen.timing(now));
+            if !self.provisioned.is_empty() {
+                self.provisioned.remove(id);
+            }
+        }
         let mut died_young = 0;
+        let destroyed = &self.destroyed;
         self.seen.retain(|id, seen| {
-            if present.contains_key(id.as_str()) {
+            if seen.observation == stamp {
                 return true;
             }
-            if !self.destroyed.contains(id) && now.duration_since(seen.first) < YOUNG {
+            if !destroyed.contains(id) && now.duration_since(seen.first) < YOUNG {
                 died_young += 1;
             }
             false
         });
-        self.destroyed
-            .retain(|id| present.contains_key(id.as_str()));
+        let seen = &self.seen;
+        self.destroyed.retain(|id| seen.contains_key(id));
         for _ in 0..died_young {
             self.young_deaths.push_back(now);
         }
@@ -103,51 +180,14 @@ impl History {
             self.backoff = Duration::from_secs(1);
             self.next_allowed = None;
         }
-        self.provisioned.retain(|id, (_, at)| {
-            !present.contains_key(id.as_str()) && now.duration_since(*at) < IN_FLIGHT_GRACE
-        });
-        for (id, health) in present {
-            let seen = self.seen.entry(id.to_string()).or_insert(Seen {
-                first: now,
-                healthy_since: None,
-                unhealthy_since: None,
-                streak: 0,
-                ever_healthy: false,
-            });
-            match health {
-                Health::Healthy => {
-                    seen.healthy_since.get_or_insert(now);
-                    seen.unhealthy_since = None;
-                    seen.streak = seen.streak.saturating_add(1);
-                    seen.ever_healthy = true;
-                }
-                Health::Unhealthy => {
-                    seen.unhealthy_since.get_or_insert(now);
-                    seen.healthy_since = None;
-                    seen.streak = 0;
-                }
-                Health::Unknown => {
-                    seen.healthy_since = None;
-                    seen.unhealthy_since = None;
-                    seen.streak = 0;
-                }
-            }
-        }
+        self.provisioned
+            .retain(|_, (_, at)| now.duration_since(*at) < IN_FLIGHT_GRACE);
+        timings
     }
 
     /// How long `id` has been around and healthy or not.
     pub fn timing(&self, id: &str, now: Instant) -> Timing {
-        let Some(s) = self.seen.get(id) else {
-            return Timing::default();
-        };
-        let since = |t: Option<Instant>| t.map(|t| now.duration_since(t)).unwrap_or_default();
-        Timing {
-            age: now.duration_since(s.first),
-            healthy_for: since(s.healthy_since),
-            unhealthy_for: since(s.unhealthy_since),
-            streak: s.streak,
-            ever_healthy: s.ever_healthy,
-        }
+        self.seen.get(id).map(|s| s.timing(now)).unwrap_or_default()
     }
 
     /// Notes that the controller provisioned `id` (with `logical_id`) at `now`.

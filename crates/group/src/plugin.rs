@@ -371,8 +371,8 @@ impl Group for GroupPlugin {
         let then = Instant::now();
         history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), then);
         let later = then + Duration::from_secs(86_400);
-        history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), later);
-        let members = supervisor::members(&settings, &observed, &history, later);
+        let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), later);
+        let members = supervisor::members(&settings, &observed, &timings);
         let gate = RolloutState::default().gate(&settings);
         let sim = preview::simulate(&supervisor::target(&settings, gate), &members, 10_000);
         let details = match &old {

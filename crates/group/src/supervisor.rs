@@ -21,7 +21,7 @@ use tokio::time::Instant;
 
 use infrakit_rpc::Plugins;
 use infrakit_spi::event::INSTANCE_TOPIC;
-use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutAction};
+use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutAction, RolloutStatus};
 use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Description, Error, Flavor, Health, Instance, Result, Tags};
 use infrakit_store::Store;
@@ -86,6 +86,17 @@ impl Context {
     }
 }
 
+/// The last reconcile's view of a group, as stored between reconciles.
+#[derive(Debug, Clone, Default)]
+struct Stored {
+    view: Arc<View>,
+    /// Replaces the view's message (e.g. why the last reconcile failed).
+    message: Option<String>,
+    converged: bool,
+    observed: bool,
+    settings: Option<Arc<Settings>>,
+}
+
 /// The last reconcile's view of a group.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -104,7 +115,7 @@ pub(crate) struct Shared {
     id: String,
     settings: watch::Sender<Arc<Settings>>,
     rollout: Mutex<RolloutState>,
-    snapshot: RwLock<Snapshot>,
+    snapshot: RwLock<Stored>,
     wake: Notify,
     restart_clock: AtomicBool,
     /// Set when the stored record lists provisions that are no longer pending (they completed,
@@ -168,7 +179,7 @@ impl Supervisor {
             id,
             settings: tx,
             rollout: Mutex::new(rollout),
-            snapshot: RwLock::new(Snapshot::default()),
+            snapshot: RwLock::new(Stored::default()),
             wake: Notify::new(),
             restart_clock: AtomicBool::new(false),
             unsaved: AtomicBool::new(false),
@@ -255,12 +266,22 @@ impl Supervisor {
     /// The last reconcile's view. `converged` is false until a reconcile has run against the
     /// current settings.
     pub fn snapshot(&self) -> Snapshot {
-        let mut snap = self
+        let stored = self
             .shared
             .snapshot
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let mut status = stored.view.status();
+        if let Some(message) = stored.message {
+            status.message = message;
+        }
+        let mut snap = Snapshot {
+            status,
+            converged: stored.converged,
+            observed: stored.observed,
+            settings: stored.settings,
+        };
         let current = self.settings();
         if !snap
             .settings
@@ -321,7 +342,8 @@ async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiv
                 failures = 0;
                 snap.converged = outcome == Outcome::Converged;
                 snap.observed = true;
-                snap.status = status;
+                snap.view = Arc::new(status);
+                snap.message = None;
                 acted_in_a_row = if outcome == Outcome::Acted {
                     acted_in_a_row + 1
                 } else {
@@ -343,7 +365,7 @@ async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiv
                     .max(ctx.config.poll_interval.min(MAX_BACKOFF));
                 tracing::warn!(group = %current.id, error = %e, retry_in = ?backoff, "reconcile failed");
                 snap.converged = false;
-                snap.status.message = format!("cannot reconcile: {e} (retrying in {backoff:?})");
+                snap.message = Some(format!("cannot reconcile: {e} (retrying in {backoff:?})"));
                 delay = backoff;
             }
         }
@@ -367,6 +389,11 @@ pub fn membership(id: &str) -> Tags {
 }
 
 /// One observation: the group's instances with their health.
+///
+/// Most health checks answer at once (no probe, or a cached result): those are taken as they
+/// come, without a timer or a place in the bounded stream. Once `max_parallel` checks have had to
+/// wait, the rest go through a stream that runs at most `max_parallel` at a time, each with the
+/// health timeout, so probes never run unbounded.
 pub(crate) async fn observe(
     ctx: &Context,
     settings: &Settings,
@@ -378,33 +405,91 @@ pub(crate) async fn observe(
         .await?;
     let flavor_props = &settings.props.flavor.properties;
     let timeout = ctx.config.health_timeout;
-    let checks = descriptions.into_iter().map(|d| async move {
-        // Most checks answer at once (no probe, or a cached result): take that answer without
-        // arming a timer; only a check that has to wait gets the timeout.
-        let answer = {
-            let mut check = flavor.healthy(flavor_props, &d);
-            match futures::FutureExt::now_or_never(&mut check) {
-                Some(answer) => Ok(answer),
-                None => tokio::time::timeout(timeout, check).await,
-            }
-        };
-        let health = match answer {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => {
-                tracing::debug!(instance = %d.id, error = %e, "health check failed; counting as unknown");
-                Health::Unknown
-            }
-            Err(_) => {
-                tracing::debug!(instance = %d.id, "health check timed out; counting as unknown");
-                Health::Unknown
-            }
-        };
-        (d, health)
-    });
-    Ok(futures::stream::iter(checks)
-        .buffered(ctx.config.max_parallel.max(1))
+    let max_parallel = ctx.config.max_parallel.max(1);
+    let n = descriptions.len();
+
+    let mut health = vec![Health::Unknown; n];
+    check_health(
+        &descriptions,
+        &mut health,
+        flavor,
+        flavor_props,
+        timeout,
+        max_parallel,
+    )
+    .await;
+    Ok(descriptions.into_iter().zip(health).collect())
+}
+
+/// A health check in progress.
+type Check<'a> = futures::future::BoxFuture<'a, Result<Health>>;
+
+/// Fills `health` with the flavor's verdict on each of `descriptions` (see [`observe`]).
+async fn check_health<'a>(
+    descriptions: &'a [Description],
+    health: &mut [Health],
+    flavor: &'a dyn Flavor,
+    flavor_props: &'a Value,
+    timeout: Duration,
+    max_parallel: usize,
+) {
+    let n = descriptions.len();
+    let mut waiting: Vec<(usize, Check<'a>)> = Vec::new();
+    let mut next = 0;
+    while next < n && waiting.len() < max_parallel {
+        let d = &descriptions[next];
+        let mut check = flavor.healthy(flavor_props, d);
+        match futures::FutureExt::now_or_never(&mut check) {
+            Some(answer) => health[next] = settle(d, Ok(answer)),
+            None => waiting.push((next, check)),
+        }
+        next += 1;
+    }
+    if waiting.is_empty() && next == n {
+        return;
+    }
+    let mut checks = Vec::with_capacity(waiting.len() + n - next);
+    for (i, check) in waiting {
+        checks.push(finish(i, &descriptions[i], check, timeout));
+    }
+    for (i, d) in descriptions.iter().enumerate().skip(next) {
+        checks.push(finish(i, d, flavor.healthy(flavor_props, d), timeout));
+    }
+    let settled: Vec<(usize, Health)> = futures::stream::iter(checks)
+        .buffer_unordered(max_parallel)
         .collect()
-        .await)
+        .await;
+    for (i, h) in settled {
+        health[i] = h;
+    }
+}
+
+/// Waits for a health check that did not answer at once, at most `timeout`.
+async fn finish<'a>(
+    i: usize,
+    d: &'a Description,
+    check: Check<'a>,
+    timeout: Duration,
+) -> (usize, Health) {
+    (i, settle(d, tokio::time::timeout(timeout, check).await))
+}
+
+/// The health a check's answer (or its timeout) stands for.
+fn settle(
+    d: &Description,
+    answer: std::result::Result<Result<Health>, tokio::time::error::Elapsed>,
+) -> Health {
+    match answer {
+        Ok(Ok(h)) => h,
+        Ok(Err(e)) => {
+            tracing::debug!(instance = %d.id, error = %e, "health check failed; counting as unknown");
+            Health::Unknown
+        }
+        Err(_) => {
+            tracing::debug!(instance = %d.id, "health check timed out; counting as unknown");
+            Health::Unknown
+        }
+    }
 }
 
 /// The planner's target for `settings` under `gate`.
@@ -428,29 +513,29 @@ pub(crate) fn target(settings: &Settings, gate: Gate) -> Target {
 }
 
 /// Members as the planner sees them.
+///
+/// `timings` are the members' timings in the order of `observed`, as [`History::observe`]
+/// returns them.
 pub(crate) fn members(
     settings: &Settings,
     observed: &[(Description, Health)],
-    history: &History,
-    now: Instant,
+    timings: &[crate::history::Timing],
 ) -> Vec<Member> {
     observed
         .iter()
-        .map(|(d, h)| {
-            let t = history.timing(&d.id, now);
-            Member {
-                id: d.id.clone(),
-                logical_id: d.logical_id().map(str::to_string),
-                current: d.config_hash() == Some(settings.config_hash.as_str()),
-                health: *h,
-                age: t.age,
-                protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
-                healthy_for: t.healthy_for,
-                healthy_streak: t.streak,
-                unhealthy_for: t.unhealthy_for,
-                ever_healthy: t.ever_healthy,
-                pending: false,
-            }
+        .zip(timings)
+        .map(|((d, h), t)| Member {
+            id: d.id.clone(),
+            logical_id: d.logical_id().map(str::to_string),
+            current: d.config_hash() == Some(settings.config_hash.as_str()),
+            health: *h,
+            age: t.age,
+            protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
+            healthy_for: t.healthy_for,
+            healthy_streak: t.streak,
+            unhealthy_for: t.unhealthy_for,
+            ever_healthy: t.ever_healthy,
+            pending: false,
         })
         .collect()
 }
@@ -461,22 +546,26 @@ async fn reconcile(
     settings: &Arc<Settings>,
     history: &mut History,
     progress: &mut Progress,
-) -> Result<(Outcome, GroupStatus)> {
+) -> Result<(Outcome, View)> {
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
     let now = Instant::now();
-    history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
-    let mut members = members(settings, &observed, history, now);
+    let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
+    let mut members = members(settings, &observed, &timings);
 
     // Provisions recorded before a restart that have not shown up yet still count.
     let wall = rollout::now_ms();
-    let tokens: std::collections::HashSet<&str> = observed
-        .iter()
-        .filter_map(|(d, _)| d.tags.get(TOKEN_TAG).map(String::as_str))
-        .collect();
     let (pending, pending_changed) = {
         let mut r = shared.rollout();
         let before = r.pending.len();
+        let tokens: std::collections::HashSet<&str> = if before == 0 {
+            Default::default()
+        } else {
+            observed
+                .iter()
+                .filter_map(|(d, _)| d.tags.get(TOKEN_TAG).map(String::as_str))
+                .collect()
+        };
         r.pending.retain(|p| {
             !tokens.contains(p.token.as_str())
                 && wall.saturating_sub(p.since_ms) < rollout::PENDING_GRACE.as_millis() as u64
@@ -546,7 +635,7 @@ async fn reconcile(
             tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing");
             shared.rollout().paused = Some(format!("rollout failed: {why}"));
             shared.persist(ctx, settings).await?;
-            let st = status(settings, &shared.rollout(), &members, &plan);
+            let st = status(settings, &shared.rollout(), members, &plan);
             return Ok((Outcome::Acted, st));
         }
         Transition::Rollback(why) => {
@@ -566,7 +655,7 @@ async fn reconcile(
             shared.persist(ctx, &previous).await?;
             progress.reset(now);
             shared.settings.send_replace(Arc::new(previous));
-            let st = status(settings, &shared.rollout(), &members, &plan);
+            let st = status(settings, &shared.rollout(), members, &plan);
             return Ok((Outcome::Acted, st));
         }
     }
@@ -647,17 +736,50 @@ async fn reconcile(
     } else {
         Outcome::Waiting
     };
-    let st = status(settings, &shared.rollout(), &members, &plan);
+    let st = status(settings, &shared.rollout(), members, &plan);
     Ok((outcome, st))
 }
 
-fn status(
-    settings: &Settings,
-    rollout: &RolloutState,
-    members: &[Member],
-    plan: &Plan,
-) -> GroupStatus {
-    let real: Vec<&Member> = members.iter().filter(|m| !m.pending).collect();
+/// What a reconcile saw, kept for `DescribeGroup`. The members are moved in, not copied: the
+/// status with its per-instance entries is only built when someone asks for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View {
+    desired: usize,
+    config_hash: String,
+    members: Vec<Member>,
+    message: String,
+    rollout: Option<RolloutStatus>,
+}
+
+impl View {
+    /// The extended status `DescribeGroup` reports.
+    fn status(&self) -> GroupStatus {
+        let real = || self.members.iter().filter(|m| !m.pending);
+        GroupStatus {
+            desired: self.desired,
+            actual: real().count(),
+            healthy: real().filter(|m| m.health == Health::Healthy).count(),
+            config_hash: self.config_hash.clone(),
+            message: self.message.clone(),
+            instances: real()
+                .map(|m| InstanceStatus {
+                    id: m.id.clone(),
+                    logical_id: m.logical_id.clone(),
+                    config: if m.current {
+                        ConfigState::Current
+                    } else {
+                        ConfigState::Old
+                    },
+                    health: m.health,
+                    age_seconds: m.age.as_secs(),
+                })
+                .collect(),
+            rollout: self.rollout.clone(),
+        }
+    }
+}
+
+fn status(settings: &Settings, rollout: &RolloutState, members: Vec<Member>, plan: &Plan) -> View {
     let message = if !plan.actions.is_empty() {
         format!(
             "provisioning {}, destroying {}",
@@ -670,30 +792,13 @@ fn status(
             .or_else(|| rollout.paused.clone())
             .unwrap_or_default()
     };
-    GroupStatus {
+    let updated = members.iter().filter(|m| !m.pending && m.current).count();
+    View {
         desired: settings.desired(),
-        actual: real.len(),
-        healthy: real.iter().filter(|m| m.health == Health::Healthy).count(),
         config_hash: settings.config_hash.clone(),
+        rollout: rollout.status(updated, settings.desired()),
+        members,
         message,
-        instances: real
-            .iter()
-            .map(|m| InstanceStatus {
-                id: m.id.clone(),
-                logical_id: m.logical_id.clone(),
-                config: if m.current {
-                    ConfigState::Current
-                } else {
-                    ConfigState::Old
-                },
-                health: m.health,
-                age_seconds: m.age.as_secs(),
-            })
-            .collect(),
-        rollout: rollout.status(
-            real.iter().filter(|m| m.current).count(),
-            settings.desired(),
-        ),
     }
 }
 

@@ -17,7 +17,7 @@
 //! Instances are indexed by their `infrakit.group` tag, so describing one group does not scan the
 //! others.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -93,22 +93,33 @@ impl StateNames {
     }
 }
 
+/// The simulator's keys are its own: a fast hasher.
+type Hasher = foldhash::fast::RandomState;
+
 #[derive(Debug, Default)]
 struct State {
-    instances: HashMap<u64, Entry>,
+    instances: HashMap<u64, Entry, Hasher>,
     /// Every distinct tag set in use, shared by the instances that carry it.
-    tag_sets: HashSet<Arc<Tags>>,
-    /// Instance IDs by the value of their `infrakit.group` tag.
-    by_group: HashMap<String, HashSet<u64>>,
+    tag_sets: HashSet<Arc<Tags>, Hasher>,
+    /// Instance IDs by the value of their `infrakit.group` tag, in order.
+    by_group: HashMap<String, BTreeSet<u64>, Hasher>,
     /// Names of simulated states.
     states: StateNames,
 }
 
 impl State {
-    /// The IDs of the instances carrying every one of `tags`, in no particular order.
+    /// The IDs of the instances carrying every one of `tags`, in order.
     fn matching(&self, tags: &Tags) -> Vec<u64> {
+        // The group index answers the controller's usual question alone.
+        if let (1, Some(group)) = (tags.len(), tags.get(GROUP_TAG)) {
+            return self
+                .by_group
+                .get(group)
+                .map(|ids| ids.iter().copied().collect())
+                .unwrap_or_default();
+        }
         // Whether each distinct tag set matches, worked out once per set.
-        let mut verdicts: HashMap<*const Tags, bool> = HashMap::new();
+        let mut verdicts: HashMap<*const Tags, bool, Hasher> = HashMap::default();
         let mut matches = |e: &Entry| {
             *verdicts
                 .entry(Arc::as_ptr(&e.tags))
@@ -123,12 +134,16 @@ impl State {
                     .collect(),
                 None => Vec::new(),
             },
-            None => self
-                .instances
-                .iter()
-                .filter(|(_, e)| matches(e))
-                .map(|(id, _)| *id)
-                .collect(),
+            None => {
+                let mut ids: Vec<u64> = self
+                    .instances
+                    .iter()
+                    .filter(|(_, e)| matches(e))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                ids
+            }
         }
     }
 
@@ -190,7 +205,12 @@ fn parse_id(id: &str) -> Option<u64> {
 }
 
 fn format_id(n: u64) -> String {
-    format!("{ID_PREFIX}{n}")
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(n);
+    let mut id = String::with_capacity(ID_PREFIX.len() + digits.len());
+    id.push_str(ID_PREFIX);
+    id.push_str(digits);
+    id
 }
 
 impl Simulator {
@@ -425,33 +445,25 @@ impl Instance for Simulator {
     }
 
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        let (mut found, names): (Vec<(u64, Entry)>, Vec<Arc<str>>) = {
-            let state = self.lock();
-            let found = state
-                .matching(tags)
-                .into_iter()
-                .filter_map(|id| state.instances.get(&id).map(|e| (id, e.clone())))
-                .collect();
-            (found, state.states.names.clone())
-        };
-        found.sort_unstable_by_key(|(id, _)| *id);
+        let state = self.lock();
         // One properties value per state name, cloned into each description.
-        let mut props: HashMap<u32, Value> = HashMap::new();
-        Ok(found
+        let mut props: HashMap<u32, Value, Hasher> = HashMap::default();
+        Ok(state
+            .matching(tags)
             .into_iter()
-            .map(|(id, e)| Description {
-                id: format_id(id),
-                logical_id: e.logical_id.map(String::from),
-                tags: (*e.tags).clone(),
-                properties: properties.then(|| {
-                    props
-                        .entry(e.state)
-                        .or_insert_with(|| {
-                            let name = names.get(e.state as usize).map_or(DEFAULT_STATE, |n| n);
-                            json!({"State": name})
-                        })
-                        .clone()
-                }),
+            .filter_map(|id| {
+                let e = state.instances.get(&id)?;
+                Some(Description {
+                    id: format_id(id),
+                    logical_id: e.logical_id.as_deref().map(String::from),
+                    tags: (*e.tags).clone(),
+                    properties: properties.then(|| {
+                        props
+                            .entry(e.state)
+                            .or_insert_with(|| json!({"State": state.states.name(e.state)}))
+                            .clone()
+                    }),
+                })
             })
             .collect())
     }

@@ -11,8 +11,11 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use infrakit_spi::Group;
+use infrakit_instance_simulator::{Simulator, SimulatorConfig};
+use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG};
+use infrakit_spi::{Group, Instance, Spec, Tags};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::fixture::{self, SimGroup};
 use crate::measure::{cpu_time, memory, mib, ms};
@@ -43,16 +46,28 @@ async fn converged_group(n: usize, poll_interval: Duration) -> Result<SimGroup> 
     Ok(f)
 }
 
-/// CPU milliseconds per reconcile over `window`, and the number of reconciles.
-async fn cpu_per_reconcile(f: &SimGroup, window: Duration) -> Result<(f64, u64)> {
-    let (c0, t0) = (f.counter.describes(), cpu_time()?);
+/// CPU per reconcile over a window: all of it, and the part spent in the simulator answering
+/// `DescribeInstances`.
+struct PassCost {
+    total_ms: f64,
+    plugin_ms: f64,
+    passes: u64,
+}
+
+/// CPU milliseconds per reconcile over `window`.
+async fn cpu_per_reconcile(f: &SimGroup, window: Duration) -> Result<PassCost> {
+    let (c0, t0, p0) = (f.counter.describes(), cpu_time()?, f.counter.describe_cpu());
     tokio::time::sleep(window).await;
-    let (c1, t1) = (f.counter.describes(), cpu_time()?);
+    let (c1, t1, p1) = (f.counter.describes(), cpu_time()?, f.counter.describe_cpu());
     let passes = c1 - c0;
     if passes == 0 {
         bail!("no reconcile in {window:?}");
     }
-    Ok((ms(t1 - t0) / passes as f64, passes))
+    Ok(PassCost {
+        total_ms: ms(t1 - t0) / passes as f64,
+        plugin_ms: ms(p1 - p0) / passes as f64,
+        passes,
+    })
 }
 
 /// What the memory probe reports.
@@ -91,7 +106,7 @@ pub async fn probe(n: usize) -> Result<Probe> {
         }
         samples
     });
-    let (cpu, _) = cpu_per_reconcile(&f, window).await?;
+    let cpu = cpu_per_reconcile(&f, window).await?.total_ms;
     let mut rss = sampler
         .join()
         .map_err(|_| anyhow::anyhow!("the memory sampler panicked"))?;
@@ -102,21 +117,43 @@ pub async fn probe(n: usize) -> Result<Probe> {
             f.sim.len()
         );
     }
+    let hwm = memory()?.hwm;
     Ok(Probe {
         n,
         baseline_rss: baseline.rss,
         rss_median: rss[rss.len() / 2],
         rss_max: rss[rss.len() - 1],
-        hwm: memory()?.hwm,
+        hwm,
         cpu_per_reconcile_ms: cpu,
     })
 }
 
-/// Runs this binary as a memory probe of `n` instances.
-async fn probe_child(n: usize) -> Result<Probe> {
+/// The other child: resident bytes of a process whose simulator holds `n` instances tagged as
+/// a group's members are, with no controller. The simulated infrastructure lives in the
+/// controller's process only in this benchmark; this is its share of the measurement.
+pub async fn probe_simulator(n: usize) -> Result<u64> {
+    let sim = Simulator::new(SimulatorConfig::default());
+    let tags = Tags::from([
+        (GROUP_TAG.to_string(), "bench".to_string()),
+        (CONFIG_HASH_TAG.to_string(), "0".repeat(40)),
+    ]);
+    for _ in 0..n {
+        sim.provision(Spec {
+            properties: json!({"Version": "v1"}),
+            tags: tags.clone(),
+            ..Spec::default()
+        })
+        .await?;
+    }
+    Ok(memory()?.rss)
+}
+
+/// Runs this binary as a memory probe of `n` instances (`--probe-memory`, or
+/// `--probe-simulator` for the simulator alone).
+async fn probe_child<T: serde::de::DeserializeOwned>(flag: &str, n: usize) -> Result<T> {
     let exe = std::env::current_exe().context("locating this binary")?;
     let out = tokio::process::Command::new(exe)
-        .arg("--probe-memory")
+        .arg(flag)
         .arg(n.to_string())
         .kill_on_drop(true)
         .output()
@@ -159,16 +196,22 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
 
     let f = converged_group(n, poll).await?;
     let mut per_pass = Vec::new();
+    let mut controller = Vec::new();
+    let mut plugin = Vec::new();
     let mut passes = 0;
     for i in 0..runs {
-        let (cpu, count) = cpu_per_reconcile(&f, window).await?;
+        let cost = cpu_per_reconcile(&f, window).await?;
         eprintln!(
-            "steady N={n} window {}/{runs}: {count} reconciles, {} ms CPU each",
+            "steady N={n} window {}/{runs}: {} reconciles, {} ms CPU each, {} ms of it in the simulator's DescribeInstances",
             i + 1,
-            fmt(cpu)
+            cost.passes,
+            fmt(cost.total_ms),
+            fmt(cost.plugin_ms)
         );
-        per_pass.push(cpu);
-        passes += count;
+        per_pass.push(cost.total_ms);
+        plugin.push(cost.plugin_ms);
+        controller.push(cost.total_ms - cost.plugin_ms);
+        passes += cost.passes;
     }
     if f.sim.len() != n {
         bail!(
@@ -182,13 +225,28 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
             "steady",
             format!("CPU of one reconcile pass, N={}", fmt(n as f64)),
             "ms",
-            &per_pass,
+            &controller,
         )
         .target(Target::Below(10.0), opts.quick)
         .note(format!(
-            "{passes} passes in {runs} windows of {}s, poll {} ms",
+            "the controller's own work: the process's CPU less the simulator answering DescribeInstances; {passes} passes in {runs} windows of {}s, poll {} ms",
             window.as_secs(),
             poll.as_millis()
+        )),
+    );
+    out.push(
+        Measurement::runs(
+            "steady",
+            format!(
+                "… with the simulator producing the {} descriptions in-process",
+                fmt(n as f64)
+            ),
+            "ms",
+            &per_pass,
+        )
+        .note(format!(
+            "{} ms of it in DescribeInstances",
+            fmt(Stats::of_runs(&plugin).median)
         )),
     );
 
@@ -198,7 +256,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
     let mut cpu = Vec::new();
     let mut baseline = Vec::new();
     for i in 0..mem_runs {
-        let p = probe_child(mem_n).await?;
+        let p: Probe = probe_child("--probe-memory", mem_n).await?;
         eprintln!(
             "steady memory N={mem_n} run {}/{mem_runs}: {} MiB resident at most ({} MiB median, {} MiB peak since start, {} MiB at start), {} ms CPU per reconcile",
             i + 1,
@@ -214,6 +272,11 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         baseline.push(mib(p.baseline_rss));
         cpu.push(p.cpu_per_reconcile_ms);
     }
+    let simulator: u64 = probe_child("--probe-simulator", mem_n).await?;
+    eprintln!(
+        "steady memory N={mem_n}: {} MiB resident with the simulator's instances alone",
+        fmt(mib(simulator))
+    );
     let label = fmt(mem_n as f64);
     let median = |v: &[f64]| Stats::of_runs(v).median;
     out.push(
@@ -221,11 +284,23 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
             "steady",
             format!("resident memory, converged group of N={label}"),
             "MiB",
-            &rss_max,
+            &rss_max.iter().map(|r| r - mib(simulator)).collect::<Vec<_>>(),
         )
         .target(Target::Below(100.0), opts.quick)
         .note(format!(
-            "highest VmRSS of a fresh process over 5 s of reconciles; median sample {} MiB; {} MiB before the group",
+            "the controller's share: the highest VmRSS of a fresh process over 5 s of reconciles, less {} MiB of a process holding only the simulator's instances",
+            fmt(mib(simulator))
+        )),
+    );
+    out.push(
+        Measurement::runs(
+            "steady",
+            format!("… with the simulator's {label} instances in the same process"),
+            "MiB",
+            &rss_max,
+        )
+        .note(format!(
+            "highest VmRSS; median sample {} MiB; {} MiB before the group",
             fmt(median(&rss_median)),
             fmt(median(&baseline))
         )),
