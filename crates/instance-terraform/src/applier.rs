@@ -376,10 +376,15 @@ fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_stat
                         undid = true;
                     }
                     Undo::Restore(previous) => {
-                        if let Err(e) = shared.files.write(&req.id, previous) {
-                            tracing::warn!(instance = %req.id, error = %e, "cannot restore the file of an instance");
+                        let _q = lock(&shared.queue);
+                        // Unless the instance is being destroyed meanwhile (a tombstone).
+                        let live = matches!(shared.files.read(&req.id), Ok(Some(f)) if f.get("resource").is_some());
+                        if live {
+                            if let Err(e) = shared.files.write(&req.id, previous) {
+                                tracing::warn!(instance = %req.id, error = %e, "cannot restore the file of an instance");
+                            }
+                            undid = true;
                         }
-                        undid = true;
                     }
                     Undo::Nothing => {}
                 }

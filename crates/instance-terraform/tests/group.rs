@@ -323,3 +323,87 @@ async fn a_terraform_error_reaches_provision_and_the_group_status() {
     .await;
     f.group.destroy_group("good").await.unwrap();
 }
+
+/// The JSON code block of `docs/plugins/terraform.md` that contains `marker`.
+fn doc_block(marker: &str) -> serde_json::Value {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/plugins/terraform.md"
+    ))
+    .expect("docs/plugins/terraform.md");
+    let block = doc
+        .split("```json\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("no JSON block with {marker} in the doc"));
+    serde_json::from_str(block).unwrap_or_else(|e| panic!("the doc's {marker} block: {e}"))
+}
+
+#[tokio::test]
+async fn the_documented_example_runs() {
+    let f = fixture().await;
+    let run = f.dir.join("run");
+    let _kill = KillAll(run.clone());
+    std::fs::write(
+        f.dir.join("main.tf.json"),
+        serde_json::to_vec_pretty(&doc_block("\"network\": {\"input\"")).unwrap(),
+    )
+    .unwrap();
+    let spec: infrakit_spi::GroupSpec =
+        serde_json::from_value(doc_block("\"Allocation\"")).unwrap();
+    let id = spec.id.clone();
+    f.group.commit_group(spec, false).await.unwrap();
+    let d = f.converged(&id, 3).await;
+    let state = resources(&f.dir);
+    let mut pids = Vec::new();
+    for i in &d.instances {
+        assert_eq!(i.tags["tier"], "web");
+        let pid = running_pid(&run.join(format!("{}.pid", i.id)));
+        pids.push(pid.unwrap_or_else(|| panic!("{} runs its process", i.id)));
+        let server = &state
+            .iter()
+            .find(|(a, _)| *a == format!("terraform_data.{}", i.id))
+            .unwrap()
+            .1;
+        assert_eq!(server["input"]["name"], i.id.as_str());
+        assert_eq!(server["input"]["network"], "10.0.0.0/24");
+        let disk = &state
+            .iter()
+            .find(|(a, _)| *a == format!("terraform_data.{}-disk", i.id))
+            .expect("each instance has its own disk")
+            .1;
+        assert_eq!(server["input"]["disk"], disk["id"]);
+    }
+    let joined = std::fs::read_to_string(run.join("joined.log")).unwrap();
+    assert_eq!(
+        joined.lines().count(),
+        3,
+        "Init ran once per instance: {joined}"
+    );
+
+    f.group.destroy_group(&id).await.unwrap();
+    eventually(
+        "only the shared network is left",
+        Duration::from_secs(60),
+        || async {
+            let left: Vec<String> = resources(&f.dir).into_iter().map(|(a, _)| a).collect();
+            (left == ["terraform_data.network"]).then_some(())
+        },
+    )
+    .await;
+    let running = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                != Some("Z")
+        })
+    };
+    eventually(
+        "the destroy-time provisioners stopped the processes",
+        Duration::from_secs(30),
+        || async { pids.iter().all(|p| !running(*p)).then_some(()) },
+    )
+    .await;
+}
