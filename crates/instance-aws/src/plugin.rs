@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 use aws_sdk_ec2::client::Waiters;
 use aws_sdk_ec2::types as ec2;
 use aws_sdk_ec2::Client;
+use infrakit_spi::instance::tags_match;
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde_json::Value;
 
@@ -382,10 +383,12 @@ impl Instance for AwsPlugin {
             .collect::<std::result::Result<_, _>>()
             .await
             .map_err(|e| sdk_error("DescribeInstances", e))?;
+        // EC2 reads `*` and `?` in filter values as wildcards: keep exact matches only.
         let mut out: Vec<Description> = reservations
             .iter()
             .flat_map(|r| r.instances())
             .map(|i| describe::description(i, properties))
+            .filter(|d| tags_match(&d.tags, tags))
             .collect();
         self.recent.merge(&mut out, tags, Instant::now());
         Ok(out)

@@ -86,11 +86,16 @@ async fn provision_describe_label_and_destroy() {
     assert_eq!(p["ImageId"], ami.as_str());
     assert!(p["PrivateIpAddress"].as_str().is_some(), "{p}");
     assert!(p["LaunchTime"].as_str().unwrap().ends_with('Z'), "{p}");
-    assert!(plugin
-        .describe_instances(&tags(&[("infrakit.group", "other")]), false)
-        .await
-        .unwrap()
-        .is_empty());
+    for other in ["other", "w*", "?eb"] {
+        assert!(
+            plugin
+                .describe_instances(&tags(&[("infrakit.group", other)]), false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{other} is not web"
+        );
+    }
 
     // Label merges tags; `aws:` keys are refused.
     plugin
