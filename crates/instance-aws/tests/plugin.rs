@@ -451,3 +451,105 @@ async fn volumes_are_found_attached_and_kept() {
         assert_eq!(vol.state(), Some(&ec2::VolumeState::Available), "{v}");
     }
 }
+
+/// A stand-in for an EC2 endpoint that throttles: answers the first `throttled` requests with
+/// `RequestLimitExceeded` (HTTP 503) and the others with an empty `DescribeInstances` result.
+/// Returns its endpoint and a counter of the requests it answered.
+fn throttling_endpoint(
+    throttled: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let seen = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((k, v)) = line.split_once(':') {
+                    if k.eq_ignore_ascii_case("content-length") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let (status, xml) = if n < throttled {
+                (
+                    "503 Service Unavailable",
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Errors><Error>\
+                     <Code>RequestLimitExceeded</Code><Message>Request limit exceeded.</Message>\
+                     </Error></Errors><RequestID>r</RequestID></Response>",
+                )
+            } else {
+                (
+                    "200 OK",
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><DescribeInstancesResponse \
+                     xmlns=\"http://ec2.amazonaws.com/doc/2016-11-15/\"><requestId>r</requestId>\
+                     <reservationSet/></DescribeInstancesResponse>",
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{xml}",
+                xml.len()
+            );
+        }
+    });
+    (endpoint, seen)
+}
+
+#[tokio::test]
+async fn throttled_requests_are_retried_then_reported() {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    let retries = infrakit_instance_aws::config::retry_config(
+        infrakit_instance_aws::config::DEFAULT_MAX_ATTEMPTS,
+    )
+    .with_initial_backoff(Duration::from_millis(10));
+
+    // Throttled twice, then answered: the caller sees the answer.
+    let (endpoint, seen) = throttling_endpoint(2);
+    let sdk = sdk_config(&endpoint, "testing", "testing")
+        .into_builder()
+        .retry_config(retries.clone())
+        .build();
+    let plugin = AwsPlugin::new(&sdk, common::options());
+    assert!(plugin
+        .describe_instances(&Tags::new(), false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+
+    // Throttled every time: the error after the last attempt, with its code.
+    let (endpoint, seen) = throttling_endpoint(usize::MAX);
+    let sdk = sdk_config(&endpoint, "testing", "testing")
+        .into_builder()
+        .retry_config(retries)
+        .build();
+    let plugin = AwsPlugin::new(&sdk, common::options());
+    let e = plugin
+        .describe_instances(&Tags::new(), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "DescribeInstances: RequestLimitExceeded: Request limit exceeded."
+    );
+    assert_eq!(
+        seen.load(Ordering::SeqCst),
+        infrakit_instance_aws::config::DEFAULT_MAX_ATTEMPTS as usize
+    );
+}
