@@ -98,6 +98,22 @@ impl Shared {
         }
     }
 
+    /// Picks up the tombstones of destroys that a previous run of the plugin did not finish,
+    /// so that the next apply (right away) finishes them.
+    pub(crate) fn resume_tombstones(&self) -> Result<()> {
+        let mut q = lock(&self.queue);
+        for id in self.files.list()? {
+            if let Some(f) = self.files.read(&id)? {
+                if f.get("resource").is_none() {
+                    tracing::info!(instance = %id, "finishing an earlier destroy");
+                    q.tombstones.insert(id);
+                    q.cleanup = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn stats(&self) -> ApplyStats {
         lock(&self.stats).clone()
     }

@@ -205,6 +205,7 @@ impl TerraformPlugin {
         tracing::info!(plugin = %options.name, dir = %dir.display(), terraform = ?version, "terraform plugin ready");
         let files = Files::new(dir, options.id_prefix.clone());
         let shared = Arc::new(Shared::new(options, tf, files));
+        shared.resume_tombstones()?;
         let task = tokio::spawn(applier::run(shared.clone())).abort_handle();
         Ok(TerraformPlugin {
             inner: Arc::new(Inner { shared, task }),

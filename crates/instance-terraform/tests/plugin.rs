@@ -474,3 +474,57 @@ async fn a_missing_terraform_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_restarted_plugin_knows_its_instances_and_finishes_destroys() {
+    let (p, dir) = plugin().await;
+    let marker = dir.path().join("destroyed");
+    let props = json!({"resource": {"terraform_data": {"vm": {"provisioner": [
+        {"local-exec": {"when": "destroy", "command": format!("echo $INFRAKIT_INSTANCE_ID >> {}", marker.display())}}
+    ]}}}});
+    let a = p
+        .provision(spec(props.clone(), &[("k", "v")]))
+        .await
+        .unwrap();
+    let b = p.provision(spec(props, &[("k", "v")])).await.unwrap();
+    drop(p);
+
+    // A destroy cut short by a stop: the file is a tombstone, the resources still exist.
+    let file: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join(format!("{b}.tf.json"))).unwrap())
+            .unwrap();
+    std::fs::write(
+        dir.path().join(format!("{b}.tf.json")),
+        serde_json::to_vec(&infrakit_instance_terraform::render::tombstone(&file)).unwrap(),
+    )
+    .unwrap();
+
+    let p = TerraformPlugin::start(common::options(dir.path()))
+        .await
+        .unwrap();
+    eventually(
+        "the interrupted destroy is finished",
+        Duration::from_secs(30),
+        || async { (instance_resources(dir.path()) == BTreeSet::from([a.clone()])).then_some(()) },
+    )
+    .await;
+    // Describe answers from the state before an apply while one runs: wait for it to end.
+    let d = eventually("describe shows one", Duration::from_secs(10), || async {
+        let d = p.describe_instances(&Tags::new(), false).await.ok()?;
+        (d.len() == 1).then_some(d)
+    })
+    .await;
+    assert_eq!(d[0].id, a);
+    assert_eq!(d[0].tags["k"], "v");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        b,
+        "its destroy-time provisioner ran"
+    );
+    eventually("the tombstone is gone", Duration::from_secs(10), || async {
+        (instance_files(dir.path()) == BTreeSet::from([a.clone()])).then_some(())
+    })
+    .await;
+    p.destroy(&a, &DestroyContext::default()).await.unwrap();
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+}
