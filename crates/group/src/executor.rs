@@ -13,6 +13,7 @@ use crate::planner::{Action, Plan, Reason};
 use crate::rollout::{self, Pending, TOKEN_TAG};
 use crate::settings::Settings;
 use crate::supervisor::{membership, Context, Shared};
+use crate::telemetry::kind;
 
 /// What running a plan produced.
 #[derive(Debug, Default)]
@@ -239,11 +240,39 @@ pub(crate) async fn provision_one(
     spec.tags.extend(tags);
     spec.logical_id = logical_id;
     ctx.may_act()?;
-    let id = instance.provision(spec).await.map_err(|e| match e {
-        Error::Timeout { .. } | Error::Unavailable { .. } => e,
-        other => Error::plugin(format!("Instance.Provision: {other}")),
-    })?;
+    let events = &ctx.config.telemetry.events;
+    let what = match &spec.logical_id {
+        Some(l) => format!("an instance for {l}"),
+        None => "an instance".to_string(),
+    };
+    events.group(
+        kind::PROVISIONING,
+        &settings.id,
+        None,
+        format!("provisioning {what}"),
+    );
+    let id = match instance.provision(spec).await {
+        Ok(id) => id,
+        Err(e) => {
+            events.group(
+                kind::PROVISION_FAILED,
+                &settings.id,
+                None,
+                format!("provisioning {what} failed: {e}"),
+            );
+            return Err(match e {
+                Error::Timeout { .. } | Error::Unavailable { .. } => e,
+                other => Error::plugin(format!("Instance.Provision: {other}")),
+            });
+        }
+    };
     tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
+    events.group(
+        kind::PROVISIONED,
+        &settings.id,
+        Some(&id),
+        format!("provisioned {id}"),
+    );
     Ok(id)
 }
 
@@ -277,6 +306,15 @@ pub(crate) async fn destroy_one(
     reason: Reason,
 ) -> std::result::Result<(), DestroyError> {
     ctx.may_act().map_err(DestroyError::Destroy)?;
+    let events = &ctx.config.telemetry.events;
+    if reason == Reason::Unhealthy {
+        events.group(
+            kind::REPLACED,
+            &settings.id,
+            Some(&d.id),
+            format!("replacing {}: unhealthy too long", d.id),
+        );
+    }
     if settings.drain_before_destroy() {
         let drained = tokio::time::timeout(
             settings.drain_timeout(),
@@ -284,7 +322,15 @@ pub(crate) async fn destroy_one(
         )
         .await;
         let failure = match drained {
-            Ok(Ok(())) => None,
+            Ok(Ok(())) => {
+                events.group(
+                    kind::DRAINED,
+                    &settings.id,
+                    Some(&d.id),
+                    format!("drained {}", d.id),
+                );
+                None
+            }
             Ok(Err(e)) => Some(format!("drain of {} failed: {e}", d.id)),
             Err(_) => Some(format!(
                 "drain of {} did not finish within {:?}",
@@ -301,10 +347,33 @@ pub(crate) async fn destroy_one(
         }
     }
     ctx.may_act().map_err(DestroyError::Destroy)?;
-    instance
+    let data = serde_json::json!({"Reason": reason.as_str()});
+    match instance
         .destroy(&d.id, &DestroyContext::reason(reason.as_str()))
         .await
-        .map_err(|e| {
-            DestroyError::Destroy(Error::plugin(format!("Instance.Destroy {}: {e}", d.id)))
-        })
+    {
+        Ok(()) => {
+            events.group_with(
+                kind::DESTROYED,
+                &settings.id,
+                Some(&d.id),
+                format!("destroyed {} ({})", d.id, reason.as_str()),
+                data,
+            );
+            Ok(())
+        }
+        Err(e) => {
+            events.group_with(
+                kind::DESTROY_FAILED,
+                &settings.id,
+                Some(&d.id),
+                format!("destroying {} failed: {e}", d.id),
+                data,
+            );
+            Err(DestroyError::Destroy(Error::plugin(format!(
+                "Instance.Destroy {}: {e}",
+                d.id
+            ))))
+        }
+    }
 }

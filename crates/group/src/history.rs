@@ -106,6 +106,10 @@ pub struct History {
     backoff: Duration,
     provisioned: IdMap<(Option<String>, Instant)>,
     observation: u64,
+    /// Instances that disappeared without the controller destroying them, since last taken.
+    lost: Vec<String>,
+    /// When each loss not yet made good happened (deaths, unhealthy replacements), oldest first.
+    losses: VecDeque<Instant>,
 }
 
 impl Default for History {
@@ -118,6 +122,8 @@ impl Default for History {
             backoff: Duration::from_secs(1),
             provisioned: IdMap::default(),
             observation: 0,
+            lost: Vec::new(),
+            losses: VecDeque::new(),
         }
     }
 }
@@ -155,12 +161,18 @@ impl History {
         }
         let mut died_young = 0;
         let destroyed = &self.destroyed;
+        let lost = &mut self.lost;
+        let losses = &mut self.losses;
         self.seen.retain(|id, seen| {
             if seen.observation == stamp {
                 return true;
             }
-            if !destroyed.contains(id) && now.duration_since(seen.first) < YOUNG {
-                died_young += 1;
+            if !destroyed.contains(id) {
+                if now.duration_since(seen.first) < YOUNG {
+                    died_young += 1;
+                }
+                lost.push(id.clone());
+                losses.push_back(now);
             }
             false
         });
@@ -205,6 +217,30 @@ impl History {
     /// Notes that the controller itself destroyed `id` (so its disappearance is not a death).
     pub fn destroyed(&mut self, id: &str) {
         self.destroyed.insert(id.to_string());
+    }
+
+    /// Notes that an instance is being replaced at `now` (e.g. it was unhealthy too long): its
+    /// replacement's creation ends a heal, as for a death.
+    pub fn replacing(&mut self, now: Instant) {
+        self.losses.push_back(now);
+    }
+
+    /// Instances that disappeared without being destroyed by the controller, since the last call.
+    pub fn take_lost(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Notes a replacement created at `now`: how long the oldest loss not yet made good waited
+    /// for it, if there is one.
+    pub fn healed(&mut self, now: Instant) -> Option<Duration> {
+        self.losses.pop_front().map(|t| now.duration_since(t))
+    }
+
+    /// Forgets losses not to be made good (the group shrank meanwhile), keeping at most `n`.
+    pub fn keep_losses(&mut self, n: usize) {
+        while self.losses.len() > n {
+            self.losses.pop_back();
+        }
     }
 
     /// How many of `wanted` provisions may run now, and why not all, for a group of `desired`.

@@ -9,19 +9,23 @@
 //! - [`history`] remembers instances between observations and detects crash loops;
 //! - `executor` runs a plan's actions, fenced (see [`fence`]);
 //! - [`supervisor`] runs one group: observe, plan, execute, on a timer and on instance events;
-//! - [`plugin`] implements the Group plugin API on top of the supervisors.
+//! - [`plugin`] implements the Group plugin API on top of the supervisors;
+//! - [`telemetry`] carries lifecycle events and metrics to operators.
 
 mod executor;
 pub mod explain;
 pub mod fence;
 pub mod history;
+mod instrumented;
 pub mod planner;
 pub mod plugin;
 pub mod preview;
 pub mod rollout;
 pub mod settings;
 pub mod supervisor;
+pub mod telemetry;
 
 pub use fence::{Fence, Unfenced};
 pub use plugin::{ControllerConfig, GroupPlugin};
 pub use settings::Settings;
+pub use telemetry::Telemetry;

@@ -24,6 +24,7 @@ use crate::rollout::RolloutState;
 use crate::settings::Settings;
 pub use crate::supervisor::ControllerConfig;
 use crate::supervisor::{self, decode_record, membership, plugins_of, Context, Supervisor};
+use crate::telemetry::{kind, Telemetry};
 
 /// The group controller, served as a Group plugin.
 pub struct GroupPlugin {
@@ -186,6 +187,7 @@ impl GroupPlugin {
             .ok_or_else(|| not_watched(id))?;
         let settings = sup.settings();
         drop(sup);
+        self.ctx.config.telemetry.metrics.forget(id);
         if let Some(store) = &self.ctx.store {
             if let Err(e) = store.delete(id).await {
                 tracing::warn!(group = id, error = %e, "cannot remove the group's saved state");
@@ -213,6 +215,12 @@ impl Group for GroupPlugin {
                 let rollout = RolloutState::default();
                 self.save(&settings, &rollout).await?;
                 tracing::info!(group = %settings.id, "managing group");
+                self.telemetry().events.group(
+                    kind::COMMITTED,
+                    &settings.id,
+                    None,
+                    format!("committed: {details}"),
+                );
                 groups.insert(
                     settings.id.clone(),
                     Supervisor::start(self.ctx.clone(), settings, rollout),
@@ -232,7 +240,14 @@ impl Group for GroupPlugin {
         let details = explain::update(&old, &settings, &hashes);
         if !pretend {
             tracing::info!(group = %settings.id, details, "updating group");
+            let id = settings.id.clone();
             sup.commit(settings).await?;
+            self.telemetry().events.group(
+                kind::COMMITTED,
+                &id,
+                None,
+                format!("committed: {details}"),
+            );
         }
         Ok(details)
     }
@@ -240,6 +255,12 @@ impl Group for GroupPlugin {
     async fn free_group(&self, id: &str) -> Result<()> {
         self.unmanage(id).await?;
         tracing::info!(group = id, "freed group; its instances are left alone");
+        self.telemetry().events.group(
+            kind::COMMITTED,
+            id,
+            None,
+            "freed: no longer managed; its instances are left alone",
+        );
         Ok(())
     }
 
@@ -294,6 +315,12 @@ impl Group for GroupPlugin {
             )));
         }
         tracing::info!(group = id, destroyed = members.len(), "destroyed group");
+        self.telemetry().events.group(
+            kind::DESTROYED,
+            id,
+            None,
+            format!("group destroyed with its {} instance(s)", members.len()),
+        );
         Ok(())
     }
 
@@ -399,6 +426,33 @@ impl Group for GroupPlugin {
             .get(id)
             .ok_or_else(|| not_watched(id))?
             .rollout(action)
-            .await
+            .await?;
+        let (k, what) = match action {
+            RolloutAction::Pause => (kind::ROLLOUT_PAUSED, "rollout paused by an operator"),
+            RolloutAction::Resume => (kind::ROLLOUT_RESUMED, "rollout resumed by an operator"),
+            RolloutAction::Undo => (
+                kind::ROLLED_BACK,
+                "rollout undone by an operator: back to the previous configuration",
+            ),
+        };
+        self.telemetry().events.group(k, id, None, what);
+        Ok(())
+    }
+}
+
+impl GroupPlugin {
+    /// Where this controller's events and metrics go.
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.ctx.config.telemetry
+    }
+}
+
+impl infrakit_spi::event::Publisher for GroupPlugin {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<infrakit_spi::Event> {
+        self.telemetry().events.subscribe()
+    }
+
+    fn recent(&self) -> Vec<infrakit_spi::Event> {
+        self.telemetry().events.recent()
     }
 }

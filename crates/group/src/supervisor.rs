@@ -29,9 +29,11 @@ use infrakit_store::Store;
 use crate::executor::execute;
 use crate::fence::Fence;
 use crate::history::History;
+use crate::instrumented::{TimedFlavor, TimedInstance};
 use crate::planner::{self, Action, Desired, Gate, Member, Plan, Target};
 use crate::rollout::{self, Phase, Progress, RolloutState, Transition, TOKEN_TAG};
 use crate::settings::Settings;
+use crate::telemetry::{kind, Telemetry};
 
 /// Tag that keeps an instance from being chosen by scale-in.
 pub const PROTECT_TAG: &str = "infrakit.protect";
@@ -52,6 +54,9 @@ pub struct ControllerConfig {
     pub max_parallel: usize,
     /// A `Flavor.Healthy` call slower than this counts as Unknown.
     pub health_timeout: Duration,
+    /// Where events and metrics go. Share one to see several controllers' (e.g. successive
+    /// leadership terms) in one place.
+    pub telemetry: Arc<Telemetry>,
 }
 
 impl Default for ControllerConfig {
@@ -60,6 +65,7 @@ impl Default for ControllerConfig {
             poll_interval: Duration::from_secs(1),
             max_parallel: 64,
             health_timeout: Duration::from_secs(5),
+            telemetry: Telemetry::new(),
         }
     }
 }
@@ -334,7 +340,13 @@ async fn run(ctx: Arc<Context>, shared: Arc<Shared>, mut settings: watch::Receiv
         if shared.restart_clock.swap(false, AtomicOrdering::SeqCst) {
             progress.reset(Instant::now());
         }
+        let started = Instant::now();
         let result = reconcile(&ctx, &shared, &current, &mut history, &mut progress).await;
+        let metrics = &ctx.config.telemetry.metrics;
+        metrics.reconciled(&current.id, started.elapsed(), result.is_ok());
+        if let Ok((_, view)) = &result {
+            view.record(&current.id, metrics);
+        }
         let mut snap = shared.snapshot.write().unwrap_or_else(|p| p.into_inner());
         snap.settings = Some(current.clone());
         match result {
@@ -377,9 +389,18 @@ pub(crate) fn plugins_of(
     ctx: &Context,
     settings: &Settings,
 ) -> Result<(Arc<dyn Instance>, Arc<dyn Flavor>)> {
+    let metrics = &ctx.config.telemetry.metrics;
+    let (instance, flavor) = (
+        &settings.props.instance.plugin,
+        &settings.props.flavor.plugin,
+    );
     Ok((
-        ctx.plugins.instance(&settings.props.instance.plugin)?,
-        ctx.plugins.flavor(&settings.props.flavor.plugin)?,
+        Arc::new(TimedInstance::new(
+            ctx.plugins.instance(instance)?,
+            instance,
+            metrics,
+        )),
+        Arc::new(TimedFlavor::new(ctx.plugins.flavor(flavor)?, flavor, metrics)),
     ))
 }
 
@@ -409,12 +430,17 @@ pub(crate) async fn observe(
     let n = descriptions.len();
 
     let mut health = vec![Health::Unknown; n];
+    let timing = Timing {
+        metrics: &ctx.config.telemetry.metrics,
+        plugin: &settings.props.flavor.plugin,
+        timeout,
+    };
     check_health(
         &descriptions,
         &mut health,
         flavor,
         flavor_props,
-        timeout,
+        timing,
         max_parallel,
     )
     .await;
@@ -424,13 +450,21 @@ pub(crate) async fn observe(
 /// A health check in progress.
 type Check<'a> = futures::future::BoxFuture<'a, Result<Health>>;
 
+/// How health checks that have to wait are bounded and measured.
+#[derive(Clone, Copy)]
+struct Timing<'a> {
+    metrics: &'a crate::telemetry::Metrics,
+    plugin: &'a str,
+    timeout: Duration,
+}
+
 /// Fills `health` with the flavor's verdict on each of `descriptions` (see [`observe`]).
 async fn check_health<'a>(
     descriptions: &'a [Description],
     health: &mut [Health],
     flavor: &'a dyn Flavor,
     flavor_props: &'a Value,
-    timeout: Duration,
+    timing: Timing<'_>,
     max_parallel: usize,
 ) {
     let n = descriptions.len();
@@ -448,12 +482,21 @@ async fn check_health<'a>(
     if waiting.is_empty() && next == n {
         return;
     }
+    let calls = timing.metrics.call(timing.plugin, "Flavor.Healthy");
+    let timeout = timing.timeout;
+    let calls = &calls;
     let mut checks = Vec::with_capacity(waiting.len() + n - next);
     for (i, check) in waiting {
-        checks.push(finish(i, &descriptions[i], check, timeout));
+        checks.push(finish(i, &descriptions[i], check, timeout, calls));
     }
     for (i, d) in descriptions.iter().enumerate().skip(next) {
-        checks.push(finish(i, d, flavor.healthy(flavor_props, d), timeout));
+        checks.push(finish(
+            i,
+            d,
+            flavor.healthy(flavor_props, d),
+            timeout,
+            calls,
+        ));
     }
     let settled: Vec<(usize, Health)> = futures::stream::iter(checks)
         .buffer_unordered(max_parallel)
@@ -470,8 +513,12 @@ async fn finish<'a>(
     d: &'a Description,
     check: Check<'a>,
     timeout: Duration,
+    calls: &crate::telemetry::CallMetrics,
 ) -> (usize, Health) {
-    (i, settle(d, tokio::time::timeout(timeout, check).await))
+    let start = Instant::now();
+    let answer = tokio::time::timeout(timeout, check).await;
+    calls.record(start.elapsed(), matches!(answer, Ok(Ok(_))));
+    (i, settle(d, answer))
 }
 
 /// The health a check's answer (or its timeout) stands for.
@@ -552,6 +599,26 @@ async fn reconcile(
     let now = Instant::now();
     let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
     let mut members = members(settings, &observed, &timings);
+    let events = &ctx.config.telemetry.events;
+    for id in history.take_lost() {
+        events.group(
+            kind::LOST,
+            &settings.id,
+            Some(&id),
+            format!("instance {id} disappeared"),
+        );
+    }
+    for m in members
+        .iter()
+        .filter(|m| m.health == Health::Unhealthy && m.unhealthy_for.is_zero())
+    {
+        events.group(
+            kind::UNHEALTHY,
+            &settings.id,
+            Some(&m.id),
+            format!("instance {} is unhealthy", m.id),
+        );
+    }
 
     // Provisions recorded before a restart that have not shown up yet still count.
     let wall = rollout::now_ms();
@@ -629,10 +696,22 @@ async fn reconcile(
                 };
             }
             tracing::info!(group = %settings.id, "rollout complete");
+            events.group(
+                kind::ROLLOUT_COMPLETE,
+                &settings.id,
+                None,
+                format!("rollout complete: {n} instance(s) on {}", settings.config_hash),
+            );
             shared.persist(ctx, settings).await?;
         }
         Transition::Pause(why) => {
             tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing");
+            events.group(
+                kind::ROLLOUT_FAILED,
+                &settings.id,
+                None,
+                format!("rollout failed, paused: {why}"),
+            );
             shared.rollout().paused = Some(format!("rollout failed: {why}"));
             shared.persist(ctx, settings).await?;
             let st = status(settings, &shared.rollout(), members, &plan);
@@ -646,6 +725,12 @@ async fn reconcile(
                 .expect("decide checks for a previous spec");
             let previous = Settings::parse(&previous)?;
             tracing::warn!(group = %settings.id, reason = %why, "rollout failed; rolling back");
+            events.group(
+                kind::ROLLED_BACK,
+                &settings.id,
+                None,
+                format!("rollout failed, rolling back: {why}"),
+            );
             {
                 let mut r = shared.rollout();
                 r.on_commit(settings, &previous);
@@ -689,8 +774,13 @@ async fn reconcile(
         plan.waiting = Some(why.to_string());
         Outcome::Waiting
     } else if !plan.actions.is_empty() {
-        for id in plan.destroyed() {
-            history.destroyed(id);
+        for action in &plan.actions {
+            if let Action::Destroy { id, reason } = action {
+                history.destroyed(id);
+                if *reason == planner::Reason::Unhealthy {
+                    history.replacing(now);
+                }
+            }
         }
         let report = execute(
             ctx,
@@ -705,8 +795,29 @@ async fn reconcile(
         let done = Instant::now();
         for (id, logical_id) in &report.provisioned {
             history.provisioned(id, logical_id.clone(), done);
+            if let Some(took) = history.healed(done) {
+                ctx.config.telemetry.metrics.healed(&settings.id, took);
+            }
+        }
+        let phase = shared.rollout().phase;
+        if matches!(phase, Phase::Progressing | Phase::RollingBack) && old > 0 {
+            events.group(
+                kind::ROLLOUT_STEP,
+                &settings.id,
+                None,
+                format!(
+                    "rollout: {updated} of {n} updated, {old} old; {}",
+                    status_message(&plan)
+                ),
+            );
         }
         if let Some(why) = &report.drain_failure {
+            events.group(
+                kind::ROLLOUT_PAUSED,
+                &settings.id,
+                None,
+                format!("rollout paused: {why}"),
+            );
             shared.rollout().paused = Some(format!("rollout paused: {why}"));
             shared.persist(ctx, settings).await?;
         }
@@ -752,6 +863,21 @@ pub(crate) struct View {
 }
 
 impl View {
+    /// Sets the group's gauges.
+    fn record(&self, group: &str, metrics: &crate::telemetry::Metrics) {
+        let real = || self.members.iter().filter(|m| !m.pending);
+        metrics.group_seen(
+            group,
+            self.desired,
+            real().count(),
+            real().filter(|m| m.health == Health::Healthy).count(),
+        );
+        match &self.rollout {
+            Some(r) => metrics.rollout(group, r.updated, r.total),
+            None => metrics.rollout(group, 0, 0),
+        }
+    }
+
     /// The extended status `DescribeGroup` reports.
     fn status(&self) -> GroupStatus {
         let real = || self.members.iter().filter(|m| !m.pending);
@@ -779,13 +905,18 @@ impl View {
     }
 }
 
+/// What a plan with actions is doing, in words.
+fn status_message(plan: &Plan) -> String {
+    format!(
+        "provisioning {}, destroying {}",
+        plan.provisions(),
+        plan.destroyed().count()
+    )
+}
+
 fn status(settings: &Settings, rollout: &RolloutState, members: Vec<Member>, plan: &Plan) -> View {
     let message = if !plan.actions.is_empty() {
-        format!(
-            "provisioning {}, destroying {}",
-            plan.provisions(),
-            plan.destroyed().count()
-        )
+        status_message(plan)
     } else {
         plan.waiting
             .clone()

@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 
-use infrakit_group::{ControllerConfig, GroupPlugin};
+use infrakit_group::telemetry::kind;
+use infrakit_group::{ControllerConfig, GroupPlugin, Telemetry};
 use infrakit_rpc::{Client, GroupClient, Plugins};
 use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::manager::ManagerStatus;
@@ -95,6 +96,11 @@ impl Manager {
             match controller {
                 Ok(controller) => {
                     tracing::info!(manager = %self.name, "leading: group controllers resumed");
+                    self.telemetry().events.manager(
+                        kind::LEADERSHIP,
+                        &self.name,
+                        format!("{} leads: group controllers resumed", self.name),
+                    );
                     *self.leading.write().await = Some(Arc::new(controller));
                 }
                 Err(e) => {
@@ -104,6 +110,11 @@ impl Manager {
             tokio::select! {
                 _ = term.lost.cancelled() => {
                     tracing::warn!(manager = %self.name, "lost leadership: group controllers stopped");
+                    self.telemetry().events.manager(
+                        kind::LEADERSHIP,
+                        &self.name,
+                        format!("{} lost leadership: group controllers stopped", self.name),
+                    );
                 }
                 _ = shutdown.cancelled() => {}
             }
@@ -112,6 +123,11 @@ impl Manager {
                 return;
             }
         }
+    }
+
+    /// Where this manager's controllers report events and metrics (the same across terms).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.config.telemetry
     }
 
     /// Where Group calls go: the local controller when leading, else the leader.
@@ -195,5 +211,15 @@ impl infrakit_spi::manager::Manager for Manager {
             store: self.store_info.clone(),
             leadership: self.leadership.info(),
         })
+    }
+}
+
+impl infrakit_spi::event::Publisher for Manager {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<infrakit_spi::Event> {
+        self.telemetry().events.subscribe()
+    }
+
+    fn recent(&self) -> Vec<infrakit_spi::Event> {
+        self.telemetry().events.recent()
     }
 }

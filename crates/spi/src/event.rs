@@ -62,6 +62,12 @@ impl Event {
 pub trait Publisher: Send + Sync {
     /// A receiver of every event published from now on.
     fn subscribe(&self) -> broadcast::Receiver<Event>;
+
+    /// Events published before now that the publisher still keeps, oldest first, for a
+    /// newcomer to catch up with (none by default).
+    fn recent(&self) -> Vec<Event> {
+        Vec::new()
+    }
 }
 
 #[cfg(test)]

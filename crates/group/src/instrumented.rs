@@ -1,0 +1,109 @@
+//! Instance and flavor plugins wrapped so every call is timed and its failures counted, by
+//! plugin and method (see [`crate::telemetry::Metrics`]).
+//!
+//! The wrappers are made once per reconcile with their instruments already looked up, so a call
+//! only records: two clock reads and a few atomic adds. `Flavor.Healthy` is not wrapped: it runs
+//! for every member on every pass and mostly answers at once; the supervisor times the calls
+//! that have to wait.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+use infrakit_spi::{
+    Allocation, Description, DestroyContext, Flavor, Health, Index, Instance, Result, Spec, Tags,
+};
+
+use crate::telemetry::{CallMetrics, Metrics};
+
+/// An instance plugin whose calls are measured.
+pub(crate) struct TimedInstance {
+    inner: Arc<dyn Instance>,
+    validate: CallMetrics,
+    provision: CallMetrics,
+    label: CallMetrics,
+    destroy: CallMetrics,
+    describe: CallMetrics,
+}
+
+impl TimedInstance {
+    /// Wraps instance plugin `name`.
+    pub(crate) fn new(inner: Arc<dyn Instance>, name: &str, metrics: &Metrics) -> Self {
+        TimedInstance {
+            inner,
+            validate: metrics.call(name, "Instance.Validate"),
+            provision: metrics.call(name, "Instance.Provision"),
+            label: metrics.call(name, "Instance.Label"),
+            destroy: metrics.call(name, "Instance.Destroy"),
+            describe: metrics.call(name, "Instance.DescribeInstances"),
+        }
+    }
+}
+
+#[async_trait]
+impl Instance for TimedInstance {
+    async fn validate(&self, properties: &Value) -> Result<()> {
+        self.validate.time(self.inner.validate(properties)).await
+    }
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        self.provision.time(self.inner.provision(spec)).await
+    }
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        self.label.time(self.inner.label(id, labels)).await
+    }
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
+        self.destroy.time(self.inner.destroy(id, context)).await
+    }
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        self.describe
+            .time(self.inner.describe_instances(tags, properties))
+            .await
+    }
+}
+
+/// A flavor plugin whose calls (except `Healthy`) are measured.
+pub(crate) struct TimedFlavor {
+    inner: Arc<dyn Flavor>,
+    validate: CallMetrics,
+    prepare: CallMetrics,
+    drain: CallMetrics,
+}
+
+impl TimedFlavor {
+    /// Wraps flavor plugin `name`.
+    pub(crate) fn new(inner: Arc<dyn Flavor>, name: &str, metrics: &Metrics) -> Self {
+        TimedFlavor {
+            inner,
+            validate: metrics.call(name, "Flavor.Validate"),
+            prepare: metrics.call(name, "Flavor.Prepare"),
+            drain: metrics.call(name, "Flavor.Drain"),
+        }
+    }
+}
+
+#[async_trait]
+impl Flavor for TimedFlavor {
+    async fn validate(&self, properties: &Value, allocation: &Allocation) -> Result<()> {
+        self.validate
+            .time(self.inner.validate(properties, allocation))
+            .await
+    }
+    async fn prepare(
+        &self,
+        properties: &Value,
+        spec: Spec,
+        allocation: &Allocation,
+        index: &Index,
+    ) -> Result<Spec> {
+        self.prepare
+            .time(self.inner.prepare(properties, spec, allocation, index))
+            .await
+    }
+    async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
+        self.inner.healthy(properties, instance).await
+    }
+    async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
+        self.drain.time(self.inner.drain(properties, instance)).await
+    }
+}
