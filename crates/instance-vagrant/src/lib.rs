@@ -7,6 +7,7 @@
 //!   `Memory`, `Env`, `Networks`, `Vars`), decoded with field paths.
 //! * [`template`]: the Vagrantfile template (built in, or the user's) and its variables.
 //! * [`status`]: parsing `vagrant status --machine-readable`.
+//! * [`freshness`]: when a describe may use a status run it did not start.
 //! * [`vagrant`]: running the `vagrant` command line.
 //! * [`instances`]: the instance directories and their `tags.json`.
 //!
@@ -20,19 +21,33 @@
 //! leave a half-made machine behind.
 //!
 //! `Destroy` runs `vagrant destroy -f` and removes the directory; a missing instance is already
-//! destroyed. `Label` merges tags into `tags.json`.
+//! destroyed, and a second `Destroy` of an instance joins the first. `Label` merges tags into
+//! `tags.json`.
 //!
 //! `DescribeInstances` filters the instance directories by their tags, then asks
 //! `vagrant status --machine-readable` about each remaining one, a few at a time
-//! ([`VagrantOptions::status_concurrency`]); an instance is listed only while every machine of
-//! its Vagrantfile is `running`, so one that stopped or whose container was removed is gone and
-//! its group replaces it. Nothing is cached: a describe that starts after a machine died never
-//! reports it; concurrent describes share a `vagrant status` run that is already under way.
+//! ([`VagrantOptions::status_concurrency`]). An instance is listed only while every machine of
+//! its Vagrantfile is `running`, so one that stopped, or whose container was removed, is gone
+//! and its group replaces it; the plugin then destroys the dead machine in the background
+//! ([`VagrantOptions::destroy_dead`]). A describe answers from the status run the previous
+//! describe of the same instance started, when that one has finished, and starts the next in
+//! the background ([`freshness`]): a dead machine is listed by at most one describe after its
+//! death, and a steady poll does not wait for Vagrant.
 //!
 //! With the docker provider (the default), `Init` runs as the container's command, or before
 //! `Cmd` when the properties give one (`/bin/sh -c '<Init>; exec "$@"'`), since there is no SSH
 //! to provision through; with VM providers it is a shell provisioner.
+//!
+//! # Vagrant's own state
+//!
+//! Vagrant locks a machine for `status` as well as `up` and `destroy`, and fails instead of
+//! waiting; the plugin runs one Vagrant command per machine at a time, and tries again for a few
+//! seconds when another process holds the lock. Vagrant's global state (the machine index, its
+//! lock files) lives in `VAGRANT_HOME`, which [`VagrantOptions::vagrant_home`] can set per
+//! plugin; the docker provider needs nothing else from it (no box), VM providers find their
+//! boxes there.
 
+pub mod freshness;
 pub mod instances;
 pub mod properties;
 pub mod status;
@@ -41,8 +56,9 @@ pub mod vagrant;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -52,6 +68,7 @@ use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, T
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use freshness::{Freshness, Plan};
 use instances::Dirs;
 use status::Status;
 use template::{Context, Template};
@@ -134,8 +151,11 @@ struct Inner {
     /// Destroys under way, by instance: hidden from `DescribeInstances`, and joined by a second
     /// `Destroy` of the same instance.
     destroying: Mutex<HashMap<String, DestroyFuture>>,
-    /// `vagrant status` runs under way, by instance, shared by concurrent describes.
-    statuses: Mutex<HashMap<String, StatusFuture>>,
+    /// Per instance: the latest `vagrant status` result and the run under way (see
+    /// [`freshness`]).
+    statuses: Mutex<HashMap<String, Freshness<Status, StatusFuture>>>,
+    /// Numbers `vagrant status` runs, to tell them apart in `statuses`.
+    runs: AtomicU64,
     /// Bounds the `vagrant status` runs across describes.
     status_permits: Semaphore,
     /// Serialises read-modify-write of tags files.
@@ -177,6 +197,7 @@ impl VagrantPlugin {
                 dirs,
                 destroying: Mutex::new(HashMap::new()),
                 statuses: Mutex::new(HashMap::new()),
+                runs: AtomicU64::new(0),
                 tags_lock: Mutex::new(()),
                 machines: Mutex::new(HashMap::new()),
             }),
@@ -203,14 +224,21 @@ impl VagrantPlugin {
 
     /// Destroys and removes directories whose provision never finished (no `tags.json`), such
     /// as those of a plugin that was killed during `vagrant up`. Call it once at start, before
-    /// serving: a provision under way looks just the same. Returns the IDs removed.
+    /// serving: a provision under way looks just the same. Returns the IDs removed; one that
+    /// cannot be destroyed (say, its Vagrantfile was edited into an error) is left as it is,
+    /// with a warning.
     pub async fn reap_incomplete(&self) -> Result<Vec<String>> {
-        let incomplete = self.inner.dirs.list()?.incomplete;
-        for id in &incomplete {
+        let mut removed = Vec::new();
+        for id in self.inner.dirs.list()?.incomplete {
             tracing::warn!(instance = %id, "removing a machine whose provision never finished");
-            self.inner.destroy(id, "provision never finished").await?;
+            match self.inner.destroy(&id, "provision never finished").await {
+                Ok(()) => removed.push(id),
+                Err(e) => {
+                    tracing::warn!(instance = %id, error = %e, "cannot remove an unfinished machine; left as it is")
+                }
+            }
         }
-        Ok(incomplete)
+        Ok(removed)
     }
 
     /// The instance's tags: the spec's, plus `infrakit.logical_id` for a pet.
@@ -312,42 +340,66 @@ impl Inner {
         }
         self.dirs.remove(id)?;
         lock(&self.machines).remove(id);
+        lock(&self.statuses).remove(id);
         Ok(())
     }
 
-    /// The status of `id`, from a run already under way if there is one.
+    /// The status of `id` for a describe starting now: from a run requested since the previous
+    /// describe of `id` if there is one (starting the next run in the background), else from a
+    /// run of its own. See [`freshness`].
     async fn status(self: &Arc<Self>, id: &str) -> Result<Status> {
         let future = {
             let mut statuses = lock(&self.statuses);
-            statuses
-                .entry(id.to_string())
-                .or_insert_with(|| {
-                    let inner = self.clone();
-                    let id = id.to_string();
-                    async move {
-                        let result = async {
-                            let machine = inner.machine(&id);
-                            let _machine = machine.lock().await;
-                            let _permit = inner
-                                .status_permits
-                                .acquire()
-                                .await
-                                .map_err(|_| Error::plugin("the plugin is shutting down"))?;
-                            inner
-                                .vagrant
-                                .status(&inner.dirs.dir(&id), inner.options.command_timeout)
-                                .await
-                        }
-                        .await;
-                        lock(&inner.statuses).remove(&id);
-                        result
+            let entry = statuses.entry(id.to_string()).or_default();
+            match entry.ask(Instant::now()) {
+                (Plan::Cached { refresh }, Some(status), _) => {
+                    if refresh {
+                        tokio::spawn(self.start_status(id, entry));
                     }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
+                    return Ok(status);
+                }
+                (Plan::Join, _, Some(run)) => run,
+                _ => self.start_status(id, entry),
+            }
         };
         future.await
+    }
+
+    /// Starts a `vagrant status` run for `id`, recorded in `entry` (the caller holds the
+    /// `statuses` lock); it makes progress when polled.
+    fn start_status(
+        self: &Arc<Self>,
+        id: &str,
+        entry: &mut Freshness<Status, StatusFuture>,
+    ) -> StatusFuture {
+        let requested = Instant::now();
+        let number = self.runs.fetch_add(1, Ordering::Relaxed);
+        let inner = self.clone();
+        let id = id.to_string();
+        let future = async move {
+            let result = async {
+                let machine = inner.machine(&id);
+                let _machine = machine.lock().await;
+                let _permit = inner
+                    .status_permits
+                    .acquire()
+                    .await
+                    .map_err(|_| Error::plugin("the plugin is shutting down"))?;
+                inner
+                    .vagrant
+                    .status(&inner.dirs.dir(&id), inner.options.command_timeout)
+                    .await
+            }
+            .await;
+            if let Some(entry) = lock(&inner.statuses).get_mut(&id) {
+                entry.finish(requested, number, result.as_ref().ok().cloned());
+            }
+            result
+        }
+        .boxed()
+        .shared();
+        entry.running = Some((requested, number, future.clone()));
+        future
     }
 
     /// What Vagrant says about `id`.

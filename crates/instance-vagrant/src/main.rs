@@ -36,6 +36,9 @@ struct Args {
     /// Time `vagrant up` may take.
     #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
     up_timeout: Duration,
+    /// Keep machines found not running (for post-mortems) instead of destroying them.
+    #[arg(long)]
+    keep_dead: bool,
     /// Plugin directory [default: $INFRAKIT_PLUGINS_DIR, else $INFRAKIT_HOME/plugins].
     #[arg(long)]
     plugins_dir: Option<PathBuf>,
@@ -57,6 +60,7 @@ async fn main() -> Result<()> {
         vagrant_home: args.vagrant_home,
         status_concurrency: args.status_concurrency,
         up_timeout: args.up_timeout,
+        destroy_dead: !args.keep_dead,
         ..VagrantOptions::new(
             args.name.clone(),
             args.dir.unwrap_or_else(|| {

@@ -13,8 +13,9 @@ pub const RUNNING: &str = "running";
 /// (`vagrant status` takes the machine's lock too).
 pub const MACHINE_LOCKED: &str = "Vagrant::Errors::MachineLocked";
 
-/// One machine of a Vagrantfile.
+/// One machine of a Vagrantfile (`{"Name", "State", "Provider"}` in describe properties).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
 pub struct MachineStatus {
     /// The machine's name (`default` unless the Vagrantfile defines others).
     pub name: String,

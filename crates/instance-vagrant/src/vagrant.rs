@@ -57,7 +57,7 @@ impl Output {
 }
 
 /// The text that explains a failed run: `stderr` trimmed, or the last lines of `stdout` when
-/// `stderr` is empty, at most [`ERROR_TEXT_BYTES`] long.
+/// `stderr` is empty, at most 4 KiB long.
 pub fn failure_text(stdout: &str, stderr: &str) -> String {
     let text = if stderr.trim().is_empty() {
         let lines: Vec<&str> = stdout.trim().lines().collect();
