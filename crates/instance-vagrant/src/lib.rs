@@ -17,7 +17,8 @@
 //! `<dir>/<ID>/` with it, runs `vagrant up --provider=<Provider>` there and, once that
 //! succeeded, writes the tags to `tags.json` and returns the ID. If `vagrant up` fails, the
 //! machine is destroyed (`vagrant destroy -f`), the directory removed and the error carries
-//! Vagrant's own message. The work runs in its own task, so a caller that gives up does not
+//! Vagrant's own message (if even the destroy fails, the directory stays, for
+//! [`VagrantPlugin::reap_incomplete`]). The work runs in its own task, so a caller that gives up does not
 //! leave a half-made machine behind.
 //!
 //! `Destroy` runs `vagrant destroy -f` and removes the directory; a missing instance is already
@@ -311,7 +312,12 @@ impl Inner {
             .destroy(&dir, self.options.command_timeout)
             .await
         {
-            tracing::warn!(instance = %id, error = %de, "cannot destroy a machine that failed to come up");
+            // Keep the directory, so the machine can still be destroyed (the plugin does so
+            // when it next starts: the directory has no tags).
+            return Err(Error::plugin(format!(
+                "provisioning {id}: {e}; the machine could not be destroyed either, it is left in {}: {de}",
+                dir.display()
+            )));
         }
         if let Err(re) = self.dirs.remove(id) {
             tracing::warn!(instance = %id, error = %re, "cannot remove the directory of a failed provision");
