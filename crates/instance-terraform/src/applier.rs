@@ -23,8 +23,11 @@ use crate::batch::{self, Backoff, Change, Outcome, Verdict};
 use crate::files::Files;
 use crate::render;
 use crate::state::State;
-use crate::terraform::{fingerprint, ApplyRun, Terraform};
+use crate::terraform::{fingerprint, ApplyRun, Fingerprint, Terraform};
 use crate::{ApplyStats, TerraformOptions};
+
+/// The wait between the first change of a batch and its apply.
+pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);
 
 /// How to undo a change's file operation when the change fails.
 #[derive(Debug, Clone)]
@@ -62,7 +65,7 @@ pub(crate) struct Queue {
 
 #[derive(Debug)]
 struct Cached {
-    fingerprint: Option<(i64, i64, i64, i64, u64, u64)>,
+    fingerprint: Option<Fingerprint>,
     state: Arc<State>,
 }
 
@@ -175,15 +178,20 @@ impl Shared {
             }
         }
         let state = Arc::new(self.tf.show().await?);
-        *lock(&self.cache) = Some(Cached {
-            fingerprint: fp,
-            state: state.clone(),
-        });
+        self.publish(fp, state.clone());
         Ok(state)
     }
 
     fn invalidate(&self) {
         *lock(&self.cache) = None;
+    }
+
+    /// Makes `state`, read when the state file had fingerprint `fp`, the current one.
+    fn publish(&self, fp: Option<Fingerprint>, state: Arc<State>) {
+        *lock(&self.cache) = Some(Cached {
+            fingerprint: fp,
+            state,
+        });
     }
 }
 
@@ -250,9 +258,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 diagnostics: Vec::new(),
                 tail: e.to_string(),
             });
-        shared.invalidate();
-        let after = shared.show_cached().await;
-        drop(guard);
+        let fp = fingerprint(&shared.tf.state_file());
+        let after = shared.tf.show().await.map(Arc::new);
 
         let ids: Vec<&str> = in_batch
             .iter()
@@ -260,7 +267,10 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             .map(String::as_str)
             .collect();
         let blamed = batch::blame(&run.diagnostics, &ids);
-        let errors = batch::summary(&run.diagnostics, &run.tail);
+        let mut errors = batch::summary(&run.diagnostics, &run.tail);
+        if let Err(e) = &after {
+            errors = format!("{errors}; then: {e}");
+        }
         {
             let mut s = lock(&shared.stats);
             s.applies += 1;
@@ -278,76 +288,86 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             tracing::warn!(plugin = %opts.name, changes = batch.len(), error = %errors, "terraform apply failed");
         }
 
-        let after = match after {
-            Ok(s) => s,
-            Err(e) => {
-                // Without the state nothing can be judged: everything waits for the next apply.
-                tracing::warn!(error = %e, "cannot read the state after applying");
-                let empty = BTreeMap::new();
-                let message = format!("{errors}; then: {e}");
-                let outcome = Outcome {
-                    applied: false,
-                    state: &State::default(),
-                    blamed: &empty,
-                    errors: &message,
-                    max_attempts: opts.max_attempts,
-                };
-                settle(&shared, batch, &outcome, true);
-                failures_in_a_row += 1;
-                let mut q = lock(&shared.queue);
-                q.retry_at = Some(Instant::now() + backoff.next_delay());
-                q.cleanup = true;
-                continue;
-            }
-        };
+        let empty = BTreeMap::new();
+        let unknown = State::default();
+        // Without the state nothing can be judged: every change waits for the next apply.
+        let judged = after.as_deref().ok();
         let outcome = Outcome {
-            applied: run.success,
-            state: &after,
-            blamed: &blamed,
+            applied: run.success && judged.is_some(),
+            state: judged.unwrap_or(&unknown),
+            blamed: if judged.is_some() { &blamed } else { &empty },
             errors: &errors,
             max_attempts: opts.max_attempts,
         };
-        let undid = settle(&shared, batch, &outcome, false);
-        let mut q = lock(&shared.queue);
-        q.hidden.retain(|id| after.holds_anything_of(id));
-        let gone: Vec<String> = q
-            .tombstones
-            .iter()
-            .filter(|id| !after.holds_anything_of(id))
-            .cloned()
-            .collect();
-        for id in gone {
-            // Destroyed: the tombstone has done its job.
-            if let Err(e) = shared.files.remove(&id) {
-                tracing::warn!(instance = %id, error = %e, "cannot remove a tombstone");
+        let (undid, replies) = settle(&shared, batch, &outcome, judged.is_none());
+        let ok = run.success && judged.is_some();
+        {
+            let mut q = lock(&shared.queue);
+            if let Some(after) = judged {
+                q.hidden.retain(|id| after.holds_anything_of(id));
+                let gone: Vec<String> = q
+                    .tombstones
+                    .iter()
+                    .filter(|id| !after.holds_anything_of(id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    // Destroyed: the tombstone has done its job.
+                    if let Err(e) = shared.files.remove(&id) {
+                        tracing::warn!(instance = %id, error = %e, "cannot remove a tombstone");
+                    }
+                    q.tombstones.remove(&id);
+                }
             }
-            q.tombstones.remove(&id);
-        }
-        if run.success {
-            backoff.reset();
-            failures_in_a_row = 0;
-            q.cleanup |= undid;
-        } else {
-            failures_in_a_row += 1;
-            if blamed.is_empty() {
-                q.retry_at = Some(Instant::now() + backoff.next_delay());
-            }
-            if failures_in_a_row < opts.max_attempts || !q.pending.is_empty() {
-                q.cleanup = true;
+            if ok {
+                backoff.reset();
+                failures_in_a_row = 0;
+                q.cleanup |= undid;
             } else {
-                tracing::error!(plugin = %opts.name, failures = failures_in_a_row, error = %errors,
-                    "terraform apply keeps failing; not applying again until the next change");
-                q.cleanup = false;
+                failures_in_a_row += 1;
+                if blamed.is_empty() || judged.is_none() {
+                    q.retry_at = Some(Instant::now() + backoff.next_delay());
+                }
+                if failures_in_a_row < opts.max_attempts || !q.pending.is_empty() {
+                    q.cleanup = true;
+                } else {
+                    tracing::error!(plugin = %opts.name, failures = failures_in_a_row, error = %errors,
+                        "terraform apply keeps failing; not applying again until the next change");
+                    q.cleanup = false;
+                }
             }
+        }
+        // The new state becomes visible (with failed instances hidden) before anyone hears
+        // back, so a caller never describes a state older than its change.
+        match after {
+            Ok(state) => shared.publish(fp, state),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the state after applying");
+                shared.invalidate();
+            }
+        }
+        drop(guard);
+        for (reply, result) in replies {
+            let _ = reply.send(result);
         }
     }
 }
 
-/// Judges every change of a batch, answers its caller, undoes what failed and requeues the
-/// rest. With `skip_state`, nothing is done: everything is retried (or fails when out of
-/// attempts). Returns true when a failed change was undone (an apply must follow).
-fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_state: bool) -> bool {
+/// An answer to send to a change's caller.
+type Reply = (oneshot::Sender<Result<()>>, Result<()>);
+
+/// Judges every change of a batch, undoes what failed and requeues what is retried. With
+/// `skip_state` (the state could not be read) nothing is judged: everything is retried, or fails
+/// when out of attempts. Returns whether a failed change was undone (an apply must follow) and
+/// the answers for the callers of the changes that are over.
+fn settle(
+    shared: &Shared,
+    batch: Vec<Request>,
+    outcome: &Outcome<'_>,
+    skip_state: bool,
+) -> (bool, Vec<Reply>) {
     let mut undid = false;
+    let mut replies = Vec::new();
     let mut retry = Vec::new();
     for mut req in batch {
         req.attempts += 1;
@@ -379,7 +399,7 @@ fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_stat
                         Err(e) => tracing::warn!(instance = %req.id, error = %e, "cannot read"),
                     }
                 }
-                let _ = req.reply.send(Ok(()));
+                replies.push((req.reply, Ok(())));
             }
             Verdict::Failed(message) => {
                 tracing::warn!(instance = %req.id, change = req.change.verb(), error = %message, "change failed");
@@ -407,11 +427,12 @@ fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_stat
                 if matches!(req.undo, Undo::Remove) && outcome.state.holds_anything_of(&req.id) {
                     lock(&shared.queue).hidden.insert(req.id.clone());
                 }
-                let _ = req.reply.send(Err(Error::plugin(format!(
+                let error = Error::plugin(format!(
                     "terraform could not {} instance {}: {message}",
                     req.change.verb(),
                     req.id
-                ))));
+                ));
+                replies.push((req.reply, Err(error)));
             }
             Verdict::Retry => retry.push(req),
         }
@@ -422,8 +443,5 @@ fn settle(shared: &Shared, batch: Vec<Request>, outcome: &Outcome<'_>, skip_stat
         retry.append(&mut q.pending);
         q.pending = retry;
     }
-    undid
+    (undid, replies)
 }
-
-/// The wait between the first change of a batch and its apply.
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);

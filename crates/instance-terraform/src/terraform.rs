@@ -314,8 +314,11 @@ impl Terraform {
     }
 }
 
+/// Modification and change times (seconds, nanoseconds), size and inode of a file.
+pub type Fingerprint = (i64, i64, i64, i64, u64, u64);
+
 /// A cheap fingerprint of a file's content: modification and change times, size and inode.
-pub fn fingerprint(path: &Path) -> Option<(i64, i64, i64, i64, u64, u64)> {
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((
