@@ -528,3 +528,40 @@ async fn a_restarted_plugin_knows_its_instances_and_finishes_destroys() {
     p.destroy(&a, &DestroyContext::default()).await.unwrap();
     assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
 }
+
+#[tokio::test]
+async fn an_apply_waits_for_terraform_state_lock() {
+    let (p, dir) = plugin().await;
+    // Someone else's apply holds the state lock for a few seconds.
+    std::fs::write(
+        dir.path().join("slow.tf.json"),
+        r#"{"resource": {"terraform_data": {"slow": {"provisioner": {"local-exec": {"command": "sleep 3"}}}}}}"#,
+    )
+    .unwrap();
+    let mut other = std::process::Command::new("terraform")
+        .args(["apply", "-auto-approve", "-input=false", "-no-color"])
+        .current_dir(dir.path())
+        .env("CHECKPOINT_DISABLE", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock_info = dir.path().join(".terraform.tfstate.lock.info");
+    eventually(
+        "the other apply holds the lock",
+        Duration::from_secs(10),
+        || async { lock_info.exists().then_some(()) },
+    )
+    .await;
+
+    let started = std::time::Instant::now();
+    let id = p.provision(spec(data(json!(1)), &[])).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the provision waited for the other apply's 3 s (took {:?})",
+        started.elapsed()
+    );
+    assert!(other.wait().unwrap().success());
+    assert!(instance_resources(dir.path()).contains(&id));
+    assert_eq!(p.stats().failed, 0, "waiting for the lock is no failure");
+}
