@@ -48,6 +48,8 @@ ensure_tools() {
   command -v vagrant >/dev/null 2>&1 || apt_install vagrant
   # ZooKeeper ensembles for the zookeeper flavor's tests (run by the process plugin).
   [ -e /usr/share/zookeeper/bin/zkServer.sh ] || apt_install zookeeper
+  # Headless Chromium and its WebDriver for the dashboard's browser test.
+  { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver
   # moto's EC2 API server for the AWS plugin's tests (started by the tests themselves).
   command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
 }

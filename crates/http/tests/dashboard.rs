@@ -1,0 +1,283 @@
+//! The operator's listener against a real group of local processes: `/metrics` parses as
+//! Prometheus text and agrees with `DescribeGroup`, and the dashboard, driven in headless
+//! Chromium through WebDriver (chromedriver), shows the group and follows a SIGKILL of one of
+//! its processes without reloading.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
+
+use std::net::TcpListener as StdListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use infrakit_flavor_vanilla::VanillaFlavor;
+use infrakit_group::{ControllerConfig, GroupPlugin};
+use infrakit_http::{HttpServer, Options, Sources};
+use infrakit_instance_process::ProcessPlugin;
+use infrakit_rpc::Plugins;
+use infrakit_spi::{Group, GroupSpec};
+use infrakit_testkit::eventually;
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A group of `size` `sleep` processes under an in-process controller, and the listener.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    process: Arc<ProcessPlugin>,
+    group: Arc<GroupPlugin>,
+    http: HttpServer,
+}
+
+impl Fixture {
+    async fn start(id: &str, size: usize) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let process = Arc::new(ProcessPlugin::open(dir.path().join("process")).unwrap());
+        let plugins = Arc::new(Plugins::new(dir.path().join("plugins")));
+        plugins.register_instance("instance-process", process.clone());
+        plugins.register_publisher("instance-process", process.clone());
+        plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+        let config = ControllerConfig {
+            poll_interval: Duration::from_millis(300),
+            ..ControllerConfig::default()
+        };
+        let group = Arc::new(GroupPlugin::new(plugins, config));
+        group
+            .commit_group(
+                GroupSpec {
+                    id: id.into(),
+                    properties: json!({
+                        "Allocation": {"Size": size},
+                        "Instance": {"Plugin": "instance-process", "Properties": {"Cmd": "sleep", "Args": ["300"]}},
+                        "Flavor": {"Plugin": "flavor-vanilla"},
+                    }),
+                },
+                false,
+            )
+            .await
+            .unwrap();
+        let http = HttpServer::start(
+            "127.0.0.1:0",
+            Sources {
+                groups: group.clone(),
+                events: group.clone(),
+                telemetry: group.telemetry().clone(),
+            },
+            Options::default(),
+        )
+        .await
+        .unwrap();
+        Fixture {
+            _dir: dir,
+            process,
+            group,
+            http,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http.addr())
+    }
+
+    async fn converged(&self, id: &str, size: usize) -> Vec<String> {
+        eventually("the group to converge", WITHIN, || async {
+            let d = self.group.describe_group(id).await.ok()?;
+            let healthy = d.status.as_ref().map(|s| s.healthy).unwrap_or(0);
+            (d.converged && d.instances.len() == size && healthy == size)
+                .then(|| d.instances.iter().map(|i| i.id.clone()).collect())
+        })
+        .await
+    }
+}
+
+/// One HTTP/1.0 request to the listener: status code and body.
+async fn request(f: &Fixture, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(f.http.addr()).await.unwrap();
+    conn.write_all(format!("{method} {path} HTTP/1.0\r\nHost: test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut raw = String::new();
+    conn.read_to_string(&mut raw).await.unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+    let code = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (code, body.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_as_prometheus_text_and_match_describe() {
+    let f = Fixture::start("metrics", 2).await;
+    f.converged("metrics", 2).await;
+    // Gauges are written at the end of each reconcile: wait for one that saw it converged.
+    let text = eventually("metrics of the converged group", WITHIN, || async {
+        let (code, body) = request(&f, "GET", "/metrics").await;
+        assert_eq!(code, 200);
+        body.contains("infrakit_group_healthy_instances{group=\"metrics\"} 2")
+            .then_some(body)
+    })
+    .await;
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let scrape = prometheus_parse::Scrape::parse(lines).expect("Prometheus text");
+    let gauge = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && s.labels.get("group") == Some("metrics"))
+            .map(|s| match s.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{name} is not a gauge: {other:?}"),
+            })
+            .unwrap_or_else(|| panic!("no {name} for the group in:\n{text}"))
+    };
+    let d = f.group.describe_group("metrics").await.unwrap();
+    let status = d.status.unwrap();
+    assert_eq!(gauge("infrakit_group_desired_instances"), status.desired as f64);
+    assert_eq!(gauge("infrakit_group_instances"), d.instances.len() as f64);
+    assert_eq!(gauge("infrakit_group_healthy_instances"), status.healthy as f64);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("infrakit_plugin_call_duration_seconds")
+                && s.labels.get("method") == Some("Instance.Provision")),
+        "plugin call latencies are exported:\n{text}"
+    );
+    assert!(text.contains("infrakit_reconcile_duration_seconds_count{group=\"metrics\"}"));
+
+    // The read-only listener refuses actions.
+    let (code, _) = request(&f, "POST", "/api/groups/metrics/scale?size=5").await;
+    assert_eq!(code, 403);
+    assert_eq!(f.group.size("metrics").await.unwrap(), 2);
+    f.group.destroy_group("metrics").await.unwrap();
+    f.http.stop().await;
+}
+
+/// chromedriver on a free port, stopped on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        for tool in ["/usr/bin/chromedriver", "/usr/bin/chromium"] {
+            assert!(
+                Path::new(tool).exists(),
+                "{tool} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
+            );
+        }
+        let port = StdListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        Driver { child, port }
+    }
+
+    async fn client(&self) -> Client {
+        let caps = json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": [
+                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-quic", "--no-first-run", "--disable-background-networking",
+                    "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                ],
+            }
+        });
+        let caps = caps.as_object().unwrap().clone();
+        let url = format!("http://127.0.0.1:{}", self.port);
+        eventually("chromedriver to accept a session", WITHIN, || {
+            let caps = caps.clone();
+            let url = url.clone();
+            async move {
+                ClientBuilder::native()
+                    .capabilities(caps)
+                    .connect(&url)
+                    .await
+                    .ok()
+            }
+        })
+        .await
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn text_of(c: &Client, css: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.text().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboard_follows_a_killed_instance_without_reloading() {
+    let f = Fixture::start("web", 3).await;
+    let before = f.converged("web", 3).await;
+    let driver = Driver::start();
+    let c = driver.client().await;
+    c.goto(&f.url("/")).await.unwrap();
+
+    let actual = "section[data-group='web'] [data-field='actual']";
+    eventually("the dashboard to show 3 instances", WITHIN, || async {
+        (text_of(&c, actual).await.as_deref() == Some("3")).then_some(())
+    })
+    .await;
+    for id in &before {
+        c.find(Locator::Css(&format!("tr[data-instance='{id}']")))
+            .await
+            .unwrap_or_else(|_| panic!("instance {id} is listed"));
+    }
+    // A mark that a reload would wipe out.
+    c.execute("window.__kept = 'same page'; return null;", vec![])
+        .await
+        .unwrap();
+
+    let victim = before[0].clone();
+    let pid = f.process.pid(&victim).expect("the instance has a process");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+
+    eventually("the dashboard to drop the killed instance and show its replacement", WITHIN, || async {
+        let gone = c
+            .find(Locator::Css(&format!("tr[data-instance='{victim}']")))
+            .await
+            .is_err();
+        let rows = c.find_all(Locator::Css("section[data-group='web'] tbody tr")).await.ok()?;
+        let healthy = text_of(&c, "section[data-group='web'] [data-field='healthy']").await;
+        (gone && rows.len() == 3 && healthy.as_deref() == Some("3")).then_some(())
+    })
+    .await;
+    let kept = c
+        .execute("return window.__kept || null;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(kept, json!("same page"), "the page was not reloaded");
+    let events = text_of(&c, "#events").await.unwrap_or_default();
+    assert!(
+        events.contains(&victim),
+        "the event list mentions the killed instance: {events}"
+    );
+
+    let png = c.screenshot().await.unwrap();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+    std::fs::write(&out, png).unwrap();
+    c.close().await.unwrap();
+    f.group.destroy_group("web").await.unwrap();
+    f.http.stop().await;
+}
