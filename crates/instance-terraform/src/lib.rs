@@ -235,9 +235,10 @@ impl TerraformPlugin {
     /// the instance's file from `request.properties` with an `import` block (for
     /// [`ImportSource::Id`]) or a `moved` block (for [`ImportSource::Address`], a resource in this
     /// directory's state whose declaration has been removed from the user's files), and waits for
-    /// the apply that brings it in. Returns the new instance ID. Nothing is created or destroyed:
-    /// if Terraform cannot import or move the resource the instance's file is removed and
-    /// Terraform's message returned.
+    /// the apply that brings it in. Returns the new instance ID. The primary resource is taken
+    /// over, not created (other resources of the properties are created as for any instance);
+    /// if Terraform cannot import or move it, the instance's file is removed and Terraform's
+    /// message returned.
     pub async fn import(&self, request: ImportRequest) -> Result<String> {
         let props = TerraformProperties::parse(&request.properties)?;
         let kind = props.primary_type().to_string();

@@ -429,6 +429,43 @@ async fn import_adopts_existing_resources_without_recreating_them() {
     );
     assert_eq!(imported.properties.as_ref().unwrap()["input"], "v2");
 
+    // Terraform refuses to move a resource that is still declared: nothing changes.
+    std::fs::write(
+        dir.path().join("mine.tf.json"),
+        r#"{"resource": {"terraform_data": {"mine": {"input": "stays"}}}}"#,
+    )
+    .unwrap();
+    tf(
+        dir.path(),
+        &[
+            "apply",
+            "-auto-approve",
+            "-input=false",
+            "-no-color",
+            "-lock-timeout=60s",
+        ],
+    );
+    let err = p
+        .import(ImportRequest {
+            properties: data(json!("stays")),
+            source: ImportSource::Address("terraform_data.mine".into()),
+            tags: tags.clone(),
+            logical_id: None,
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Moved object still exists"), "{err}");
+    assert!(resources(dir.path())
+        .iter()
+        .any(|(a, _)| a == "terraform_data.mine"));
+    assert_eq!(instance_files(dir.path()), [id.clone(), id2.clone()].into());
+    // The apply that follows a failure (to clean up) succeeds.
+    eventually("a clean apply", Duration::from_secs(10), || async {
+        p.stats().last_error.is_none().then_some(())
+    })
+    .await;
+
     // Bad sources are refused with the field named, and change nothing.
     let applies = p.stats().applies;
     let bad = |source| ImportRequest {
