@@ -64,6 +64,12 @@ pub fn option_args(opts: &PluginOptions) -> Result<Vec<String>> {
 /// Starts `infrakit <args>` in the background, logging to `$INFRAKIT_HOME/logs/<name>.log`, and
 /// waits until something answers on the socket of `name`.
 pub async fn spawn_background(name: &str, args: &[String]) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the infrakit binary")?;
+    spawn_program(&exe, name, args).await
+}
+
+/// Starts `program <args>` in the background, like [`spawn_background`].
+async fn spawn_program(program: &Path, name: &str, args: &[String]) -> Result<()> {
     let plugin_dir = dir::plugins_dir();
     dir::ensure_private_dir(&plugin_dir)?;
     let socket = dir::socket_path(&plugin_dir, name);
@@ -78,8 +84,7 @@ pub async fn spawn_background(name: &str, args: &[String]) -> Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let exe = std::env::current_exe().context("finding the infrakit binary")?;
-    let mut cmd = std::process::Command::new(exe);
+    let mut cmd = std::process::Command::new(program);
     cmd.args(args);
     // Its own process group, so a Ctrl-C in this terminal does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
@@ -118,7 +123,20 @@ async fn start(specs: &[String], name: Option<String>, opts: &PluginOptions) -> 
         bail!("--name can only be used when starting one plugin");
     }
     for spec in specs {
-        let (kind, default_name) = builtin::parse_spec(spec)?;
+        let (kind, default_name) = match builtin::parse_spec(spec) {
+            Ok(k) => k,
+            Err(not_builtin) => {
+                let (kind, plugin_name) = spec.split_once(':').unwrap_or((spec, spec));
+                let Some(program) = external_plugin(kind) else {
+                    return Err(not_builtin.context(format!(
+                        "and no program infrakit-{kind} next to infrakit or on PATH"
+                    )));
+                };
+                let name = name.clone().unwrap_or_else(|| plugin_name.to_string());
+                spawn_program(&program, &name, &["--name".to_string(), name.clone()]).await?;
+                continue;
+            }
+        };
         let name = name.clone().unwrap_or(default_name);
         let mut args: Vec<String> = ["plugin", "run", kind.default_name(), "--name", &name]
             .iter()
@@ -128,6 +146,23 @@ async fn start(specs: &[String], name: Option<String>, opts: &PluginOptions) -> 
         spawn_background(&name, &args).await?;
     }
     Ok(())
+}
+
+/// A plugin shipped as a program of its own (`infrakit-instance-aws` for `instance-aws`): next
+/// to this binary first, then on `PATH`.
+fn external_plugin(kind: &str) -> Option<std::path::PathBuf> {
+    if kind.is_empty() || kind.contains('/') {
+        return None;
+    }
+    let file = format!("infrakit-{kind}");
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|d| d.join(&file)));
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(&file));
+    beside.into_iter().chain(on_path).find(|p| p.is_file())
 }
 
 async fn ls(quiet: bool) -> Result<()> {
