@@ -1,15 +1,20 @@
-//! Calling plugins over their sockets, and trait implementations on top of that, so a remote
-//! plugin is used exactly like an in-process one.
+//! Calling plugins over their sockets (or over TCP, see [`Client::tcp`]), and trait
+//! implementations on top of that, so a remote plugin is used exactly like an in-process one.
 
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client as HttpClient;
-use hyperlocal::{UnixClientExt, UnixConnector};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyperlocal::UnixConnector;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -20,7 +25,10 @@ use infrakit_spi::{
     Health, Index, Instance, Result, Spec, Tags,
 };
 
+use infrakit_spi::secret::Secret;
+
 use crate::jsonrpc::Response;
+use crate::tcp::TcpClientConfig;
 
 /// Default timeout of quick calls (validate, describe, health, ...): `$INFRAKIT_CLIENT_TIMEOUT`
 /// (a duration like `15s`), else 15 s.
@@ -51,13 +59,29 @@ fn next_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-/// A JSON-RPC client of one plugin socket. Cheap to clone; connections are pooled.
+/// Pooled connections idle longer than this are closed by the client, before a server's idle
+/// timeout (60 s by default) could close them under a request.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// How requests reach the plugin.
+#[derive(Clone)]
+enum Transport {
+    Unix(HttpClient<UnixConnector, Full<Bytes>>),
+    Tcp {
+        http: HttpClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+        url: String,
+        token: Option<Arc<Secret>>,
+    },
+}
+
+/// A JSON-RPC client of one plugin socket (or TCP listener). Cheap to clone; connections are
+/// pooled.
 #[derive(Clone)]
 pub struct Client {
     name: String,
     socket: PathBuf,
     timeout: Duration,
-    http: HttpClient<UnixConnector, Full<Bytes>>,
+    transport: Transport,
 }
 
 impl std::fmt::Debug for Client {
@@ -72,12 +96,76 @@ impl std::fmt::Debug for Client {
 impl Client {
     /// A client of plugin `name` listening at `socket`.
     pub fn new(name: &str, socket: impl Into<PathBuf>) -> Client {
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(UnixConnector);
         Client {
             name: name.to_string(),
             socket: socket.into(),
             timeout: default_timeout(),
-            http: HttpClient::unix(),
+            transport: Transport::Unix(http),
         }
+    }
+
+    /// A client of plugin `name` behind a TCP listener (see [`crate::tcp`]): over TLS, with a
+    /// client certificate when one is configured, and/or sending a bearer token. Fails when the
+    /// configuration is inconsistent or a PEM file cannot be read; connecting happens on the
+    /// first call.
+    pub fn tcp(name: &str, config: &TcpClientConfig) -> io::Result<Client> {
+        config
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let tls = match &config.tls {
+            Some(t) => crate::tls::client_config(t)?,
+            // A plaintext client never makes a TLS connection; the connector still wants a config.
+            None => rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let builder = HttpsConnectorBuilder::new().with_tls_config(tls);
+        let builder = if config.tls.is_some() {
+            builder.https_only()
+        } else {
+            builder.https_or_http()
+        };
+        let server_name = config.tls.as_ref().and_then(|t| t.server_name.clone());
+        let builder = match server_name {
+            Some(n) => {
+                let n = rustls::pki_types::ServerName::try_from(n.clone()).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("invalid TLS server name '{n}': {e}"),
+                    )
+                })?;
+                builder.with_server_name_resolver(FixedServerNameResolver::new(n))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().wrap_connector(http);
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector);
+        let url = config.url();
+        Ok(Client {
+            name: name.to_string(),
+            socket: PathBuf::from(url.trim_end_matches('/')),
+            timeout: default_timeout(),
+            transport: Transport::Tcp {
+                http,
+                url,
+                token: config.token.clone().map(Arc::new),
+            },
+        })
     }
 
     /// Sets the timeout of quick calls.
@@ -91,9 +179,14 @@ impl Client {
         &self.name
     }
 
-    /// The socket path.
+    /// The socket path (for a TCP client, its URL, e.g. `https://host:24864`).
     pub fn socket(&self) -> &Path {
         &self.socket
+    }
+
+    /// Whether this client reaches its plugin over TCP.
+    pub fn is_tcp(&self) -> bool {
+        matches!(self.transport, Transport::Tcp { .. })
     }
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
@@ -127,13 +220,34 @@ impl Client {
             "id": next_id(),
         }))
         .map_err(|e| Error::plugin(format!("cannot encode {method} params: {e}")))?;
-        let req = hyper::Request::post(hyperlocal::Uri::new(&self.socket, "/"))
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::HOST, "h")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| Error::plugin(e.to_string()))?;
+        let body = Full::new(Bytes::from(body));
+        let resp = match &self.transport {
+            Transport::Unix(http) => {
+                let req = hyper::Request::post(hyperlocal::Uri::new(&self.socket, "/"))
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .header(hyper::header::HOST, "h")
+                    .body(body)
+                    .map_err(|e| Error::plugin(e.to_string()))?;
+                http.request(req)
+            }
+            Transport::Tcp { http, url, token } => {
+                let mut req = hyper::Request::post(url.as_str())
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .body(body)
+                    .map_err(|e| Error::plugin(e.to_string()))?;
+                if let Some(token) = token {
+                    let mut value =
+                        hyper::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+                            .map_err(|_| Error::plugin("the token is not a valid header value"))?;
+                    value.set_sensitive(true);
+                    req.headers_mut()
+                        .insert(hyper::header::AUTHORIZATION, value);
+                }
+                http.request(req)
+            }
+        };
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| {
+            let resp = resp.await.map_err(|e| {
                 // The connector's own error says why the socket could not be used.
                 let mut reason = e.to_string();
                 let mut source = std::error::Error::source(&e);

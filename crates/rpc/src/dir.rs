@@ -24,7 +24,8 @@ pub fn plugins_dir() -> PathBuf {
 }
 
 /// Creates `dir` (and parents) with mode 0700 if it is missing, and refuses a directory that
-/// other users can write to, since anyone who can create a socket there can impersonate a plugin.
+/// other users can write to or that another user owns, since anyone who can create a socket there
+/// can impersonate a plugin.
 pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
     if !dir.exists() {
         std::fs::DirBuilder::new()
@@ -32,16 +33,34 @@ pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
             .mode(0o700)
             .create(dir)?;
     }
-    let mode = std::fs::metadata(dir)?.permissions().mode();
-    if mode & 0o022 != 0 {
-        return Err(io::Error::new(
+    let meta = std::fs::metadata(dir)?;
+    check_private(dir, &meta, nix::unistd::geteuid().as_raw())
+}
+
+/// The decision of [`ensure_private_dir`] for a directory with metadata `meta`, as user `uid`.
+fn check_private(dir: &Path, meta: &std::fs::Metadata, uid: u32) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: String| {
+        Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!(
-                "plugin directory {} is writable by other users (mode {:o}); run `chmod go-w {}`",
-                dir.display(),
-                mode & 0o777,
-                dir.display()
-            ),
+            format!("refusing plugin directory {}: {why}", dir.display()),
+        ))
+    };
+    if !meta.is_dir() {
+        return refuse("it is not a directory".into());
+    }
+    if meta.uid() != uid {
+        return refuse(format!(
+            "it is owned by uid {}, not by us (uid {uid}); use a directory of your own (INFRAKIT_PLUGINS_DIR)",
+            meta.uid()
+        ));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by other users (mode {:o}); run `chmod go-w {}`",
+            mode & 0o7777,
+            dir.display()
         ));
     }
     Ok(())
@@ -98,4 +117,40 @@ pub fn list(dir: &Path) -> io::Result<Vec<Entry>> {
 /// Reads a `.pid` file.
 pub fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_others_can_write_or_own_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("plugins");
+        ensure_private_dir(&dir).unwrap();
+        let meta = std::fs::metadata(&dir).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o700);
+        let me = nix::unistd::geteuid().as_raw();
+        assert!(check_private(&dir, &meta, me).is_ok());
+        let err = check_private(&dir, &meta, me.wrapping_add(1)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
+        assert!(err.to_string().contains("not by us"), "{err}");
+
+        for mode in [0o770, 0o777, 0o1777, 0o702] {
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+            let err = ensure_private_dir(&dir).unwrap_err();
+            assert!(
+                err.to_string().contains("writable by other users"),
+                "{mode:o}: {err}"
+            );
+        }
+        // Readable by others is fine: the socket itself is 0600.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&dir).unwrap();
+
+        let file = tmp.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let err = ensure_private_dir(&file).unwrap_err();
+        assert!(err.to_string().contains("not a directory"), "{err}");
+    }
 }

@@ -1,5 +1,10 @@
 //! From a JSON-RPC body to a call on a trait object and back: method names, parameter and
 //! result shapes of InfraKit's Instance, Flavor, Group and Handshake services.
+//!
+//! Every request is checked completely before a plugin is called: a body that is not JSON, an
+//! envelope that is not JSON-RPC 2.0, params of the wrong shape or type, missing required fields
+//! and contradictory fields all get a JSON-RPC error, and the plugin sees nothing. Params errors
+//! name the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +17,24 @@ use infrakit_spi::group::RolloutAction;
 use infrakit_spi::{Allocation, Description, DestroyContext, Error, GroupSpec, Index, Spec, Tags};
 
 use crate::jsonrpc::{self, Request};
+use crate::serve::Caller;
 use crate::server::Handlers;
+
+/// Error messages are cut to this many bytes: some echo the input (a method name, a bad value).
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+/// Cuts `s` to at most [`MAX_MESSAGE_BYTES`] on a character boundary.
+fn clip(mut s: String) -> String {
+    if s.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push_str("...");
+    }
+    s
+}
 
 /// What went wrong, mapped to a JSON-RPC error code.
 struct Failure {
@@ -38,8 +60,18 @@ impl From<Error> for Failure {
 fn failure(code: i64, message: impl Into<String>) -> Failure {
     Failure {
         code,
-        message: message.into(),
+        message: clip(message.into()),
         data: Value::Null,
+    }
+}
+
+/// Invalid params: code -32602, the path of the bad field in the message and in `data`.
+fn bad_param(path: &str, message: impl Into<String>) -> Failure {
+    let message = clip(message.into());
+    Failure {
+        code: jsonrpc::INVALID_PARAMS,
+        data: json!({"Path": path, "Message": message}),
+        message: format!("{path}: {message}"),
     }
 }
 
@@ -60,13 +92,20 @@ const MUTATING: &[&str] = &[
     "Group.UndoRollout",
 ];
 
+/// Handles one JSON-RPC request body as a server would, without a socket: the response body, or
+/// `None` for a notification. This is the entry point of the protocol fuzz target; it never
+/// panics, whatever the bytes.
+pub async fn handle_bytes(handlers: &Handlers, body: &[u8]) -> Option<Vec<u8>> {
+    handle(handlers, body, "-", Caller::Local(None)).await
+}
+
 /// Handles one request body; `None` for a notification (no response body). `plugin` and
-/// `caller` (the peer's pid) go into the audit log.
+/// `caller` go into the audit log.
 pub(crate) async fn handle(
     handlers: &Handlers,
     body: &[u8],
     plugin: &str,
-    caller: Option<i32>,
+    caller: Caller,
 ) -> Option<Vec<u8>> {
     let req: Request = match serde_json::from_slice(body) {
         Ok(r) => r,
@@ -79,11 +118,24 @@ pub(crate) async fn handle(
             return Some(jsonrpc::encode_error(
                 None,
                 code,
-                &format!("invalid request: {e}"),
+                &clip(format!("invalid request: {e}")),
             ));
         }
     };
     let id = req.id.filter(|id| id.get() != "null");
+    // JSON-RPC 2.0: an id is a string, a number or null.
+    if let Some(raw) = id {
+        if !matches!(
+            raw.get().as_bytes().first(),
+            Some(b'"' | b'-' | b'0'..=b'9')
+        ) {
+            return Some(jsonrpc::encode_error(
+                None,
+                jsonrpc::INVALID_REQUEST,
+                "id must be a string, a number or null",
+            ));
+        }
+    }
     if req.jsonrpc.as_deref() != Some("2.0") {
         return Some(jsonrpc::encode_error(
             id,
@@ -102,16 +154,29 @@ pub(crate) async fn handle(
         Ok(p) => p,
         Err(f) => return Some(jsonrpc::encode_error(id, f.code, &f.message)),
     };
-    if MUTATING.contains(&method) {
-        let caller = caller.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
-        tracing::info!(target: "infrakit::audit", plugin, method, caller_pid = %caller, "call");
-    }
-    let outcome = call(handlers, method, params).await;
+    let outcome = call(handlers, method, params, &|| audit(plugin, method, caller)).await;
     let id = id?;
     Some(match outcome {
         Ok(result) => jsonrpc::encode_result(id, &result),
         Err(f) => jsonrpc::encode_error_with(Some(id), f.code, &f.message, f.data),
     })
+}
+
+/// Logs a mutating call that passed validation and is about to reach the plugin: the plugin, the
+/// method and the caller, never the params (they may hold secrets such as `Init` user data).
+fn audit(plugin: &str, method: &str, caller: Caller) {
+    if !MUTATING.contains(&method) {
+        return;
+    }
+    match caller {
+        Caller::Local(pid) => {
+            let caller = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+            tracing::info!(target: "infrakit::audit", plugin, method, caller_pid = %caller, "call");
+        }
+        Caller::Remote(peer) => {
+            tracing::info!(target: "infrakit::audit", plugin, method, caller_pid = "-", peer = %peer, "call");
+        }
+    }
 }
 
 /// Params are one object; gorilla also accepts a one-element array holding it.
@@ -134,11 +199,21 @@ fn unwrap_params(raw: Option<&RawValue>) -> Result<Value, Failure> {
 
 /// Decodes params, naming the bad field (`params.Spec.Tags: ...`) on failure.
 fn decode<T: DeserializeOwned>(params: Value) -> Result<T, Failure> {
-    infrakit_spi::error::decode_at("params", &params)
-        .map_err(|e| failure(jsonrpc::INVALID_PARAMS, e.to_string()))
+    infrakit_spi::error::decode_at("params", &params).map_err(|e| match e {
+        Error::Invalid { path, message } => bad_param(&path, message),
+        other => failure(jsonrpc::INVALID_PARAMS, other.to_string()),
+    })
 }
 
-async fn call(h: &Handlers, method: &str, params: Value) -> Result<Value, Failure> {
+/// Called once a request has passed every check, just before the plugin is.
+type Audit<'a> = &'a (dyn Fn() + Send + Sync);
+
+async fn call(
+    h: &Handlers,
+    method: &str,
+    params: Value,
+    audit: Audit<'_>,
+) -> Result<Value, Failure> {
     let (service, name) = method.split_once('.').ok_or_else(|| {
         failure(
             jsonrpc::METHOD_NOT_FOUND,
@@ -147,9 +222,9 @@ async fn call(h: &Handlers, method: &str, params: Value) -> Result<Value, Failur
     })?;
     match service {
         "Plugin" | "Handshake" => handshake(h, name),
-        "Instance" if !h.instances.is_empty() => instance(h, name, params).await,
-        "Flavor" if !h.flavors.is_empty() => flavor(h, name, params).await,
-        "Group" if h.group.is_some() => group(h, name, params).await,
+        "Instance" if !h.instances.is_empty() => instance(h, name, params, audit).await,
+        "Flavor" if !h.flavors.is_empty() => flavor(h, name, params, audit).await,
+        "Group" if h.group.is_some() => group(h, name, params, audit).await,
         "Manager" if h.manager.is_some() => manager(h, name).await,
         "Event" if h.publisher.is_some() && name == "List" => Ok(json!({"Nodes": ["instance"]})),
         _ => Err(not_found(method)),
@@ -159,7 +234,7 @@ async fn call(h: &Handlers, method: &str, params: Value) -> Result<Value, Failur
 fn not_found(method: &str) -> Failure {
     failure(
         jsonrpc::METHOD_NOT_FOUND,
-        format!("rpc: can't find method \"{method}\""),
+        format!("rpc: can't find method \"{}\"", clip(method.to_string())),
     )
 }
 
@@ -216,11 +291,20 @@ struct Typed {
     kind: Option<String>,
 }
 
-fn type_of(params: &Value) -> String {
-    serde_json::from_value::<Typed>(params.clone())
-        .ok()
-        .and_then(|t| t.kind)
-        .unwrap_or_default()
+/// The `Type` of Instance and Flavor params (`""`, the default plugin, when absent or null).
+fn type_of(params: &Value) -> Result<String, Failure> {
+    match params.get("Type") {
+        None | Some(Value::Null) => Ok(String::new()),
+        Some(v) => decode::<Typed>(json!({ "Type": v })).map(|t| t.kind.unwrap_or_default()),
+    }
+}
+
+/// A required identifier that must not be empty.
+fn non_empty(path: &str, value: &str) -> Result<(), Failure> {
+    if value.trim().is_empty() {
+        return Err(bad_param(path, "must not be empty"));
+    }
+    Ok(())
 }
 
 fn pick<'a, T: ?Sized>(
@@ -280,8 +364,13 @@ struct DescribeReq {
     properties: bool,
 }
 
-async fn instance(h: &Handlers, name: &str, params: Value) -> Result<Value, Failure> {
-    let kind = type_of(&params);
+async fn instance(
+    h: &Handlers,
+    name: &str,
+    params: Value,
+    audit: Audit<'_>,
+) -> Result<Value, Failure> {
+    let kind = type_of(&params)?;
     let plugin = pick(&h.instances, &kind, "instance")?;
     match name {
         "Validate" => {
@@ -291,11 +380,14 @@ async fn instance(h: &Handlers, name: &str, params: Value) -> Result<Value, Fail
         }
         "Provision" => {
             let req: ProvisionReq = decode(params)?;
+            audit();
             let id = plugin.provision(req.spec).await?;
             Ok(json!({"Type": kind, "ID": id}))
         }
         "Label" => {
             let req: LabelReq = decode(params)?;
+            non_empty("params.Instance", &req.instance)?;
+            audit();
             plugin
                 .label(&req.instance, &req.labels.unwrap_or_default())
                 .await?;
@@ -303,6 +395,8 @@ async fn instance(h: &Handlers, name: &str, params: Value) -> Result<Value, Fail
         }
         "Destroy" => {
             let req: DestroyReq = decode(params)?;
+            non_empty("params.Instance", &req.instance)?;
+            audit();
             let ctx = req
                 .context
                 .unwrap_or_else(|| DestroyContext::reason("terminate"));
@@ -340,8 +434,13 @@ struct FlavorInstanceReq {
     instance: Description,
 }
 
-async fn flavor(h: &Handlers, name: &str, params: Value) -> Result<Value, Failure> {
-    let kind = type_of(&params);
+async fn flavor(
+    h: &Handlers,
+    name: &str,
+    params: Value,
+    audit: Audit<'_>,
+) -> Result<Value, Failure> {
+    let kind = type_of(&params)?;
     let plugin = pick(&h.flavors, &kind, "flavor")?;
     match name {
         "Validate" => {
@@ -368,6 +467,7 @@ async fn flavor(h: &Handlers, name: &str, params: Value) -> Result<Value, Failur
         }
         "Drain" => {
             let req: FlavorInstanceReq = decode(params)?;
+            audit();
             plugin.drain(&req.properties, &req.instance).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
@@ -392,84 +492,174 @@ struct GroupReq {
 }
 
 impl GroupReq {
-    /// The group ID: `ID`, else the object part of a keyed name (`mystack/workers`).
-    fn group_id(&self) -> String {
-        match self.id.as_deref() {
-            Some(id) if !id.is_empty() => id.to_string(),
-            _ => self
-                .name
-                .as_deref()
-                .and_then(|n| n.split_once('/'))
-                .map(|(_, obj)| obj.to_string())
-                .unwrap_or_default(),
+    /// The object part of a keyed name (`mystack/workers` gives `workers`; `.` is the default).
+    fn name_object(&self) -> Option<&str> {
+        self.name
+            .as_deref()
+            .and_then(|n| n.split_once('/'))
+            .map(|(_, obj)| obj)
+            .filter(|obj| !obj.is_empty() && *obj != ".")
+    }
+
+    /// The group ID: `ID`, else the object part of a keyed `Name`; both given and different is
+    /// contradictory.
+    fn group_id(&self) -> Result<String, Failure> {
+        let id = self.id.as_deref().filter(|id| !id.is_empty());
+        match (id, self.name_object()) {
+            (Some(id), Some(obj)) if id != obj => Err(bad_param(
+                "params.ID",
+                format!("'{id}' contradicts params.Name, which names group '{obj}'"),
+            )),
+            (Some(id), _) => Ok(id.to_string()),
+            (None, Some(obj)) => Ok(obj.to_string()),
+            (None, None) => Ok(String::new()),
+        }
+    }
+
+    /// The group ID of a method that acts on one group.
+    fn required_id(&self) -> Result<String, Failure> {
+        let id = self.group_id()?;
+        if id.is_empty() {
+            return Err(bad_param(
+                "params.ID",
+                "missing: name the group with ID (or a Name of the form plugin/group)",
+            ));
+        }
+        Ok(id)
+    }
+
+    /// The spec of CommitGroup and PlanGroup: present, with an ID, agreeing with `ID`/`Name`.
+    fn required_spec(&mut self) -> Result<GroupSpec, Failure> {
+        let id = self.group_id()?;
+        let spec = self
+            .spec
+            .take()
+            .ok_or_else(|| bad_param("params.Spec", "missing"))?;
+        non_empty("params.Spec.ID", &spec.id)?;
+        if !id.is_empty() && id != spec.id {
+            return Err(bad_param(
+                "params.Spec.ID",
+                format!("'{}' contradicts the group '{id}' named in params", spec.id),
+            ));
+        }
+        Ok(spec)
+    }
+}
+
+const GROUP_METHODS: &[&str] = &[
+    "CommitGroup",
+    "FreeGroup",
+    "DescribeGroup",
+    "DestroyGroup",
+    "InspectGroups",
+    "DestroyInstances",
+    "Size",
+    "SetSize",
+    "PlanGroup",
+    "PauseRollout",
+    "ResumeRollout",
+    "UndoRollout",
+];
+
+async fn group(
+    h: &Handlers,
+    method: &str,
+    params: Value,
+    audit: Audit<'_>,
+) -> Result<Value, Failure> {
+    let g = h.group.as_ref().expect("checked by the caller");
+    if !GROUP_METHODS.contains(&method) {
+        return Err(not_found(&format!("Group.{method}")));
+    }
+    let mut req: GroupReq = decode(params)?;
+    let name = req.name.clone().unwrap_or_default();
+    match method {
+        "CommitGroup" => {
+            let spec = req.required_spec()?;
+            let id = spec.id.clone();
+            audit();
+            let details = g.commit_group(spec, req.pretend).await?;
+            Ok(json!({"Name": name, "ID": id, "Details": details}))
+        }
+        "PlanGroup" => {
+            let spec = req.required_spec()?;
+            let id = spec.id.clone();
+            let plan = g.plan_group(spec).await?;
+            Ok(json!({"Name": name, "ID": id, "Plan": plan}))
+        }
+        "InspectGroups" => {
+            let id = req.group_id()?;
+            let groups = g.inspect_groups().await?;
+            Ok(json!({"Name": name, "ID": id, "Groups": groups}))
+        }
+        _ => {
+            let id = req.required_id()?;
+            one_group(g.as_ref(), method, req, name, id, audit).await
         }
     }
 }
 
-async fn group(h: &Handlers, method: &str, params: Value) -> Result<Value, Failure> {
-    let g = h.group.as_ref().expect("checked by the caller");
-    let req: GroupReq = decode(params)?;
-    let name = req.name.clone().unwrap_or_default();
-    let id = req.group_id();
+/// The Group methods that act on the one group `id`.
+async fn one_group(
+    g: &dyn infrakit_spi::Group,
+    method: &str,
+    req: GroupReq,
+    name: String,
+    id: String,
+    audit: Audit<'_>,
+) -> Result<Value, Failure> {
     match method {
-        "CommitGroup" => {
-            let spec = req
-                .spec
-                .ok_or_else(|| failure(jsonrpc::INVALID_PARAMS, "params.Spec: missing"))?;
-            let id = spec.id.clone();
-            let details = g.commit_group(spec, req.pretend).await?;
-            Ok(json!({"Name": name, "ID": id, "Details": details}))
-        }
-        "FreeGroup" => {
-            g.free_group(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "OK": true}))
-        }
         "DescribeGroup" => {
             let d = g.describe_group(&id).await?;
             Ok(json!({"Name": name, "ID": id, "Description": d}))
-        }
-        "DestroyGroup" => {
-            g.destroy_group(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "OK": true}))
-        }
-        "InspectGroups" => {
-            let groups = g.inspect_groups().await?;
-            Ok(json!({"Name": name, "ID": id, "Groups": groups}))
-        }
-        "DestroyInstances" => {
-            g.destroy_instances(&id, &req.instances.unwrap_or_default())
-                .await?;
-            Ok(json!({"Name": name, "ID": id}))
         }
         "Size" => {
             let size = g.size(&id).await?;
             Ok(json!({"Name": name, "ID": id, "Size": size}))
         }
+        "FreeGroup" => {
+            audit();
+            g.free_group(&id).await?;
+            Ok(json!({"Name": name, "ID": id, "OK": true}))
+        }
+        "DestroyGroup" => {
+            audit();
+            g.destroy_group(&id).await?;
+            Ok(json!({"Name": name, "ID": id, "OK": true}))
+        }
+        "DestroyInstances" => {
+            let instances = req
+                .instances
+                .ok_or_else(|| bad_param("params.Instances", "missing"))?;
+            if let Some(i) = instances.iter().position(|i| i.trim().is_empty()) {
+                return Err(bad_param(
+                    &format!("params.Instances[{i}]"),
+                    "must not be empty",
+                ));
+            }
+            audit();
+            g.destroy_instances(&id, &instances).await?;
+            Ok(json!({"Name": name, "ID": id}))
+        }
         "SetSize" => {
             let size = req
                 .size
-                .ok_or_else(|| failure(jsonrpc::INVALID_PARAMS, "params.Size: missing"))?;
+                .ok_or_else(|| bad_param("params.Size", "missing"))?;
+            audit();
             g.set_size(&id, size).await?;
             Ok(json!({"Name": name, "ID": id}))
         }
-        "PlanGroup" => {
-            let spec = req
-                .spec
-                .ok_or_else(|| failure(jsonrpc::INVALID_PARAMS, "params.Spec: missing"))?;
-            let id = spec.id.clone();
-            let plan = g.plan_group(spec).await?;
-            Ok(json!({"Name": name, "ID": id, "Plan": plan}))
-        }
-        "PauseRollout" | "ResumeRollout" | "UndoRollout" => {
+        _ => {
             let action = match method {
                 "PauseRollout" => RolloutAction::Pause,
                 "ResumeRollout" => RolloutAction::Resume,
-                _ => RolloutAction::Undo,
+                "UndoRollout" => RolloutAction::Undo,
+                _ => return Err(not_found(&format!("Group.{method}"))),
             };
+            audit();
             g.rollout(&id, action).await?;
             Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
-        _ => Err(not_found(&format!("Group.{method}"))),
     }
 }
 

@@ -23,6 +23,17 @@ use infrakit_spi::{Error, Event};
 
 /// Event type sent to a subscriber that missed events.
 pub const LAGGED: &str = "lagged";
+/// Event type that ends the history sent to a subscriber that asked for it (`history=true`):
+/// every later event is new.
+pub const LIVE: &str = "live";
+
+/// Whether the query asks for the publisher's recent events first (`history=true` or `1`).
+pub fn history_from_query(query: Option<&str>) -> bool {
+    query.is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "history" && (v == "true" || v == "1"))
+    })
+}
 
 /// The `topic` query parameter, `/` when absent.
 pub fn topic_from_query(query: Option<&str>) -> String {
@@ -41,13 +52,31 @@ fn frame(event: &Event) -> Frame<Bytes> {
     Frame::data(Bytes::from(format!("data: {json}\n\n")))
 }
 
-/// A streaming `text/event-stream` response of the events under `topic`.
+/// A streaming `text/event-stream` response of the events under `topic`: with `recent`, those
+/// of them under `topic` and a [`LIVE`] event first.
 pub(crate) fn sse_response(
     rx: broadcast::Receiver<Event>,
     topic: String,
+    recent: Option<Vec<Event>>,
 ) -> Response<http_body_util::combinators::BoxBody<Bytes, io::Error>> {
-    let hello =
-        futures::stream::once(async { Ok(Frame::data(Bytes::from_static(b": subscribed\n\n"))) });
+    let mut first = vec![Ok(Frame::data(Bytes::from_static(b": subscribed\n\n")))];
+    if let Some(recent) = recent {
+        first.extend(
+            recent
+                .iter()
+                .filter(|e| e.matches(&topic))
+                .map(|e| Ok(frame(e))),
+        );
+        let mut live = Event::instance(
+            LIVE,
+            "",
+            "the events after this one are new",
+            serde_json::Value::Null,
+        );
+        live.topic = "/".into();
+        first.push(Ok(frame(&live)));
+    }
+    let hello = futures::stream::iter(first);
     let events = BroadcastStream::new(rx).filter_map(move |item| {
         let out = match item {
             Ok(e) if e.matches(&topic) => Some(Ok(frame(&e))),
@@ -80,6 +109,25 @@ pub async fn subscribe(
     topic: &str,
     timeout: Duration,
 ) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
+    subscribe_with(socket, topic, false, timeout).await
+}
+
+/// Like [`subscribe`], but the stream starts with the events the plugin still keeps (if it
+/// keeps any), then a [`LIVE`] event, then new events.
+pub async fn subscribe_recent(
+    socket: &Path,
+    topic: &str,
+    timeout: Duration,
+) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
+    subscribe_with(socket, topic, true, timeout).await
+}
+
+async fn subscribe_with(
+    socket: &Path,
+    topic: &str,
+    history: bool,
+    timeout: Duration,
+) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
     let unavailable = |reason: String| Error::Unavailable {
         name: socket
             .file_name()
@@ -98,9 +146,14 @@ pub async fn subscribe(
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        let query: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("topic", topic)
-            .finish();
+        let query = {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("topic", topic);
+            if history {
+                query.append_pair("history", "true");
+            }
+            query.finish()
+        };
         let req = hyper::Request::get(format!("/events?{query}"))
             .header(hyper::header::HOST, "h")
             .body(Empty::<Bytes>::new())

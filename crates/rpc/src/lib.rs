@@ -6,15 +6,28 @@
 //! - [`client`] implements the same traits by calling a plugin over its socket, so callers cannot
 //!   tell an in-process plugin from a remote one.
 //! - [`registry`] resolves plugin names (`instance-file`, `flavor-swarm/worker`) to trait objects.
+//! - [`limits`] bounds what one client can make a server hold (body and header sizes, idle time).
+//! - [`tcp`] configures the optional TCP listener (TLS with client certificates, or a bearer
+//!   token) and TCP clients, for remote CLIs and plugins.
+//! - [`dispatch`] turns a request body into a call; [`dispatch::handle_bytes`] is the socket-free
+//!   entry point the fuzz targets use.
+//!
+//! See `docs/security.md` for the threat model.
 
 pub mod client;
 pub mod dir;
-mod dispatch;
+pub mod dispatch;
 pub mod events;
 pub mod jsonrpc;
+pub mod limits;
 pub mod registry;
+mod serve;
 pub mod server;
+pub mod tcp;
+mod tls;
 
 pub use client::{Client, FlavorClient, GroupClient, InstanceClient, ManagerClient};
+pub use limits::Limits;
 pub use registry::Plugins;
-pub use server::{Handlers, PluginServer};
+pub use server::{Handlers, PluginServer, ServerOptions};
+pub use tcp::{ClientTlsConfig, TcpClientConfig, TcpListenerConfig, TlsConfig};

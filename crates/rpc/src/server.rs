@@ -1,35 +1,39 @@
-//! Serving plugins on a Unix socket.
+//! Serving plugins on a Unix socket, and optionally on TCP.
 //!
-//! [`PluginServer::start`] binds `<dir>/<name>`, writes `<name>.pid`, and answers JSON-RPC `POST`s
-//! on any path, `GET /events?topic=...` (server-sent events) and `GET /info/api.json`. Both files
-//! are removed when the server stops or is dropped. A socket left behind by a crashed plugin (one
-//! that nobody answers on) is replaced; a live one is an error.
+//! [`PluginServer::start`] binds `<dir>/<name>` (mode 0600, in a directory only we can write),
+//! writes `<name>.pid`, and answers JSON-RPC `POST`s on any path, `GET /events?topic=...`
+//! (server-sent events) and `GET /info/api.json`. Both files are removed when the server stops or
+//! is dropped. A socket left behind by a crashed plugin (one that nobody answers on) is replaced;
+//! a live one is an error. [`PluginServer::start_with`] takes [`ServerOptions`]: the
+//! [`Limits`] of every connection and an optional authenticated TCP listener
+//! ([`TcpListenerConfig`]) serving the same handlers.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::watch;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 use infrakit_spi::event::Publisher;
 use infrakit_spi::manager::Manager;
+use infrakit_spi::secret::Secret;
 use infrakit_spi::{Flavor, Group, Instance, InterfaceSpec};
 
-use crate::{dir, dispatch, events};
+use crate::limits::Limits;
+use crate::serve::{self, Caller, ServerInfo};
+use crate::tcp::TcpListenerConfig;
+use crate::{dir, tls};
 
-/// Largest request body accepted (larger ones get HTTP 413).
-pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request body accepted by default (larger ones get HTTP 413); see [`Limits`].
+pub const MAX_BODY_BYTES: usize = crate::limits::DEFAULT_MAX_BODY_BYTES;
 
 /// The trait objects one server exposes, keyed by subtype (`""` is the default plugin).
 #[derive(Default, Clone)]
@@ -116,28 +120,76 @@ impl Handlers {
     }
 }
 
+/// How a [`PluginServer`] serves, beyond its Unix socket.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Size, time and connection limits of every connection.
+    pub limits: Limits,
+    /// An optional TCP listener on the same handlers (TLS and/or a bearer token).
+    pub tcp: Option<TcpListenerConfig>,
+}
+
+impl ServerOptions {
+    /// The default limits and no TCP listener.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same options with other limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The same options with a TCP listener.
+    pub fn tcp(mut self, tcp: TcpListenerConfig) -> Self {
+        self.tcp = Some(tcp);
+        self
+    }
+}
+
 /// A running plugin server.
 pub struct PluginServer {
     name: String,
     socket: PathBuf,
     pid_file: PathBuf,
+    tcp_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
-    task: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl PluginServer {
-    /// Binds `<dir>/<name>` (creating `dir` with mode 0700), writes `<name>.pid` and starts serving.
+    /// Binds `<dir>/<name>` (creating `dir` with mode 0700), writes `<name>.pid` and starts
+    /// serving with the default [`Limits`] and no TCP listener.
     pub async fn start(
         plugin_dir: &Path,
         name: &str,
         handlers: Handlers,
     ) -> io::Result<PluginServer> {
-        if name.is_empty() || name.contains('/') {
+        Self::start_with(plugin_dir, name, handlers, ServerOptions::default()).await
+    }
+
+    /// Like [`PluginServer::start`], with limits and an optional TCP listener. Every option is
+    /// checked (and TLS files read) before anything is created, so a bad option leaves no trace.
+    pub async fn start_with(
+        plugin_dir: &Path,
+        name: &str,
+        handlers: Handlers,
+        options: ServerOptions,
+    ) -> io::Result<PluginServer> {
+        if name.is_empty() || name.contains('/') || name == "." || name == ".." {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("invalid plugin name '{name}'"),
             ));
         }
+        let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
+        options.limits.validate().map_err(invalid)?;
+        let tcp = match &options.tcp {
+            Some(cfg) => Some(bind_tcp(cfg).await?),
+            None => None,
+        };
+
         dir::ensure_private_dir(plugin_dir)?;
         let socket = plugin_dir.join(name);
         let pid_file = dir::pid_path(plugin_dir, name);
@@ -156,20 +208,43 @@ impl PluginServer {
             let _ = std::fs::remove_file(&pid_file);
         }
         let listener = UnixListener::bind(&socket)?;
-        std::fs::write(&pid_file, format!("{}\n", std::process::id()))?;
+        // Only our user may connect (connecting needs write permission on the socket).
+        if let Err(e) = std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600)) {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
+        if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+            let _ = std::fs::remove_file(&socket);
+            return Err(e);
+        }
         let (stop, stop_rx) = watch::channel(false);
         let info = Arc::new(ServerInfo {
             name: name.to_string(),
             handlers,
+            limits: options.limits.clone(),
         });
-        let task = tokio::spawn(accept_loop(listener, info, stop_rx));
+        let mut tasks = vec![tokio::spawn(unix_accept_loop(
+            listener,
+            info.clone(),
+            stop_rx.clone(),
+        ))];
+        let mut tcp_addr = None;
+        if let Some(tcp) = tcp {
+            tcp_addr = Some(tcp.addr);
+            tracing::info!(plugin = name, addr = %tcp.addr, auth = tcp.describe, "serving on TCP");
+            if tcp.describe.starts_with("PLAINTEXT") {
+                tracing::warn!(plugin = name, addr = %tcp.addr, "TCP listener without TLS: requests cross the network unencrypted");
+            }
+            tasks.push(tokio::spawn(tcp_accept_loop(tcp, info, stop_rx)));
+        }
         tracing::debug!(plugin = name, socket = %socket.display(), "plugin server started");
         Ok(PluginServer {
             name: name.to_string(),
             socket,
             pid_file,
+            tcp_addr,
             stop,
-            task: Some(task),
+            tasks,
         })
     }
 
@@ -183,11 +258,16 @@ impl PluginServer {
         &self.socket
     }
 
+    /// The address the TCP listener is bound to (with the real port when 0 was asked for).
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
     /// Stops accepting, lets requests in flight finish (briefly), removes the socket and pid file.
     pub async fn stop(mut self) {
         self.remove_files();
         let _ = self.stop.send(true);
-        if let Some(task) = self.task.take() {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
     }
@@ -200,26 +280,57 @@ impl PluginServer {
 
 impl Drop for PluginServer {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
+        if !self.tasks.is_empty() {
             self.remove_files();
             let _ = self.stop.send(true);
-            task.abort();
+            for task in self.tasks.drain(..) {
+                task.abort();
+            }
         }
     }
 }
 
-struct ServerInfo {
-    name: String,
-    handlers: Handlers,
+/// A bound TCP listener with what its connections need.
+struct Tcp {
+    listener: TcpListener,
+    addr: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    token: Option<Arc<Secret>>,
+    describe: &'static str,
 }
 
-async fn accept_loop(
+async fn bind_tcp(cfg: &TcpListenerConfig) -> io::Result<Tcp> {
+    cfg.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let tls = match &cfg.tls {
+        Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
+        None => None,
+    };
+    let listener = TcpListener::bind(cfg.addr.as_str())
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.addr)))?;
+    let addr = listener.local_addr()?;
+    Ok(Tcp {
+        listener,
+        addr,
+        tls,
+        token: cfg.token.clone().map(Arc::new),
+        describe: cfg.describe(),
+    })
+}
+
+async fn unix_accept_loop(
     listener: UnixListener,
     info: Arc<ServerInfo>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(info.limits.max_connections));
     loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -230,21 +341,8 @@ async fn accept_loop(
                     }
                 };
                 // The caller's pid (SO_PEERCRED), for the audit log of mutating calls.
-                let caller = stream.peer_cred().ok().and_then(|c| c.pid());
-                let info = info.clone();
-                let service = hyper::service::service_fn(move |req| {
-                    let info = info.clone();
-                    async move { Ok::<_, Infallible>(route(&info, req, caller).await) }
-                });
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
-                });
+                let caller = Caller::Local(stream.peer_cred().ok().and_then(|c| c.pid()));
+                serve::spawn_connection(stream, info.clone(), caller, None, graceful.watcher(), permit);
             }
             _ = stop.changed() => break,
         }
@@ -253,76 +351,46 @@ async fn accept_loop(
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
-type Body = BoxBody<Bytes, io::Error>;
-
-fn full(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header(hyper::header::CONTENT_TYPE, content_type)
-        .body(
-            Full::new(body.into())
-                .map_err(|never| match never {})
-                .boxed(),
-        )
-        .expect("static response parts are valid")
-}
-
-fn text(status: StatusCode, msg: &str) -> Response<Body> {
-    full(status, "text/plain; charset=utf-8", format!("{msg}\n"))
-}
-
-async fn route(info: &ServerInfo, req: Request<Incoming>, caller: Option<i32>) -> Response<Body> {
-    match *req.method() {
-        Method::POST => rpc(info, req, caller).await,
-        Method::GET if req.uri().path() == "/events" => {
-            let Some(publisher) = &info.handlers.publisher else {
-                return text(StatusCode::NOT_FOUND, "this plugin publishes no events");
-            };
-            let topic = events::topic_from_query(req.uri().query());
-            events::sse_response(publisher.subscribe(), topic)
-        }
-        Method::GET if req.uri().path() == "/info/api.json" => {
-            let implements: Vec<_> = info
-                .handlers
-                .interfaces()
-                .iter()
-                .map(|(i, types)| serde_json::json!({"Name": i.name, "Version": i.version, "Types": types}))
-                .collect();
-            let body = serde_json::json!({"Name": info.name, "Implements": implements});
-            full(StatusCode::OK, "application/json", body.to_string())
-        }
-        _ => text(StatusCode::METHOD_NOT_ALLOWED, "405 method not allowed"),
-    }
-}
-
-async fn rpc(info: &ServerInfo, req: Request<Incoming>, caller: Option<i32>) -> Response<Body> {
-    if let Some(ct) = req.headers().get(hyper::header::CONTENT_TYPE) {
-        let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
-        if !ct.starts_with("application/json") {
-            return text(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "rpc: unrecognized Content-Type: use application/json",
-            );
+async fn tcp_accept_loop(tcp: Tcp, info: Arc<ServerInfo>, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(info.limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
+        tokio::select! {
+            accepted = tcp.listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let caller = Caller::Remote(peer);
+                let token = tcp.token.clone();
+                let Some(acceptor) = &tcp.tls else {
+                    serve::spawn_connection(stream, info.clone(), caller, token, graceful.watcher(), permit);
+                    continue;
+                };
+                // The handshake runs in its own task, bounded by the idle timeout, so a slow
+                // client holds up nobody; a client without a valid certificate stops here.
+                let handshake = acceptor.accept(stream);
+                let info = info.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(info.limits.idle_timeout, handshake).await {
+                        Ok(Ok(tls)) => serve::spawn_connection(tls, info, caller, token, watcher, permit),
+                        Ok(Err(e)) => tracing::info!(peer = %peer, error = %e, "TLS handshake refused"),
+                        Err(_) => tracing::info!(peer = %peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+            _ = stop.changed() => break,
         }
     }
-    let body = match Limited::new(req.into_body(), MAX_BODY_BYTES)
-        .collect()
-        .await
-    {
-        Ok(b) => b.to_bytes(),
-        Err(e) => {
-            return text(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body rejected: {e} (limit {MAX_BODY_BYTES} bytes)"),
-            )
-        }
-    };
-    match dispatch::handle(&info.handlers, &body, &info.name, caller).await {
-        Some(out) => full(StatusCode::OK, "application/json; charset=utf-8", out),
-        None => full(
-            StatusCode::OK,
-            "application/json; charset=utf-8",
-            Bytes::new(),
-        ),
-    }
+    drop(tcp);
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }

@@ -12,6 +12,7 @@ pub mod flavor;
 pub mod group;
 pub mod instance;
 pub mod manager;
+pub mod secret;
 mod serde_util;
 
 pub use error::{Error, Result};
