@@ -14,9 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use infrakit_spi::{Error, Result};
+use infrakit_spi::event::Event;
+use infrakit_spi::{Error, Result, Tags};
 use serde_json::Value;
-use tokio::sync::{oneshot, Notify, RwLock};
+use tokio::sync::{broadcast, oneshot, Notify, RwLock};
 use tokio::time::Instant;
 
 use crate::batch::{self, Backoff, Change, Outcome, Verdict};
@@ -25,6 +26,9 @@ use crate::render;
 use crate::state::State;
 use crate::terraform::{fingerprint, ApplyRun, Fingerprint, Terraform};
 use crate::{ApplyStats, TerraformOptions};
+
+/// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
+pub const EVENT_CAPACITY: usize = 1024;
 
 /// The wait between the first change of a batch and its apply.
 pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);
@@ -81,6 +85,7 @@ pub(crate) struct Shared {
     tf_lock: RwLock<()>,
     cache: Mutex<Option<Cached>>,
     stats: Mutex<ApplyStats>,
+    pub(crate) events: broadcast::Sender<Event>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +103,7 @@ impl Shared {
             tf_lock: RwLock::new(()),
             cache: Mutex::new(None),
             stats: Mutex::new(ApplyStats::default()),
+            events: broadcast::channel(EVENT_CAPACITY).0,
         }
     }
 
@@ -444,4 +450,94 @@ fn settle(
         q.pending = retry;
     }
     (undid, replies)
+}
+
+/// The reported instances of `state` (failed ones hidden) with their tags.
+fn reported(shared: &Shared, state: &State) -> BTreeMap<String, Tags> {
+    let hidden = lock(&shared.queue).hidden.clone();
+    state
+        .instances()
+        .into_iter()
+        .filter(|f| !hidden.contains(&f.record.id))
+        .map(|f| (f.record.id, f.record.tags))
+        .collect()
+}
+
+/// Events for what changed between two views: `destroyed` for instances that left the state,
+/// `created` for those that appeared. Pure.
+pub(crate) fn changes(
+    before: &BTreeMap<String, Tags>,
+    after: &BTreeMap<String, Tags>,
+) -> Vec<Event> {
+    let event = |kind: &str, id: &str, tags: &Tags, message: &str| {
+        Event::instance(kind, id, message, serde_json::json!({ "Tags": tags }))
+    };
+    let mut out: Vec<Event> = before
+        .iter()
+        .filter(|(id, _)| !after.contains_key(*id))
+        .map(|(id, tags)| event("destroyed", id, tags, "no longer in Terraform's state"))
+        .collect();
+    out.extend(
+        after
+            .iter()
+            .filter(|(id, _)| !before.contains_key(*id))
+            .map(|(id, tags)| event("created", id, tags, "now in Terraform's state")),
+    );
+    out
+}
+
+/// Watches the state (a `stat` of the state file each `interval`, `terraform show` when it
+/// changed) and publishes what appears in it and what leaves it, also through changes made
+/// outside the plugin (`terraform state rm`, `terraform destroy -target`). Runs until aborted.
+pub(crate) async fn watch(shared: Arc<Shared>, interval: Duration) {
+    let mut known: Option<BTreeMap<String, Tags>> = None;
+    loop {
+        match shared.state().await {
+            Ok(state) => {
+                let now = reported(&shared, &state);
+                if let Some(before) = &known {
+                    for e in changes(before, &now) {
+                        tracing::debug!(instance = %e.id, kind = %e.kind, "instance event");
+                        // No subscriber is not an error.
+                        let _ = shared.events.send(e);
+                    }
+                }
+                known = Some(now);
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot read the state to watch it"),
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_are_destroyed_and_created_events_with_tags() {
+        let tags: Tags = [("infrakit.group".to_string(), "web".to_string())].into();
+        let before: BTreeMap<String, Tags> = [
+            ("a".to_string(), tags.clone()),
+            ("b".to_string(), tags.clone()),
+        ]
+        .into();
+        let after: BTreeMap<String, Tags> = [
+            ("b".to_string(), tags.clone()),
+            ("c".to_string(), tags.clone()),
+        ]
+        .into();
+        let events = changes(&before, &after);
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (events[0].topic.as_str(), events[0].id.as_str()),
+            ("/instance/destroyed", "a")
+        );
+        assert_eq!(events[0].data["Tags"]["infrakit.group"], "web");
+        assert_eq!(
+            (events[1].topic.as_str(), events[1].id.as_str()),
+            ("/instance/created", "c")
+        );
+        assert!(changes(&after, &after).is_empty());
+    }
 }

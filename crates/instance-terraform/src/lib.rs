@@ -34,6 +34,13 @@
 //! the instance's record, an output in the same state. Something removed outside the plugin
 //! (`terraform state rm`, `terraform destroy -target`) is missing at once; its file is removed
 //! before the next apply, which would otherwise bring it back.
+//!
+//! # Events
+//!
+//! While someone subscribes ([`Publisher`]), the plugin checks the state file every
+//! [`TerraformOptions::watch_interval`] and publishes `/instance/destroyed` for instances that
+//! left the state and `/instance/created` for new ones, with `{"Tags": ...}`, so the group
+//! controller replaces a resource removed behind its back without waiting for its next poll.
 
 mod applier;
 pub mod batch;
@@ -48,9 +55,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use infrakit_spi::event::{Event, Publisher};
 use infrakit_spi::instance::{tags_match, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde_json::Value;
+use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
 use applier::{lock, Shared, Undo};
@@ -59,7 +68,7 @@ use files::Files;
 use render::InstanceInput;
 use terraform::Terraform;
 
-pub use applier::DEFAULT_BATCH_WINDOW;
+pub use applier::{DEFAULT_BATCH_WINDOW, EVENT_CAPACITY};
 pub use properties::TerraformProperties;
 pub use render::{ImportSource, Record, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
 pub use terraform::MIN_VERSION;
@@ -101,6 +110,9 @@ pub struct TerraformOptions {
     pub max_backoff: Duration,
     /// Extra environment for Terraform (`TF_VAR_...`, provider credentials, `TF_CLI_CONFIG_FILE`).
     pub env: Vec<(String, String)>,
+    /// How often the state file is checked for changes, to publish `created`/`destroyed`
+    /// events (while someone subscribes); `None` publishes nothing.
+    pub watch_interval: Option<Duration>,
 }
 
 impl TerraformOptions {
@@ -118,6 +130,7 @@ impl TerraformOptions {
             retry_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(60),
             env: Vec::new(),
+            watch_interval: Some(Duration::from_secs(1)),
         }
     }
 }
@@ -161,12 +174,14 @@ pub struct TerraformPlugin {
 #[derive(Debug)]
 struct Inner {
     shared: Arc<Shared>,
-    task: AbortHandle,
+    tasks: Vec<AbortHandle>,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        self.task.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
     }
 }
 
@@ -206,9 +221,12 @@ impl TerraformPlugin {
         let files = Files::new(dir, options.id_prefix.clone());
         let shared = Arc::new(Shared::new(options, tf, files));
         shared.resume_tombstones()?;
-        let task = tokio::spawn(applier::run(shared.clone())).abort_handle();
+        let mut tasks = vec![tokio::spawn(applier::run(shared.clone())).abort_handle()];
+        if let Some(every) = shared.options.watch_interval {
+            tasks.push(tokio::spawn(applier::watch(shared.clone(), every)).abort_handle());
+        }
         Ok(TerraformPlugin {
-            inner: Arc::new(Inner { shared, task }),
+            inner: Arc::new(Inner { shared, tasks }),
         })
     }
 
@@ -310,6 +328,12 @@ impl TerraformPlugin {
                 })
             })
             .await
+    }
+}
+
+impl Publisher for TerraformPlugin {
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.shared().events.subscribe()
     }
 }
 

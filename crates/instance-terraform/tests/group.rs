@@ -10,7 +10,9 @@ use std::time::Duration;
 use infrakit_spi::{Group, Instance, Spec, Tags};
 use serde_json::json;
 
-use common::{eventually, fixture, instance_files, instance_resources, resources, state_rm, tf};
+use common::{
+    eventually, fixture, fixture_with, instance_files, instance_resources, resources, state_rm, tf,
+};
 
 #[tokio::test]
 async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
@@ -406,4 +408,60 @@ async fn the_documented_example_runs() {
         || async { pids.iter().all(|p| !running(*p)).then_some(()) },
     )
     .await;
+}
+
+#[tokio::test]
+async fn drift_is_replaced_at_once_through_events_not_at_the_next_poll() {
+    // The controller polls once a minute: only the plugin's events can make it act sooner.
+    let f = fixture_with(Duration::from_secs(60)).await;
+    let mut events = infrakit_spi::Publisher::subscribe(&f.plugin);
+    f.group
+        .commit_group(
+            f.spec(
+                "evented",
+                json!({"Size": 2}),
+                json!({"resource": {"terraform_data": {"vm": {"input": 1}}}}),
+                json!({}),
+            ),
+            false,
+        )
+        .await
+        .unwrap();
+    let d = f.converged("evented", 2).await;
+    let victim = d.instances[0].id.clone();
+    let mut next = |kind: &'static str, id: String| {
+        let got = loop {
+            match events.try_recv() {
+                Ok(e) if e.kind == kind && e.id == id => break Some(e),
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        async move { got }
+    };
+    let created = eventually("a created event", Duration::from_secs(10), || {
+        next("created", victim.clone())
+    })
+    .await;
+    assert_eq!(created.data["Tags"]["infrakit.group"], "evented");
+    state_rm(&f.dir, &victim);
+    let removed_at = std::time::Instant::now();
+    let event = eventually("a destroyed event", Duration::from_secs(10), || {
+        next("destroyed", victim.clone())
+    })
+    .await;
+    assert_eq!(event.topic, "/instance/destroyed");
+    assert_eq!(event.data["Tags"]["infrakit.group"], "evented");
+    eventually("the group replaced it", Duration::from_secs(20), || async {
+        let d = f.group.describe_group("evented").await.ok()?;
+        let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+        (ids.len() == 2 && !ids.contains(&victim)).then_some(())
+    })
+    .await;
+    assert!(
+        removed_at.elapsed() < Duration::from_secs(30),
+        "healed after {:?}; the poll interval is 60 s",
+        removed_at.elapsed()
+    );
+    f.group.destroy_group("evented").await.unwrap();
 }

@@ -141,16 +141,22 @@ pub struct Fixture {
     _tmp: tempfile::TempDir,
 }
 
-/// A fixture with its own directory.
+/// A fixture with its own directory, polling every 500 ms.
 pub async fn fixture() -> Fixture {
+    fixture_with(Duration::from_millis(500)).await
+}
+
+/// A fixture whose controller polls every `poll` and follows the plugin's events.
+pub async fn fixture_with(poll: Duration) -> Fixture {
     let (plugin, tmp) = plugin().await;
     let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
     plugins.register_instance("instance-terraform", Arc::new(plugin.clone()));
+    plugins.register_publisher("instance-terraform", Arc::new(plugin.clone()));
     plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let group = GroupPlugin::new(
         plugins,
         ControllerConfig {
-            poll_interval: Duration::from_millis(500),
+            poll_interval: poll,
             ..ControllerConfig::default()
         },
     );
