@@ -46,6 +46,8 @@ pub struct TerraformProperties {
     pub data: Blocks,
     /// Type and name of the primary resource, the one that is "the instance".
     pub primary: (String, String),
+    /// True for InfraKit 0.1's `{"type": ..., "value": ...}` shape.
+    pub legacy: bool,
 }
 
 #[derive(Deserialize)]
@@ -106,6 +108,7 @@ impl TerraformProperties {
                 resources,
                 data: Blocks::new(),
                 primary: (legacy.kind, "instance".to_string()),
+                legacy: true,
             }
         } else if obj.contains_key("resource") {
             let fragment: Fragment = decode_at("Properties", properties).map_err(hint)?;
@@ -116,6 +119,7 @@ impl TerraformProperties {
                 resources: fragment.resource,
                 data: fragment.data,
                 primary,
+                legacy: false,
             }
         } else {
             return Err(Error::invalid(
@@ -139,6 +143,9 @@ impl TerraformProperties {
 
     /// The path of the primary resource's body in the properties, for error messages.
     pub fn primary_path(&self) -> String {
+        if self.legacy {
+            return "Properties.value".to_string();
+        }
         format!("Properties.resource.{}.{}", self.primary.0, self.primary.1)
     }
 
@@ -309,6 +316,9 @@ mod tests {
         assert!(err(json!({"resource": {"t": {"a": {"count": 2}}}}))
             .starts_with("Properties.resource.t.a.count:"));
         assert!(err(json!({"type": "t"})).starts_with("Properties: missing field `value`"));
+        assert!(
+            err(json!({"type": "t", "value": {"count": 2}})).starts_with("Properties.value.count:")
+        );
         assert!(err(json!({"type": 3, "value": {}})).starts_with("Properties.type:"));
         assert!(
             err(json!({"type": "t", "value": {}, "resource": {}})).starts_with("Properties.type:")
