@@ -12,6 +12,9 @@ pub struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter). Also `RUST_LOG`.
     #[arg(long, global = true, env = "INFRAKIT_LOG", default_value = "warn")]
     pub log: String,
+    /// A template variable for spec files, `name=value` (repeatable; see docs/templates.md).
+    #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -36,6 +39,20 @@ pub enum Command {
     Instance(InstanceArgs),
     /// Talk to a flavor plugin directly.
     Flavor(FlavorArgs),
+    /// Render spec templates.
+    Template(TemplateArgs),
+    /// Print a shell completion script (`infrakit completions bash > /etc/bash_completion.d/infrakit`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages, one per command (`infrakit man --dir DIR`), or print the top one.
+    Man {
+        /// Directory to write `infrakit.1`, `infrakit-group.1`, `infrakit-group-commit.1`, ... to.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// Output formats.
@@ -89,6 +106,9 @@ pub struct UpArgs {
     /// Print one status line per change instead of redrawing a table.
     #[arg(long)]
     pub plain: bool,
+    /// Commit specs that scale a group to 0 or destroy more than half of its instances.
+    #[arg(long)]
+    pub force: bool,
     /// Built-in plugin options.
     #[command(flatten)]
     pub options: PluginOptions,
@@ -234,11 +254,14 @@ pub struct GroupArgs {
 pub enum GroupCommand {
     /// Commit a group spec: start managing the group, or update it.
     Commit {
-        /// Spec file (JSON or YAML; `-` for stdin).
+        /// Spec file (JSON or YAML, rendered as a template first; `-` for stdin).
         file: String,
         /// Show what would happen without changing anything.
         #[arg(long)]
         pretend: bool,
+        /// Commit even if it scales the group to 0 or destroys more than half of its instances.
+        #[arg(long)]
+        force: bool,
     },
     /// Describe a group's instances.
     Describe {
@@ -258,6 +281,10 @@ pub enum GroupCommand {
         action: RolloutVerb,
         /// Group ID.
         id: String,
+        /// Then follow the rollout with a progress bar until it completes (exit 0) or fails or
+        /// rolls back (exit 1).
+        #[arg(short, long)]
+        watch: bool,
     },
     /// Print a group's committed spec.
     Inspect {
@@ -413,5 +440,23 @@ pub enum FlavorCommand {
         /// Tags, `k=v,k2=v2`.
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
+    },
+}
+
+/// `infrakit template ...`.
+#[derive(Debug, Args)]
+pub struct TemplateArgs {
+    /// The template command.
+    #[command(subcommand)]
+    pub command: TemplateCommand,
+}
+
+/// Template commands.
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Print a spec file as the CLI reads it: rendered with `--var` and the environment.
+    Render {
+        /// The file (`-` for stdin).
+        file: String,
     },
 }

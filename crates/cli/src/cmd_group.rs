@@ -1,16 +1,24 @@
 //! `infrakit group ...`: the Group API from the command line.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use comfy_table::{Cell, Color};
+use indicatif::{ProgressBar, ProgressDrawTarget};
 
 use infrakit_group::supervisor::PROTECT_TAG;
 use infrakit_rpc::{dir, GroupClient, Plugins};
-use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction};
+use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction, RolloutStatus};
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
 use crate::cli::{Format, GroupArgs, GroupCommand, RolloutVerb};
-use crate::io;
+use crate::live::{self, LiveView, Section};
+use crate::{guard, io, style};
+
+/// How often live views ask for a new description.
+const REFRESH: Duration = Duration::from_millis(500);
 
 /// A client of the group plugin called `name`.
 pub fn client(name: &str) -> Result<GroupClient> {
@@ -33,9 +41,17 @@ pub fn read_spec(file: &str) -> Result<GroupSpec> {
 pub async fn run(args: GroupArgs) -> Result<()> {
     let g = client(&args.name)?;
     match args.command {
-        GroupCommand::Commit { file, pretend } => {
+        GroupCommand::Commit {
+            file,
+            pretend,
+            force,
+        } => {
             let spec = read_spec(&file)?;
             let id = spec.id.clone();
+            let destruction = guard::assess_commit(&g, &spec).await?;
+            if let (Some(d), false, false) = (&destruction, pretend, force) {
+                bail!(d.refusal());
+            }
             if pretend {
                 let details = g.commit_group(spec.clone(), true).await?;
                 println!("Committing {id} would involve: {details}");
@@ -48,6 +64,9 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                         "  lowest number of healthy instances during the change: {}; most instances at once: {}",
                         plan.min_healthy, plan.max_instances
                     );
+                }
+                if let Some(d) = &destruction {
+                    println!("  {}", d.warning());
                 }
             } else {
                 let details = g.commit_group(spec, false).await?;
@@ -62,7 +81,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                 print_description(&id, &d, out.quiet, out.output)?;
             }
         }
-        GroupCommand::Rollout { action, id } => {
+        GroupCommand::Rollout { action, id, watch } => {
             let verb = match action {
                 RolloutVerb::Status => None,
                 RolloutVerb::Pause => Some(RolloutAction::Pause),
@@ -78,8 +97,12 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                 };
                 println!("Rollout of {id} {done}");
             }
-            let d = g.describe_group(&id).await?;
-            println!("{}", rollout_line(&id, &d));
+            if watch {
+                watch_rollout(&g, &id).await?;
+            } else {
+                let d = g.describe_group(&id).await?;
+                println!("{}", rollout_line(&id, &d));
+            }
         }
         GroupCommand::Inspect { id, output } => {
             let spec = g
@@ -165,27 +188,142 @@ pub fn rollout_line(id: &str, d: &GroupDescription) -> String {
     line
 }
 
-/// Redraws a group's description every half second until Ctrl-C.
+/// Shows a group's description until Ctrl-C: redrawn in place on a terminal (with a progress
+/// bar while a rollout is under way), else printed again whenever it changes.
 async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
-    use std::io::IsTerminal;
-    let live = std::io::stdout().is_terminal();
+    let mut view = std::io::stdout().is_terminal().then(LiveView::new);
     let signal = crate::cmd_plugin::shutdown_signal();
     tokio::pin!(signal);
     let mut last = String::new();
     loop {
-        let text = match g.describe_group(id).await {
-            Ok(d) => description_lines(id, &d).join("\n"),
-            Err(e) => format!("{id}: {e}"),
-        };
-        if live {
-            println!("\x1b[H\x1b[2J{text}");
-        } else if text != last {
-            println!("{text}\n");
+        let described = g.describe_group(id).await;
+        match &mut view {
+            Some(view) => view.update(&[match &described {
+                Ok(d) => live_section(id, d),
+                Err(e) => Section {
+                    key: id.to_string(),
+                    lines: vec![format!("{id}: {e}")],
+                    rollout: None,
+                },
+            }]),
+            None => {
+                let text = match &described {
+                    Ok(d) => description_lines(id, d).join("\n"),
+                    Err(e) => format!("{id}: {e}"),
+                };
+                if text != last {
+                    println!("{text}\n");
+                    last = text;
+                }
+            }
         }
-        last = text;
         tokio::select! {
             r = &mut signal => { r?; return Ok(()); }
-            _ = tokio::time::sleep(std::time::Duration::from_millis(500)) => {}
+            _ = tokio::time::sleep(REFRESH) => {}
+        }
+    }
+}
+
+/// A group's block in a live view: its table and summary, and its rollout while under way.
+pub fn live_section(id: &str, d: &GroupDescription) -> Section {
+    let mut lines = table_and_summary(id, d);
+    lines.push(String::new());
+    Section {
+        key: id.to_string(),
+        lines,
+        rollout: rollout_of(d).filter(|r| live::in_progress(r)).cloned(),
+    }
+}
+
+fn rollout_of(d: &GroupDescription) -> Option<&RolloutStatus> {
+    d.status.as_ref().and_then(|s| s.rollout.as_ref())
+}
+
+/// How a watched rollout stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RolloutOutcome {
+    /// Finished (or there is none): the watch ends successfully.
+    Done,
+    /// Failed or rolled back: the watch ends with this error.
+    Failed(String),
+    /// Still under way, or paused by an operator or a partition: keep watching.
+    Waiting,
+}
+
+/// When `rollout status --watch` stops, given the group's rollout.
+pub fn rollout_outcome(id: &str, r: Option<&RolloutStatus>) -> RolloutOutcome {
+    let Some(r) = r else {
+        return RolloutOutcome::Done;
+    };
+    match r.phase.as_str() {
+        "complete" => RolloutOutcome::Done,
+        "rolled back" | "failed" => RolloutOutcome::Failed(format!(
+            "the rollout of {id} {}{}",
+            r.phase,
+            if r.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", r.reason)
+            }
+        )),
+        "paused" if r.reason.starts_with("rollout failed") => {
+            RolloutOutcome::Failed(format!("the rollout of {id} is paused: {}", r.reason))
+        }
+        _ => RolloutOutcome::Waiting,
+    }
+}
+
+/// Follows a rollout until it completes (exit 0), fails or rolls back (exit 1), or Ctrl-C: a
+/// progress bar on a terminal, else a line per change.
+async fn watch_rollout(g: &GroupClient, id: &str) -> Result<()> {
+    let bar = std::io::stdout().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout());
+        bar.set_style(live::rollout_style());
+        bar
+    });
+    let signal = crate::cmd_plugin::shutdown_signal();
+    tokio::pin!(signal);
+    let mut last = String::new();
+    loop {
+        let d = g.describe_group(id).await?;
+        let rollout = rollout_of(&d);
+        match (&bar, rollout) {
+            (Some(bar), Some(r)) => live::set_rollout(bar, id, r),
+            _ => {
+                let line = rollout_line(id, &d);
+                if line != last {
+                    match &bar {
+                        Some(bar) => bar.println(&line),
+                        None => println!("{line}"),
+                    }
+                    last = line;
+                }
+            }
+        }
+        match rollout_outcome(id, rollout) {
+            RolloutOutcome::Done => {
+                if let Some(bar) = &bar {
+                    bar.finish();
+                }
+                return Ok(());
+            }
+            RolloutOutcome::Failed(why) => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                bail!(why);
+            }
+            RolloutOutcome::Waiting => {}
+        }
+        tokio::select! {
+            r = &mut signal => {
+                if let Some(bar) = &bar {
+                    bar.abandon();
+                }
+                r?;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(REFRESH) => {}
         }
     }
 }
@@ -212,8 +350,18 @@ pub fn print_description(
     Ok(())
 }
 
-/// The table and summary of a group description, as lines.
+/// The table and summary of a group description, and its rollout while one is under way, as
+/// lines.
 pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
+    let mut lines = table_and_summary(id, d);
+    if rollout_of(d).is_some_and(|r| r.phase != "complete") {
+        lines.push(rollout_line(id, d));
+    }
+    lines
+}
+
+/// The table of a group's members and the summary line under it.
+pub fn table_and_summary(id: &str, d: &GroupDescription) -> Vec<String> {
     let statuses: HashMap<&str, &InstanceStatus> = d
         .status
         .iter()
@@ -240,25 +388,29 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
             .filter(|(k, _)| !k.starts_with("infrakit.") || k.as_str() == PROTECT_TAG)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
+        let health = st
+            .map(|s| s.health.to_string())
+            .unwrap_or_else(|| "unknown".into());
         t.add_row(vec![
-            i.id.clone(),
-            i.logical_id().unwrap_or("-").to_string(),
-            st.map(|s| s.health.to_string())
-                .unwrap_or_else(|| "unknown".into()),
-            config.to_string(),
-            st.map(|s| io::age(s.age_seconds))
-                .unwrap_or_else(|| "-".into()),
-            io::tags_text(&tags),
+            Cell::new(&i.id),
+            Cell::new(i.logical_id().unwrap_or("-")),
+            style::colored(&health, style::health_color(&health)),
+            if config == "old" {
+                style::colored(config, Color::Yellow)
+            } else {
+                Cell::new(config)
+            },
+            Cell::new(
+                st.map(|s| io::age(s.age_seconds))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(io::tags_text(&tags)),
         ]);
     }
-    let mut lines: Vec<String> = t
-        .to_string()
-        .lines()
-        .map(|l| l.trim_end().trim_start_matches(' ').to_string())
-        .collect();
+    let mut lines = io::table_lines(&t);
     if let Some(s) = &d.status {
         let state = if d.converged {
-            "converged".to_string()
+            style::paint("converged", Color::Green)
         } else {
             s.message.clone()
         };
@@ -274,13 +426,6 @@ pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
                 state
             }
         ));
-    }
-    if d.status
-        .as_ref()
-        .and_then(|s| s.rollout.as_ref())
-        .is_some_and(|r| r.phase != "complete")
-    {
-        lines.push(rollout_line(id, d));
     }
     lines
 }

@@ -13,10 +13,11 @@ use infrakit_spi::{Group, GroupSpec};
 
 use crate::builtin::{self, EMBEDDED};
 use crate::cli::{DownArgs, ManagerRunArgs, PluginOptions, StoreKind, UpArgs};
-use crate::cmd_group::{description_lines, read_spec};
+use crate::cmd_group::{description_lines, live_section, read_spec};
 use crate::cmd_manager::{self, RunningManager};
 use crate::cmd_plugin::shutdown_signal;
-use crate::io;
+use crate::live::{LiveView, Section};
+use crate::{guard, io};
 
 /// The built-in plugins and an embedded manager, served from this process.
 struct Stack {
@@ -41,6 +42,8 @@ impl Stack {
             etcd_endpoints: Vec::new(),
             etcd_prefix: String::new(),
             lease_ttl: Duration::from_secs(3),
+            http: None,
+            http_actions: false,
             options: opts.clone(),
         };
         let manager = cmd_manager::start("group", &args, &plugins)
@@ -78,6 +81,13 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
     io::init_logging(filter, Some(&log_file));
 
     let stack = Stack::start(&args.options).await?;
+    // Every spec is checked before any is committed, so a refusal changes nothing.
+    for spec in &specs {
+        if let Err(e) = guard::refuse_destructive(stack.group(), spec, args.force).await {
+            stack.stop().await;
+            return Err(e);
+        }
+    }
     for spec in &specs {
         match stack.group().commit_group(spec.clone(), false).await {
             Ok(details) => println!("Committed {}: {details}", spec.id),
@@ -87,7 +97,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
             }
         }
     }
-    let live = !args.plain && std::io::stdout().is_terminal();
+    let mut view = (!args.plain && std::io::stdout().is_terminal()).then(LiveView::new);
     let mut last = String::new();
     let signal = shutdown_signal();
     tokio::pin!(signal);
@@ -97,36 +107,55 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
             Ok(specs) => specs.into_iter().map(|s| s.id).collect(),
             Err(_) => specs.iter().map(|s| s.id.clone()).collect(),
         };
-        let mut screen = Vec::new();
+        let mut described = Vec::new();
         for id in &ids {
-            match stack.group().describe_group(id).await {
-                Ok(d) => screen.extend(description_lines(id, &d)),
-                Err(e) => screen.push(format!("{id}: {e}")),
-            }
-            screen.push(String::new());
+            described.push((id, stack.group().describe_group(id).await));
         }
-        if live {
-            print!("\x1b[H\x1b[2J");
-            println!(
-                "infrakit up: {} group(s); Ctrl-C to stop (instances keep running). Log: {}\n",
-                ids.len(),
-                log_file.display()
-            );
-            println!("{}", screen.join("\n"));
-        } else {
-            // One line per group summary change.
-            let summary: Vec<&String> = screen
-                .iter()
-                .filter(|l| ids.iter().any(|id| l.starts_with(&format!("{id}: "))))
-                .collect();
-            let text = summary
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
-            if text != last {
-                println!("{text}");
-                last = text;
+        match &mut view {
+            Some(view) => {
+                let mut sections = vec![Section {
+                    key: "header".into(),
+                    lines: vec![
+                        format!(
+                            "infrakit up: {} group(s); Ctrl-C to stop (instances keep running). Log: {}",
+                            ids.len(),
+                            log_file.display()
+                        ),
+                        String::new(),
+                    ],
+                    rollout: None,
+                }];
+                for (id, d) in &described {
+                    sections.push(match d {
+                        Ok(d) => live_section(id, d),
+                        Err(e) => Section {
+                            key: id.to_string(),
+                            lines: vec![format!("{id}: {e}"), String::new()],
+                            rollout: None,
+                        },
+                    });
+                }
+                view.update(&sections);
+            }
+            None => {
+                // One line per group summary change.
+                let mut screen = Vec::new();
+                for (id, d) in &described {
+                    match d {
+                        Ok(d) => screen.extend(description_lines(id, d)),
+                        Err(e) => screen.push(format!("{id}: {e}")),
+                    }
+                }
+                let text = screen
+                    .iter()
+                    .filter(|l| ids.iter().any(|id| l.starts_with(&format!("{id}: "))))
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                if text != last {
+                    println!("{text}");
+                    last = text;
+                }
             }
         }
         tokio::select! {

@@ -1,4 +1,5 @@
-//! Reading specs (JSON or YAML, file or stdin) and printing results (tables, JSON, YAML).
+//! Reading specs (templates rendered to JSON or YAML, file or stdin) and printing results
+//! (tables, JSON, YAML).
 
 use std::io::Read;
 use std::path::Path;
@@ -9,6 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::Format;
+use crate::style;
+use crate::template::{self, Origin};
 
 /// Sets up logging to stderr, or to `file` when given.
 pub fn init_logging(filter: &str, file: Option<&Path>) {
@@ -33,18 +36,26 @@ pub fn init_logging(filter: &str, file: Option<&Path>) {
     };
 }
 
-/// Reads `source` (a path, or `-` for stdin) and parses it as JSON, or else as YAML.
+/// Reads `source` (a path, or `-` for stdin), renders it as a template with the global
+/// `--var` variables, and parses the result as JSON, or else as YAML.
 pub fn read_document(source: &str) -> Result<Value> {
-    let text = if source == "-" {
+    let text = render_source(source, template::global_vars())?;
+    parse_document(&text).with_context(|| format!("parsing {source}"))
+}
+
+/// Reads `source` (a path, or `-` for stdin) and renders it as a template with `vars`.
+pub fn render_source(source: &str, vars: &template::Vars) -> Result<String> {
+    let (text, origin) = if source == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("reading stdin")?;
-        s
+        (s, Origin::stdin())
     } else {
-        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+        let text = std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?;
+        (text, Origin::file(source))
     };
-    parse_document(&text).with_context(|| format!("parsing {source}"))
+    Ok(template::render(&text, &origin, vars)?)
 }
 
 /// Parses JSON, or YAML when the text is not JSON.
@@ -79,19 +90,44 @@ pub fn print_value<T: Serialize>(value: &T, format: Format) -> Result<()> {
     Ok(())
 }
 
-/// A borderless table with a header row, like `kubectl get`.
+/// A borderless table with a header row, like `kubectl get`: every table the CLI prints.
+/// Cells are coloured (`style::colored`) only when colours are enabled.
 pub fn table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(presets::NOTHING)
         .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header(header.iter().map(|h| h.to_string()));
+        .set_header(header.iter().map(|h| style::header(h)));
+    t.style_text_only();
+    if style::colors_enabled() {
+        t.enforce_styling();
+    } else {
+        t.force_no_tty();
+    }
     t
+}
+
+/// A table's lines, without the padding at either end.
+pub fn table_lines(t: &Table) -> Vec<String> {
+    t.to_string()
+        .lines()
+        .map(|l| l.trim_end().trim_start_matches(' ').to_string())
+        .collect()
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`infrakit man | head`) is not an error.
+pub fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
 }
 
 /// Prints a table with its trailing spaces trimmed.
 pub fn print_table(t: &Table) {
-    for line in t.to_string().lines() {
-        println!("{}", line.trim_end().trim_start_matches(' '));
+    for line in table_lines(t) {
+        println!("{line}");
     }
 }
 

@@ -5,13 +5,19 @@
 
 mod builtin;
 mod cli;
+mod cmd_completions;
 mod cmd_flavor;
 mod cmd_group;
 mod cmd_instance;
 mod cmd_manager;
 mod cmd_plugin;
+mod cmd_template;
 mod cmd_up;
+mod guard;
 mod io;
+mod live;
+mod style;
+mod template;
 
 use clap::Parser;
 
@@ -63,6 +69,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if !matches!(cli.command, Command::Up(_)) {
         io::init_logging(level, None);
     }
+    template::set_global_vars(template::parse_vars(&cli.vars)?);
     match cli.command {
         Command::Up(args) => cmd_up::run(args, &cli.log).await,
         Command::Down(args) => cmd_up::down(args).await,
@@ -71,5 +78,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Group(args) => cmd_group::run(args).await,
         Command::Instance(args) => cmd_instance::run(args).await,
         Command::Flavor(args) => cmd_flavor::run(args).await,
+        Command::Template(args) => cmd_template::run(args),
+        Command::Completions { shell } => cmd_completions::completions(shell),
+        Command::Man { dir } => cmd_completions::man(dir.as_deref()),
     }
 }
