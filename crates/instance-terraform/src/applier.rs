@@ -128,17 +128,17 @@ impl Shared {
     }
 
     /// Runs `write` (a file operation) and queues its change, atomically with respect to the
-    /// apply loop; then waits for the change's apply. `write` returns the instance ID.
+    /// apply loop and to other changes; then waits for the change's apply. `write` returns the
+    /// instance ID and how to undo the operation if the change fails.
     pub(crate) async fn submit(
         &self,
         change: Change,
-        undo: Undo,
-        write: impl FnOnce(&mut Queue) -> Result<String>,
+        write: impl FnOnce(&mut Queue) -> Result<(String, Undo)>,
     ) -> Result<String> {
         let (tx, rx) = oneshot::channel();
         let id = {
             let mut q = lock(&self.queue);
-            let id = write(&mut q)?;
+            let (id, undo) = write(&mut q)?;
             q.hidden.remove(&id);
             q.pending.push(Request {
                 id: id.clone(),

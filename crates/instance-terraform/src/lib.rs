@@ -313,8 +313,8 @@ impl TerraformPlugin {
         }
         let shared = self.shared();
         shared
-            .submit(Change::Adopt, Undo::Remove, |_| {
-                shared.files.create(|id| {
+            .submit(Change::Adopt, |_| {
+                let id = shared.files.create(|id| {
                     render::render(
                         &props,
                         &InstanceInput {
@@ -325,7 +325,8 @@ impl TerraformPlugin {
                         },
                         Some(&request.source),
                     )
-                })
+                })?;
+                Ok((id, Undo::Remove))
             })
             .await
     }
@@ -385,8 +386,8 @@ impl Instance for TerraformPlugin {
         )?;
         let shared = self.shared();
         let id = shared
-            .submit(Change::Provision, Undo::Remove, |_| {
-                shared.files.create(|id| {
+            .submit(Change::Provision, |_| {
+                let id = shared.files.create(|id| {
                     render::render(
                         &props,
                         &InstanceInput {
@@ -397,7 +398,8 @@ impl Instance for TerraformPlugin {
                         },
                         None,
                     )
-                })
+                })?;
+                Ok((id, Undo::Remove))
             })
             .await?;
         tracing::info!(plugin = %shared.options.name, instance = %id, "provisioned");
@@ -411,25 +413,22 @@ impl Instance for TerraformPlugin {
         if hidden || state.instance(id).is_none() {
             return Err(Error::instance_not_found(id));
         }
-        let previous = shared
-            .files
-            .read(id)?
-            .ok_or_else(|| Error::instance_not_found(id))?;
-        let labelled = render::with_labels(&previous, id, labels).ok_or_else(|| {
-            Error::plugin(format!(
-                "{} has no instance record; was it edited by hand?",
-                shared.files.path(id).display()
-            ))
-        })?;
         shared
-            .submit(
-                Change::Label(labels.clone()),
-                Undo::Restore(previous),
-                |_| {
-                    shared.files.write(id, &labelled)?;
-                    Ok(id.to_string())
-                },
-            )
+            .submit(Change::Label(labels.clone()), |_| {
+                // Read and rewritten under the queue's lock: concurrent labels all count.
+                let previous = shared
+                    .files
+                    .read(id)?
+                    .ok_or_else(|| Error::instance_not_found(id))?;
+                let labelled = render::with_labels(&previous, id, labels).ok_or_else(|| {
+                    Error::plugin(format!(
+                        "{} has no instance record; is it being destroyed?",
+                        shared.files.path(id).display()
+                    ))
+                })?;
+                shared.files.write(id, &labelled)?;
+                Ok((id.to_string(), Undo::Restore(previous)))
+            })
             .await
             .map(|_| ())
     }
@@ -447,7 +446,7 @@ impl Instance for TerraformPlugin {
         tracing::info!(plugin = %shared.options.name, instance = %id, reason = %context.reason, "destroying");
         let file = shared.files.read(id)?;
         shared
-            .submit(Change::Destroy, Undo::Nothing, |q| {
+            .submit(Change::Destroy, |q| {
                 match &file {
                     // Replaced (atomically) by its tombstone, which runs the destroy-time
                     // provisioners.
@@ -463,7 +462,7 @@ impl Instance for TerraformPlugin {
                         shared.files.remove(id)?;
                     }
                 }
-                Ok(id.to_string())
+                Ok((id.to_string(), Undo::Nothing))
             })
             .await
             .map(|_| ())

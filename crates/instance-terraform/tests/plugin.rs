@@ -152,6 +152,15 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
         outputs[format!("infrakit_{id}")]["value"]["Tags"]["owner"],
         "ops"
     );
+    // Labels asked for together all count (and usually share an apply).
+    let applies = p.stats().applies;
+    let (lx, ly) = (tags(&[("x", "1")]), tags(&[("y", "2")]));
+    let (x, y) = tokio::join!(p.label(&id, &lx), p.label(&id, &ly));
+    x.unwrap();
+    y.unwrap();
+    let d = &p.describe_instances(&Tags::new(), false).await.unwrap()[0];
+    assert_eq!((d.tags["x"].as_str(), d.tags["y"].as_str()), ("1", "2"));
+    assert!(p.stats().applies <= applies + 2);
     let err = p
         .label("instance-1-aaaaaa", &tags(&[("a", "b")]))
         .await
