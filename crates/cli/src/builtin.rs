@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 
+use infrakit_flavor_combo::ComboFlavor;
 use infrakit_flavor_vanilla::VanillaFlavor;
+use infrakit_flavor_zookeeper::ZooKeeperFlavor;
 use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_docker::{DockerOptions, DockerPlugin};
 use infrakit_instance_file::FilePlugin;
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
+use infrakit_instance_terraform::{TerraformOptions, TerraformPlugin};
 use infrakit_rpc::{dir, Handlers, PluginServer, Plugins};
 use infrakit_store::FileStore;
 
@@ -30,8 +33,14 @@ pub enum Kind {
     InstanceSimulator,
     /// Docker containers (needs a Docker engine).
     InstanceDocker,
+    /// Resources created by Terraform (needs the `terraform` binary).
+    InstanceTerraform,
     /// The vanilla flavor.
     FlavorVanilla,
+    /// Several flavors as one.
+    FlavorCombo,
+    /// ZooKeeper ensemble members.
+    FlavorZookeeper,
 }
 
 /// Every built-in kind.
@@ -40,7 +49,10 @@ pub const ALL: &[Kind] = &[
     Kind::InstanceFile,
     Kind::InstanceSimulator,
     Kind::InstanceDocker,
+    Kind::InstanceTerraform,
     Kind::FlavorVanilla,
+    Kind::FlavorCombo,
+    Kind::FlavorZookeeper,
     Kind::Group,
 ];
 
@@ -50,6 +62,8 @@ pub const EMBEDDED: &[Kind] = &[
     Kind::InstanceFile,
     Kind::InstanceSimulator,
     Kind::FlavorVanilla,
+    Kind::FlavorCombo,
+    Kind::FlavorZookeeper,
 ];
 
 impl Kind {
@@ -61,7 +75,10 @@ impl Kind {
             Kind::InstanceFile => "instance-file",
             Kind::InstanceSimulator => "instance-simulator",
             Kind::InstanceDocker => "instance-docker",
+            Kind::InstanceTerraform => "instance-terraform",
             Kind::FlavorVanilla => "flavor-vanilla",
+            Kind::FlavorCombo => "flavor-combo",
+            Kind::FlavorZookeeper => "flavor-zookeeper",
         }
     }
 }
@@ -78,7 +95,10 @@ impl FromStr for Kind {
                 "file" => Some(Kind::InstanceFile),
                 "simulator" => Some(Kind::InstanceSimulator),
                 "docker" => Some(Kind::InstanceDocker),
+                "terraform" => Some(Kind::InstanceTerraform),
                 "vanilla" => Some(Kind::FlavorVanilla),
+                "combo" => Some(Kind::FlavorCombo),
+                "zookeeper" => Some(Kind::FlavorZookeeper),
                 _ => None,
             })
             .with_context(|| {
@@ -131,7 +151,8 @@ pub async fn serve(
             let g = GroupPlugin::with_store(plugins.clone(), controller_config(opts), store)
                 .await
                 .with_context(|| format!("starting {name}"))?;
-            Handlers::new().group(Arc::new(g))
+            let g = Arc::new(g);
+            Handlers::new().group(g.clone()).publisher(g)
         }
         Kind::InstanceProcess => {
             let p = Arc::new(
@@ -169,8 +190,31 @@ pub async fn serve(
             plugins.register_publisher(name, p.clone());
             Handlers::new().instance("", p.clone()).publisher(p)
         }
+        Kind::InstanceTerraform => {
+            let dir = opts.dir.clone().unwrap_or_else(|| state_dir(name));
+            let p = TerraformPlugin::start(TerraformOptions {
+                name: name.to_string(),
+                ..TerraformOptions::new(dir)
+            })
+            .await
+            .with_context(|| format!("starting {name}"))?;
+            let p = Arc::new(p);
+            plugins.register_instance(name, p.clone());
+            plugins.register_publisher(name, p.clone());
+            Handlers::new().instance("", p.clone()).publisher(p)
+        }
         Kind::FlavorVanilla => {
             let f = Arc::new(VanillaFlavor::new());
+            plugins.register_flavor(name, f.clone());
+            Handlers::new().flavor("", f)
+        }
+        Kind::FlavorCombo => {
+            let f = Arc::new(ComboFlavor::new(plugins));
+            plugins.register_flavor(name, f.clone());
+            Handlers::new().flavor("", f)
+        }
+        Kind::FlavorZookeeper => {
+            let f = Arc::new(ZooKeeperFlavor::new());
             plugins.register_flavor(name, f.clone());
             Handlers::new().flavor("", f)
         }

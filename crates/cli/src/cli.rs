@@ -53,6 +53,8 @@ pub enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Show the lifecycle events of groups and managers (`--follow` to keep watching).
+    Events(EventsArgs),
 }
 
 /// Output formats.
@@ -193,6 +195,13 @@ pub struct ManagerRunArgs {
     /// Leadership lease TTL (with `--store etcd`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
     pub lease_ttl: Duration,
+    /// Serve `/metrics` (Prometheus) and the live dashboard on this address, e.g.
+    /// `127.0.0.1:9090`.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Let the dashboard scale groups and pause or resume rollouts (read-only without it).
+    #[arg(long, requires = "http")]
+    pub http_actions: bool,
     /// Built-in plugin options (the group controller's).
     #[command(flatten)]
     pub options: PluginOptions,
@@ -382,6 +391,41 @@ pub enum InstanceCommand {
         /// Properties file.
         file: String,
     },
+    /// Adopt an existing resource as an instance of the Terraform plugin working in `--dir`
+    /// (Terraform's state lock keeps this safe while the plugin runs).
+    Import(ImportArgs),
+}
+
+/// `infrakit instance import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The Terraform plugin's working directory.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Import the resource with this provider import ID (an `import` block).
+    #[arg(long, conflicts_with = "address", required_unless_present = "address")]
+    pub id: Option<String>,
+    /// Take over the resource at this address of the directory's state (a `moved` block); remove
+    /// its declaration from your own files first.
+    #[arg(long)]
+    pub address: Option<String>,
+    /// Make it a member of this group: its instance properties and configuration tags come from
+    /// the group's spec (asked of the group plugin `--group-plugin`).
+    #[arg(long, conflicts_with = "spec")]
+    pub group: Option<String>,
+    /// Make it a member of the group this spec file describes (committed or not yet: a group
+    /// committed afterwards adopts it instead of creating an instance).
+    #[arg(long)]
+    pub spec: Option<String>,
+    /// The group plugin (or manager) to ask for the group's spec.
+    #[arg(long, default_value = "group")]
+    pub group_plugin: String,
+    /// Instance properties file (the resource's type and configuration); default: the group's.
+    #[arg(long)]
+    pub properties: Option<String>,
+    /// The logical ID, for a pet.
+    #[arg(long)]
+    pub logical_id: Option<String>,
 }
 
 /// Allocation flags for flavor commands.
@@ -441,6 +485,23 @@ pub enum FlavorCommand {
         #[arg(long, value_delimiter = ',')]
         tags: Vec<String>,
     },
+}
+
+/// `infrakit events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// The group plugin or manager to ask.
+    #[arg(long, default_value = "group")]
+    pub name: String,
+    /// Only the events of this group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Keep printing new events until interrupted.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Output format (`json`: one event per line, as on the wire).
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
 }
 
 /// `infrakit template ...`.

@@ -1,15 +1,21 @@
 //! `infrakit instance ...`: an instance plugin from the command line.
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
+use infrakit_group::Settings;
+use infrakit_instance_terraform::{ImportRequest, ImportSource, TerraformOptions, TerraformPlugin};
 use infrakit_rpc::{dir, Plugins};
-use infrakit_spi::{DestroyContext, Spec};
+use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG};
+use infrakit_spi::{DestroyContext, Group, Spec, Tags};
 
-use crate::cli::{Format, InstanceArgs, InstanceCommand};
+use crate::cli::{Format, ImportArgs, InstanceArgs, InstanceCommand};
 use crate::io;
 
 /// Runs an instance command.
 pub async fn run(args: InstanceArgs) -> Result<()> {
+    if let InstanceCommand::Import(import) = args.command {
+        return import_terraform(import).await;
+    }
     let plugins = Plugins::new(dir::plugins_dir());
     let plugin = plugins.instance(&args.name)?;
     match args.command {
@@ -70,6 +76,60 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
             plugin.validate(&doc).await?;
             println!("validate:ok");
         }
+        InstanceCommand::Import(_) => unreachable!("handled above"),
     }
+    Ok(())
+}
+
+/// `infrakit instance import`: adopts an existing resource into a Terraform working directory,
+/// tagged as a member of `--group` if given.
+async fn import_terraform(args: ImportArgs) -> Result<()> {
+    let mut tags = Tags::new();
+    let mut properties = match &args.properties {
+        Some(file) => Some(io::read_document(file)?),
+        None => None,
+    };
+    let spec = match (&args.group, &args.spec) {
+        (Some(group), _) => Some(
+            crate::cmd_group::client(&args.group_plugin)?
+                .inspect_groups()
+                .await?
+                .into_iter()
+                .find(|s| &s.id == group)
+                .with_context(|| {
+                    format!("{} does not manage a group {group}", args.group_plugin)
+                })?,
+        ),
+        (None, Some(file)) => Some(crate::cmd_group::read_spec(file)?),
+        (None, None) => None,
+    };
+    if let Some(spec) = spec {
+        let settings = Settings::parse(&spec)?;
+        tags.insert(GROUP_TAG.into(), settings.id.clone());
+        tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
+        if properties.is_none() {
+            properties = Some(settings.props.instance.properties.clone());
+        }
+    }
+    let Some(properties) = properties else {
+        bail!("say what the resource is: --properties FILE, or --group ID to use the group's");
+    };
+    let source = match (args.id, args.address) {
+        (Some(id), _) => ImportSource::Id(id),
+        (None, Some(address)) => ImportSource::Address(address),
+        (None, None) => bail!("--id or --address is required"),
+    };
+    let plugin = TerraformPlugin::start(TerraformOptions::new(&args.dir))
+        .await
+        .with_context(|| format!("opening the Terraform directory {}", args.dir.display()))?;
+    let id = plugin
+        .import(ImportRequest {
+            properties,
+            source,
+            tags,
+            logical_id: args.logical_id,
+        })
+        .await?;
+    println!("{id}");
     Ok(())
 }

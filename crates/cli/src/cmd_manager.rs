@@ -17,6 +17,8 @@ use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
 use infrakit_store::{FileStore, Store};
 
+use infrakit_http::{HttpServer, Options as HttpOptions, Sources};
+
 use crate::builtin::controller_config;
 use crate::cli::{Format, ManagerArgs, ManagerCommand, ManagerRunArgs, StoreKind};
 use crate::cmd_plugin::{option_args, shutdown_signal, spawn_background};
@@ -27,6 +29,7 @@ pub struct RunningManager {
     /// The manager (it implements the Group API).
     pub manager: Arc<Manager>,
     server: PluginServer,
+    http: Option<HttpServer>,
     shutdown: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -36,6 +39,9 @@ impl RunningManager {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.task.await;
+        if let Some(http) = self.http {
+            http.stop().await;
+        }
         self.server.stop().await;
     }
 
@@ -85,15 +91,40 @@ pub async fn start(
         name,
         Handlers::new()
             .group(manager.clone())
-            .manager(manager.clone()),
+            .manager(manager.clone())
+            .publisher(manager.clone()),
     )
     .await
     .with_context(|| format!("starting manager {name}"))?;
+    let http = match &args.http {
+        Some(addr) => {
+            let http = HttpServer::start(
+                addr,
+                Sources {
+                    groups: manager.clone(),
+                    events: manager.clone(),
+                    telemetry: manager.telemetry().clone(),
+                },
+                HttpOptions {
+                    actions: args.http_actions,
+                },
+            )
+            .await?;
+            eprintln!(
+                "manager {name}: dashboard on http://{}/ , metrics on http://{}/metrics",
+                http.addr(),
+                http.addr()
+            );
+            Some(http)
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(manager.clone().run(shutdown.clone()));
     Ok(RunningManager {
         manager,
         server,
+        http,
         shutdown,
         task,
     })
@@ -142,6 +173,12 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
                 "--lease-ttl".into(),
                 humantime::format_duration(run.lease_ttl).to_string(),
             ]);
+            if let Some(addr) = &run.http {
+                cmd.extend(["--http".into(), addr.clone()]);
+            }
+            if run.http_actions {
+                cmd.push("--http-actions".into());
+            }
             cmd.extend(option_args(&run.options)?);
             spawn_background(&args.name, &cmd).await
         }

@@ -6,6 +6,7 @@
 mod builtin;
 mod cli;
 mod cmd_completions;
+mod cmd_events;
 mod cmd_flavor;
 mod cmd_group;
 mod cmd_instance;
@@ -81,5 +82,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Template(args) => cmd_template::run(args),
         Command::Completions { shell } => cmd_completions::completions(shell),
         Command::Man { dir } => cmd_completions::man(dir.as_deref()),
+        Command::Events(args) => cmd_events::run(args).await,
     }
 }

@@ -46,12 +46,7 @@ fn events_show_history_follow_new_ones_and_metrics_match() {
     let home = Home::new();
     let port = free_port();
     home.ok(&["plugin", "start", "instance-process", "flavor-vanilla"]);
-    home.ok(&[
-        "manager",
-        "start",
-        "--http",
-        &format!("127.0.0.1:{port}"),
-    ]);
+    home.ok(&["manager", "start", "--http", &format!("127.0.0.1:{port}")]);
     commit(&home, 2);
     eventually("two healthy instances", WITHIN, || {
         let d = home.json(&["group", "describe", "web", "-o", "json"]);
@@ -78,7 +73,10 @@ fn events_show_history_follow_new_ones_and_metrics_match() {
         .all(|e| e["Data"]["Group"] == "web"));
     let table = home.ok(&["events", "--group", "web"]);
     assert!(table.contains("provisioned"), "{table}");
-    assert!(!table.contains("leadership"), "only the group's events: {table}");
+    assert!(
+        !table.contains("leadership"),
+        "only the group's events: {table}"
+    );
 
     // Follow: a scale-up shows up as it happens.
     let mut follow = home
@@ -96,7 +94,10 @@ fn events_show_history_follow_new_ones_and_metrics_match() {
     }
     home.ok(&["group", "scale", "web", "3"]);
     let mut seen = Vec::new();
-    while !seen.iter().any(|e: &serde_json::Value| e["Type"] == "provisioned") {
+    while !seen
+        .iter()
+        .any(|e: &serde_json::Value| e["Type"] == "provisioned")
+    {
         let line = lines.next().expect("the follower keeps printing").unwrap();
         seen.push(serde_json::from_str(&line).unwrap());
     }

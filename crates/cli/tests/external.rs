@@ -36,13 +36,21 @@ fn programs_named_infrakit_kind_are_started_listed_and_stopped() {
         .env("PATH", &path)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let listed = eventually("the program's plugin to answer", Duration::from_secs(10), || {
-        let ls = home.ok(&["plugin", "ls"]);
-        ls.lines()
-            .any(|l| l.starts_with("mine2") && l.contains("Instance"))
-            .then_some(ls)
-    });
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = eventually(
+        "the program's plugin to answer",
+        Duration::from_secs(10),
+        || {
+            let ls = home.ok(&["plugin", "ls"]);
+            ls.lines()
+                .any(|l| l.starts_with("mine2") && l.contains("Instance"))
+                .then_some(ls)
+        },
+    );
     assert!(!listed.contains("(not answering)"), "{listed}");
 
     let unknown = home
