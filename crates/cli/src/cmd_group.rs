@@ -191,9 +191,8 @@ pub fn rollout_line(id: &str, d: &GroupDescription) -> String {
 /// Shows a group's description until Ctrl-C: redrawn in place on a terminal (with a progress
 /// bar while a rollout is under way), else printed again whenever it changes.
 async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
+    let interrupt = live::Interrupt::new()?;
     let mut view = std::io::stdout().is_terminal().then(LiveView::new);
-    let signal = crate::cmd_plugin::shutdown_signal();
-    tokio::pin!(signal);
     let mut last = String::new();
     loop {
         let described = g.describe_group(id).await;
@@ -218,7 +217,7 @@ async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
             }
         }
         tokio::select! {
-            r = &mut signal => { r?; return Ok(()); }
+            _ = interrupt.recv() => return Ok(()),
             _ = tokio::time::sleep(REFRESH) => {}
         }
     }
@@ -226,11 +225,9 @@ async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
 
 /// A group's block in a live view: its table and summary, and its rollout while under way.
 pub fn live_section(id: &str, d: &GroupDescription) -> Section {
-    let mut lines = table_and_summary(id, d);
-    lines.push(String::new());
     Section {
         key: id.to_string(),
-        lines,
+        lines: table_and_summary(id, d),
         rollout: rollout_of(d).filter(|r| live::in_progress(r)).cloned(),
     }
 }
@@ -276,13 +273,12 @@ pub fn rollout_outcome(id: &str, r: Option<&RolloutStatus>) -> RolloutOutcome {
 /// Follows a rollout until it completes (exit 0), fails or rolls back (exit 1), or Ctrl-C: a
 /// progress bar on a terminal, else a line per change.
 async fn watch_rollout(g: &GroupClient, id: &str) -> Result<()> {
+    let interrupt = live::Interrupt::new()?;
     let bar = std::io::stdout().is_terminal().then(|| {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stdout());
-        bar.set_style(live::rollout_style());
+        bar.set_style(live::rollout_style(false));
         bar
     });
-    let signal = crate::cmd_plugin::shutdown_signal();
-    tokio::pin!(signal);
     let mut last = String::new();
     loop {
         let d = g.describe_group(id).await?;
@@ -316,11 +312,10 @@ async fn watch_rollout(g: &GroupClient, id: &str) -> Result<()> {
             RolloutOutcome::Waiting => {}
         }
         tokio::select! {
-            r = &mut signal => {
+            _ = interrupt.recv() => {
                 if let Some(bar) = &bar {
                     bar.abandon();
                 }
-                r?;
                 return Ok(());
             }
             _ = tokio::time::sleep(REFRESH) => {}
@@ -428,4 +423,50 @@ pub fn table_and_summary(id: &str, d: &GroupDescription) -> Vec<String> {
         ));
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rollout(phase: &str, reason: &str) -> RolloutStatus {
+        RolloutStatus {
+            phase: phase.into(),
+            updated: 1,
+            total: 3,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn rollout_watches_end_when_the_rollout_does() {
+        assert_eq!(rollout_outcome("web", None), RolloutOutcome::Done);
+        assert_eq!(
+            rollout_outcome("web", Some(&rollout("complete", ""))),
+            RolloutOutcome::Done
+        );
+        for waiting in [
+            rollout("progressing", ""),
+            rollout("rolling back", "rolled back: no progress"),
+            rollout("paused", "paused by an operator"),
+        ] {
+            assert_eq!(
+                rollout_outcome("web", Some(&waiting)),
+                RolloutOutcome::Waiting
+            );
+        }
+        assert_eq!(
+            rollout_outcome(
+                "web",
+                Some(&rollout("rolled back", "rolled back: no progress"))
+            ),
+            RolloutOutcome::Failed(
+                "the rollout of web rolled back (rolled back: no progress)".into()
+            )
+        );
+        assert!(matches!(
+            rollout_outcome("web", Some(&rollout("paused", "rollout failed: deadline"))),
+            RolloutOutcome::Failed(m) if m.contains("rollout failed: deadline")
+        ));
+    }
 }

@@ -15,8 +15,7 @@ use crate::builtin::{self, EMBEDDED};
 use crate::cli::{DownArgs, ManagerRunArgs, PluginOptions, StoreKind, UpArgs};
 use crate::cmd_group::{description_lines, live_section, read_spec};
 use crate::cmd_manager::{self, RunningManager};
-use crate::cmd_plugin::shutdown_signal;
-use crate::live::{LiveView, Section};
+use crate::live::{self, LiveView, Section};
 use crate::{guard, io};
 
 /// The built-in plugins and an embedded manager, served from this process.
@@ -97,10 +96,9 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
             }
         }
     }
+    let interrupt = live::Interrupt::new()?;
     let mut view = (!args.plain && std::io::stdout().is_terminal()).then(LiveView::new);
     let mut last = String::new();
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
     loop {
         // Every managed group: those committed now and those resumed from earlier runs.
         let ids: Vec<String> = match stack.group().inspect_groups().await {
@@ -115,14 +113,11 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
             Some(view) => {
                 let mut sections = vec![Section {
                     key: "header".into(),
-                    lines: vec![
-                        format!(
-                            "infrakit up: {} group(s); Ctrl-C to stop (instances keep running). Log: {}",
-                            ids.len(),
-                            log_file.display()
-                        ),
-                        String::new(),
-                    ],
+                    lines: vec![format!(
+                        "infrakit up: {} group(s); Ctrl-C to stop (instances keep running). Log: {}",
+                        ids.len(),
+                        log_file.display()
+                    )],
                     rollout: None,
                 }];
                 for (id, d) in &described {
@@ -130,7 +125,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
                         Ok(d) => live_section(id, d),
                         Err(e) => Section {
                             key: id.to_string(),
-                            lines: vec![format!("{id}: {e}"), String::new()],
+                            lines: vec![format!("{id}: {e}")],
                             rollout: None,
                         },
                     });
@@ -159,7 +154,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
             }
         }
         tokio::select! {
-            r = &mut signal => { r?; break; }
+            _ = interrupt.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
     }

@@ -1,8 +1,9 @@
 //! Live views on a terminal: blocks of text redrawn in place, each optionally followed by a
-//! rollout progress bar (indicatif). Callers print plain lines instead when stdout is not a
-//! terminal.
+//! rollout progress bar (indicatif), with a blank line after each block. Callers print plain
+//! lines instead when stdout is not a terminal.
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use infrakit_spi::group::RolloutStatus;
 
@@ -70,14 +71,16 @@ impl LiveView {
             }
         }
         for (s, b) in sections.iter().zip(self.blocks.iter_mut()) {
-            b.text.set_message(s.lines.join("\n"));
+            // The blank line after the block: after the bar when there is one.
+            let gap = if s.rollout.is_some() { "" } else { "\n" };
+            b.text.set_message(format!("{}{gap}", s.lines.join("\n")));
             match (&s.rollout, &b.rollout) {
                 (Some(r), Some(bar)) => set_rollout(bar, &s.key, r),
                 (Some(r), None) => {
                     let bar = self
                         .multi
                         .insert_after(&b.text, ProgressBar::new(r.total as u64));
-                    bar.set_style(rollout_style());
+                    bar.set_style(rollout_style(true));
                     set_rollout(&bar, &s.key, r);
                     b.rollout = Some(bar);
                 }
@@ -95,14 +98,18 @@ fn text_style() -> ProgressStyle {
     ProgressStyle::with_template("{msg}").unwrap_or_else(|_| ProgressStyle::default_bar())
 }
 
-/// The style of rollout bars: `web: rollout [####>.....] 2/5 updated, progressing`.
-pub fn rollout_style() -> ProgressStyle {
-    let template = if style::colors_enabled() {
-        "{prefix}: rollout [{bar:30.cyan/blue}] {pos}/{len} updated, {msg}"
+/// The style of rollout bars: `web: rollout [####>.....] 2/5 updated, progressing`, followed
+/// by a blank line when `gap`.
+pub fn rollout_style(gap: bool) -> ProgressStyle {
+    let mut template = if style::colors_enabled() {
+        "{prefix}: rollout [{bar:30.cyan/blue}] {pos}/{len} updated, {msg}".to_string()
     } else {
-        "{prefix}: rollout [{bar:30}] {pos}/{len} updated, {msg}"
+        "{prefix}: rollout [{bar:30}] {pos}/{len} updated, {msg}".to_string()
     };
-    ProgressStyle::with_template(template)
+    if gap {
+        template.push('\n');
+    }
+    ProgressStyle::with_template(&template)
         .map(|s| s.progress_chars("#>."))
         .unwrap_or_else(|_| ProgressStyle::default_bar())
 }
@@ -117,6 +124,32 @@ pub fn set_rollout(bar: &ProgressBar, id: &str, r: &RolloutStatus) {
         msg.push_str(&format!(" ({})", r.reason));
     }
     bar.set_message(msg);
+}
+
+/// SIGINT and SIGTERM, listened for from the moment this is created (so a Ctrl-C right after
+/// the first screen is drawn is not lost to the default handler).
+pub struct Interrupt {
+    int: tokio::sync::Mutex<Signal>,
+    term: tokio::sync::Mutex<Signal>,
+}
+
+impl Interrupt {
+    /// Starts listening.
+    pub fn new() -> std::io::Result<Interrupt> {
+        Ok(Interrupt {
+            int: tokio::sync::Mutex::new(signal(SignalKind::interrupt())?),
+            term: tokio::sync::Mutex::new(signal(SignalKind::terminate())?),
+        })
+    }
+
+    /// Waits for the next SIGINT or SIGTERM.
+    pub async fn recv(&self) {
+        let (mut int, mut term) = (self.int.lock().await, self.term.lock().await);
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
 }
 
 /// True while a rollout is under way (worth a progress bar).
