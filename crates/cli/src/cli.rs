@@ -111,6 +111,12 @@ pub struct UpArgs {
     /// Commit specs that scale a group to 0 or destroy more than half of its instances.
     #[arg(long)]
     pub force: bool,
+    /// Serve `/metrics` and the live dashboard on this address, e.g. `127.0.0.1:9090`.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<String>,
+    /// Let the dashboard scale groups and pause or resume rollouts (read-only without it).
+    #[arg(long, requires = "http")]
+    pub http_actions: bool,
     /// Built-in plugin options.
     #[command(flatten)]
     pub options: PluginOptions,
@@ -238,6 +244,9 @@ pub enum ManagerCommand {
         /// Show what would happen without changing anything.
         #[arg(long)]
         pretend: bool,
+        /// Commit even if it scales a group to 0 or destroys more than half of its instances.
+        #[arg(long)]
+        force: bool,
     },
     /// Print the committed specs in the manager format.
     Inspect {

@@ -224,9 +224,21 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             println!("leadership: {}", status.leadership);
             Ok(())
         }
-        ManagerCommand::Commit { file, pretend } => {
+        ManagerCommand::Commit {
+            file,
+            pretend,
+            force,
+        } => {
             let entries = read_entries(&file)?;
             let plugins = Plugins::new(dir::plugins_dir());
+            // Every entry is checked before any is committed, so a refusal changes nothing.
+            if !pretend {
+                for entry in &entries {
+                    let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
+                    let client = GroupClient::new(plugins.client(&plugin)?);
+                    crate::guard::refuse_destructive(&client, &entry.properties, force).await?;
+                }
+            }
             for entry in entries {
                 let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
                 let client = GroupClient::new(plugins.client(&plugin)?);

@@ -25,7 +25,7 @@ struct Stack {
 }
 
 impl Stack {
-    async fn start(opts: &PluginOptions) -> Result<Stack> {
+    async fn start(opts: &PluginOptions, http: Option<(String, bool)>) -> Result<Stack> {
         const BUSY: &str = "is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`";
         let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
         let mut servers = Vec::new();
@@ -41,8 +41,8 @@ impl Stack {
             etcd_endpoints: Vec::new(),
             etcd_prefix: String::new(),
             lease_ttl: Duration::from_secs(3),
-            http: None,
-            http_actions: false,
+            http_actions: http.as_ref().is_some_and(|(_, actions)| *actions),
+            http: http.map(|(addr, _)| addr),
             options: opts.clone(),
         };
         let manager = cmd_manager::start("group", &args, &plugins)
@@ -79,7 +79,8 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
     let filter = if log == "warn" { "info" } else { log };
     io::init_logging(filter, Some(&log_file));
 
-    let stack = Stack::start(&args.options).await?;
+    let http = args.http.clone().map(|addr| (addr, args.http_actions));
+    let stack = Stack::start(&args.options, http).await?;
     // Every spec is checked before any is committed, so a refusal changes nothing.
     for spec in &specs {
         if let Err(e) = guard::refuse_destructive(stack.group(), spec, args.force).await {
@@ -170,7 +171,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
 /// Runs `infrakit down`: destroys the groups of the given specs.
 pub async fn down(args: DownArgs) -> Result<()> {
     let specs = read_specs(&args.specs)?;
-    let stack = Stack::start(&args.options).await?;
+    let stack = Stack::start(&args.options, None).await?;
     let mut result = Ok(());
     for spec in specs {
         let id = spec.id.clone();
