@@ -32,7 +32,11 @@ fn state(dir: &std::path::Path) -> Vec<String> {
         .current_dir(dir)
         .output()
         .expect("terraform is on PATH (the Terraform plugin's tests need it)");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     v["values"]["root_module"]["resources"]
         .as_array()
@@ -55,13 +59,20 @@ fn a_group_of_terraform_resources_and_an_adopted_one() {
         json!({"resource": {"terraform_data": {"legacy": {"input": "v1"}}}}).to_string(),
     )
     .unwrap();
-    for args in [&["init", "-input=false", "-no-color"][..], &["apply", "-auto-approve", "-input=false", "-no-color"]] {
+    for args in [
+        &["init", "-input=false", "-no-color"][..],
+        &["apply", "-auto-approve", "-input=false", "-no-color"],
+    ] {
         let out = std::process::Command::new("terraform")
             .args(args)
             .current_dir(&dir)
             .output()
             .expect("terraform runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(state(&dir), vec!["terraform_data.legacy".to_string()]);
 
