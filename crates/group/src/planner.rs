@@ -823,7 +823,7 @@ mod tests {
                     current,
                     health,
                     age: Duration::from_secs(age),
-                    protected: protected && i % 5 == 0,
+                    protected: protected && i.is_multiple_of(5),
                     healthy_for: if health == Healthy {
                         Duration::from_secs(age)
                     } else {
