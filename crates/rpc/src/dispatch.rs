@@ -20,7 +20,8 @@ use crate::jsonrpc::{self, Request};
 use crate::serve::Caller;
 use crate::server::Handlers;
 
-/// Error messages are cut to this many bytes: some echo the input (a method name, a bad value).
+/// Messages of protocol errors (not the plugin's own) are cut to this many bytes: some echo the
+/// input (a method name, a bad value, a map key).
 const MAX_MESSAGE_BYTES: usize = 1024;
 
 /// Cuts `s` to at most [`MAX_MESSAGE_BYTES`] on a character boundary.
@@ -67,6 +68,8 @@ fn failure(code: i64, message: impl Into<String>) -> Failure {
 
 /// Invalid params: code -32602, the path of the bad field in the message and in `data`.
 fn bad_param(path: &str, message: impl Into<String>) -> Failure {
+    // Paths hold the caller's map keys, which may be of any length.
+    let path = clip(path.to_string());
     let message = clip(message.into());
     Failure {
         code: jsonrpc::INVALID_PARAMS,
