@@ -16,11 +16,11 @@ use serde_json::json;
 
 use infrakit_flavor_swarm::{Role, SwarmFlavor, GROUP_LABEL, LINK_TAG};
 use infrakit_spi::{
-    Allocation, Description, Error, Flavor, Group, Health, Index, Instance, Spec, Tags,
+    Allocation, Description, Error, Flavor, Group, GroupSpec, Health, Index, Instance, Spec, Tags,
 };
 use infrakit_testkit::eventually;
 
-use common::{engine_labels, reachable_manager, ready, Fixture, SERIAL, SUBNET};
+use common::{engine_labels, reachable_manager, ready, Fixture, BOOTSTRAP, SERIAL, SUBNET};
 
 /// Instance IDs by link.
 fn links(instances: &[Description]) -> BTreeMap<String, String> {
@@ -490,4 +490,67 @@ async fn bad_specs_are_rejected_with_the_field_and_nothing_runs() {
         .unwrap()
         .is_empty());
     assert!(group.inspect_groups().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_runs() {
+    let _serial = SERIAL.lock().await;
+    let f = Fixture::new().await;
+    assert!(
+        common::doc_block("sh", "swarm init").contains(&format!("--advertise-addr {BOOTSTRAP}"))
+    );
+    // The page's groups, with this lab's launcher and bootstrap manager in place of the paths.
+    let documented = |marker: &str| -> GroupSpec {
+        let mut spec: GroupSpec = serde_json::from_str(&common::doc_block("json", marker)).unwrap();
+        let cmd = &mut spec.properties["Instance"]["Properties"]["Cmd"];
+        assert_eq!(*cmd, "/usr/local/bin/infrakit-engine");
+        *cmd = json!(f.lab.launcher());
+        let host = &mut spec.properties["Flavor"]["Properties"]["Docker"]["Host"];
+        assert_eq!(
+            *host,
+            "unix:///var/lib/infrakit-swarm-lab/bootstrap/docker.sock"
+        );
+        *host = json!(f.docker_host());
+        spec
+    };
+    for spec in [
+        documented("\"swarm-managers\""),
+        documented("\"swarm-workers\""),
+    ] {
+        f.group.commit_group(spec, false).await.unwrap();
+    }
+    let nodes = eventually(
+        "three managers and two workers",
+        Duration::from_secs(120),
+        || async {
+            f.healthy("swarm-managers", 2).await?;
+            f.healthy("swarm-workers", 2).await?;
+            let nodes: Vec<_> = f.nodes().await.into_values().flatten().collect();
+            let managers = nodes.iter().filter(|n| reachable_manager(n)).count();
+            let workers: Vec<_> = nodes
+                .iter()
+                .filter(|n| ready(n) && n.manager_status.is_none())
+                .collect();
+            (managers == 3 && workers.len() == 2 && nodes.len() == 5)
+                .then(|| workers.into_iter().cloned().collect::<Vec<_>>())
+        },
+    )
+    .await;
+    for n in &nodes {
+        let labels = engine_labels(n);
+        assert_eq!(labels["tier"], "web");
+        assert_eq!(labels[GROUP_LABEL], "swarm-workers");
+    }
+
+    // The machine example is valid.
+    let machine: serde_json::Value =
+        serde_json::from_str(&common::doc_block("json", "DockerRestartCommand")).unwrap();
+    SwarmFlavor::new(Role::Worker)
+        .validate(&machine["Properties"], &Allocation::size(3))
+        .await
+        .unwrap();
+
+    f.group.destroy_group("swarm-workers").await.unwrap();
+    f.group.destroy_group("swarm-managers").await.unwrap();
+    assert_eq!(f.nodes().await.keys().collect::<Vec<_>>(), [""]);
 }

@@ -76,42 +76,56 @@ pub fn run(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The launcher every engine instance runs: it takes an address (the logical ID, or the next
-/// free one), makes a network namespace with a veth to the lab's bridge, and runs dockerd in it
-/// (in a mount namespace of its own, so its mounts go with it) with its state in the instance's
-/// directory. Its arguments go to dockerd.
-const LAUNCHER: &str = r#"#!/bin/sh
-set -eu
-lab=@LAB@
-prefix=@PREFIX@
-id=${INFRAKIT_INSTANCE_ID:?}
-short=${id#proc-}
-addr=${INFRAKIT_LOGICAL_ID:-}
-if [ -z "$addr" ]; then
-  i=10
-  until mkdir "$lab/addrs/$i" 2>/dev/null; do
-    i=$((i + 1))
-    [ "$i" -lt 250 ] || { echo "no address left" >&2; exit 1; }
-  done
-  addr=@SUBNET@.$i
-fi
-ns=$prefix-$short
-ip netns add "$ns"
-ip -n "$ns" link set lo up
-ip -n "$prefix-sw" link add "v$short" type veth peer name eth0 netns "$ns"
-ip -n "$prefix-sw" link set "v$short" master br0 up
-ip -n "$ns" addr add "$addr/24" dev eth0
-ip -n "$ns" link set eth0 up
-echo "$addr" > address
-exec nsenter --net="/run/netns/$ns" unshare --mount dockerd \
-  --data-root "$PWD/data" --exec-root "$PWD/x" --pidfile "$PWD/docker.pid" \
-  -H "unix://$PWD/docker.sock" -H "tcp://$addr:2375" \
-  --bridge=none --iptables=false "$@"
-"#;
+/// The launcher every engine instance runs, as `docs/plugins/swarm.md` gives it: it takes an
+/// address (the logical ID, or the next free one), makes a network namespace with a veth to the
+/// lab's bridge, and runs dockerd in it (in a mount namespace of its own, so its mounts go with
+/// it) with its state in the instance's directory. Its arguments go to dockerd.
+pub fn documented_launcher() -> String {
+    doc_block("sh", "infrakit-engine: runs one Docker engine")
+}
+
+/// The code block of `docs/plugins/swarm.md` in language `lang` that contains `marker`.
+pub fn doc_block(lang: &str, marker: &str) -> String {
+    let doc = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/plugins/swarm.md"
+    ))
+    .expect("docs/plugins/swarm.md");
+    doc.split(&format!("```{lang}\n"))
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .find(|b| b.contains(marker))
+        .unwrap_or_else(|| panic!("no {lang} block with {marker:?} in docs/plugins/swarm.md"))
+        .to_string()
+}
+
+/// The documented launcher with the lab's directory and namespace; fails when the page's
+/// launcher no longer has the lines it replaces.
+fn launcher_for(dir: &Path, prefix: &str) -> String {
+    let doc = documented_launcher();
+    let mut replaced = 0;
+    let script: Vec<String> = doc
+        .lines()
+        .map(|l| {
+            if l.starts_with("LAB=") {
+                replaced += 1;
+                format!("LAB={}", dir.display())
+            } else if l.starts_with("NET=") {
+                replaced += 1;
+                format!("NET={prefix}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert_eq!(replaced, 2, "the documented launcher sets LAB= and NET=");
+    assert!(doc.contains(&format!("SUBNET={SUBNET}\n")));
+    script.join("\n") + "\n"
+}
 
 /// A private network for engines, removed with everything in it when dropped.
 pub struct Lab {
-    /// Prefix of the lab's network namespace names.
+    /// The name of the lab's bridge namespace, and the prefix of its engines' namespaces.
     pub prefix: String,
     /// The lab's files (launcher, address pool, the process plugin's instances).
     pub dir: tempfile::TempDir,
@@ -128,16 +142,12 @@ impl Lab {
         );
         let dir = tempfile::Builder::new().prefix("iksw").tempdir().unwrap();
         let lab = Lab { prefix, dir };
-        std::fs::create_dir(lab.dir.path().join("addrs")).unwrap();
-        let sw = format!("{}-sw", lab.prefix);
+        let sw = lab.prefix.clone();
         run("ip", &["netns", "add", &sw]);
         run("ip", &["-n", &sw, "link", "set", "lo", "up"]);
         run("ip", &["-n", &sw, "link", "add", "br0", "type", "bridge"]);
         run("ip", &["-n", &sw, "link", "set", "br0", "up"]);
-        let script = LAUNCHER
-            .replace("@LAB@", &lab.dir.path().to_string_lossy())
-            .replace("@PREFIX@", &lab.prefix)
-            .replace("@SUBNET@", SUBNET);
+        let script = launcher_for(lab.dir.path(), &lab.prefix);
         let launcher = lab.launcher();
         std::fs::write(&launcher, script).unwrap();
         use std::os::unix::fs::PermissionsExt;
@@ -158,7 +168,7 @@ impl Lab {
         entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&format!("{}-", self.prefix)))
+            .filter(|n| *n == self.prefix || n.starts_with(&format!("{}-", self.prefix)))
             .collect()
     }
 
