@@ -368,3 +368,58 @@ impl Manager<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn nodes_as_the_api_reports_them() {
+        let manager: Node = serde_json::from_value(json!({
+            "ID": "nb7kywsbs763m2jfsa7gsi71r",
+            "Version": {"Index": 24},
+            "CreatedAt": "2026-11-27T14:18:10.070271191Z",
+            "UpdatedAt": "2026-11-27T14:18:15.32450696Z",
+            "Spec": {"Labels": {}, "Role": "manager", "Availability": "active"},
+            "Description": {"Hostname": "vm", "Engine": {"EngineVersion": "20.10.24", "Labels": {"infrakit-link": "abc", "infrakit.group": "g"}}},
+            "Status": {"State": "ready", "Addr": "10.200.0.2"},
+            "ManagerStatus": {"Reachability": "reachable", "Addr": "10.200.0.2:2377"}
+        }))
+        .unwrap();
+        let v = view(&manager);
+        assert_eq!(v.id, "nb7kywsbs763m2jfsa7gsi71r");
+        assert_eq!(v.state, NodeState::Ready);
+        assert_eq!(v.manager, Some(Reachability::Reachable));
+        assert!(v.spec_manager && !v.drained);
+        assert_eq!(v.addr.as_deref(), Some("10.200.0.2"));
+        assert_eq!(
+            v.updated_at,
+            Some(humantime::parse_rfc3339("2026-11-27T14:18:15.32450696Z").unwrap())
+        );
+        assert_eq!(engine_label(&manager, "infrakit-link"), Some("abc"));
+        assert_eq!(engine_label(&manager, "zone"), None);
+
+        let dead: Node = serde_json::from_value(json!({
+            "ID": "w1",
+            "Spec": {"Role": "worker", "Availability": "drain"},
+            "Status": {"State": "down", "Message": "heartbeat failure"}
+        }))
+        .unwrap();
+        let v = view(&dead);
+        assert_eq!(
+            (v.state, v.manager, v.spec_manager, v.drained),
+            (NodeState::Down, None, false, true)
+        );
+        assert_eq!(v.updated_at, None);
+        assert_eq!(view(&Node::default()).state, NodeState::Unknown);
+    }
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(
+            endpoint(Some("tcp://10.0.0.1:2375")).unwrap(),
+            "tcp://10.0.0.1:2375"
+        );
+    }
+}
