@@ -48,6 +48,8 @@ ensure_tools() {
   command -v vagrant >/dev/null 2>&1 || apt_install vagrant
   # ZooKeeper ensembles for the zookeeper flavor's tests (run by the process plugin).
   [ -e /usr/share/zookeeper/bin/zkServer.sh ] || apt_install zookeeper
+  # Network namespaces and veths for the Swarm flavor's engines.
+  command -v ip >/dev/null 2>&1 || apt_install iproute2
   # Headless Chromium and its WebDriver for the dashboard's browser test.
   { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver
   # moto's EC2 API server for the AWS plugin's tests (started by the tests themselves).
@@ -69,3 +71,6 @@ cargo test --workspace --locked --no-fail-fast
 
 echo "== benchmark smoke"
 cargo run -p infrakit-bench --locked -- --quick
+
+echo "== fuzzing"
+scripts/fuzz.sh "${INFRAKIT_FUZZ_SECONDS:-60}"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 
 use infrakit_flavor_combo::ComboFlavor;
+use infrakit_flavor_swarm::SwarmFlavor;
 use infrakit_flavor_vanilla::VanillaFlavor;
 use infrakit_flavor_zookeeper::ZooKeeperFlavor;
 use infrakit_group::{ControllerConfig, GroupPlugin};
@@ -41,6 +42,8 @@ pub enum Kind {
     FlavorCombo,
     /// ZooKeeper ensemble members.
     FlavorZookeeper,
+    /// Docker Swarm managers and workers (types `manager` and `worker`).
+    FlavorSwarm,
 }
 
 /// Every built-in kind.
@@ -53,6 +56,7 @@ pub const ALL: &[Kind] = &[
     Kind::FlavorVanilla,
     Kind::FlavorCombo,
     Kind::FlavorZookeeper,
+    Kind::FlavorSwarm,
     Kind::Group,
 ];
 
@@ -79,6 +83,7 @@ impl Kind {
             Kind::FlavorVanilla => "flavor-vanilla",
             Kind::FlavorCombo => "flavor-combo",
             Kind::FlavorZookeeper => "flavor-zookeeper",
+            Kind::FlavorSwarm => "flavor-swarm",
         }
     }
 }
@@ -99,6 +104,7 @@ impl FromStr for Kind {
                 "vanilla" => Some(Kind::FlavorVanilla),
                 "combo" => Some(Kind::FlavorCombo),
                 "zookeeper" => Some(Kind::FlavorZookeeper),
+                "swarm" => Some(Kind::FlavorSwarm),
                 _ => None,
             })
             .with_context(|| {
@@ -217,6 +223,15 @@ pub async fn serve(
             let f = Arc::new(ZooKeeperFlavor::new());
             plugins.register_flavor(name, f.clone());
             Handlers::new().flavor("", f)
+        }
+        Kind::FlavorSwarm => {
+            let (manager, worker) = SwarmFlavor::pair();
+            let (manager, worker) = (Arc::new(manager), Arc::new(worker));
+            plugins.register_flavor(&format!("{name}/manager"), manager.clone());
+            plugins.register_flavor(&format!("{name}/worker"), worker.clone());
+            Handlers::new()
+                .flavor("manager", manager)
+                .flavor("worker", worker)
         }
     };
     PluginServer::start(plugins.dir(), name, handlers)

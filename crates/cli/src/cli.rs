@@ -15,6 +15,9 @@ pub struct Cli {
     /// A template variable for spec files, `name=value` (repeatable; see docs/templates.md).
     #[arg(long = "var", global = true, value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
+    /// Remote access to a group plugin or manager.
+    #[command(flatten)]
+    pub remote: RemoteArgs,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -208,6 +211,9 @@ pub struct ManagerRunArgs {
     /// Let the dashboard scale groups and pause or resume rollouts (read-only without it).
     #[arg(long, requires = "http")]
     pub http_actions: bool,
+    /// A TCP listener for remote CLIs and plugins.
+    #[command(flatten)]
+    pub listen: ListenArgs,
     /// Built-in plugin options (the group controller's).
     #[command(flatten)]
     pub options: PluginOptions,
@@ -529,4 +535,52 @@ pub enum TemplateCommand {
         /// The file (`-` for stdin).
         file: String,
     },
+}
+
+/// Talking to a group plugin or manager over TCP (`docs/security.md`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RemoteArgs {
+    /// Talk to the group plugin or manager listening at this `host:port` instead of a local
+    /// socket (group and manager commands).
+    #[arg(long, global = true, env = "INFRAKIT_REMOTE", value_name = "HOST:PORT")]
+    pub remote: Option<String>,
+    /// CA certificate (PEM) that the remote's certificate must chain to.
+    #[arg(long, global = true, env = "INFRAKIT_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// This client's certificate (PEM), for listeners that require one.
+    #[arg(long, global = true, env = "INFRAKIT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The key of `--tls-cert` (PEM).
+    #[arg(long, global = true, env = "INFRAKIT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// A file holding the bearer token to send.
+    #[arg(long, global = true, env = "INFRAKIT_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Talk to a plaintext listener: requests and token cross the network unencrypted.
+    #[arg(long, global = true)]
+    pub insecure_plaintext: bool,
+}
+
+/// A manager's TCP listener for remote CLIs and plugins (`docs/security.md`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ListenArgs {
+    /// Also serve the manager's API on this `host:port` (TLS, or a token, required).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+    /// The listener's certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub listen_tls_cert: Option<PathBuf>,
+    /// The key of `--listen-tls-cert` (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub listen_tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub listen_client_ca: Option<PathBuf>,
+    /// Require this bearer token (read from the file) on every request.
+    #[arg(long, value_name = "FILE")]
+    pub listen_token_file: Option<PathBuf>,
+    /// Serve without TLS: requests and token cross the network unencrypted. Only for tests, or
+    /// behind something that already encrypts (a VPN, an SSH tunnel).
+    #[arg(long)]
+    pub listen_insecure_plaintext: bool,
 }

@@ -22,6 +22,9 @@ const REFRESH: Duration = Duration::from_millis(500);
 
 /// A client of the group plugin called `name`.
 pub fn client(name: &str) -> Result<GroupClient> {
+    if let Some(remote) = crate::remote::client(name)? {
+        return Ok(GroupClient::new(remote));
+    }
     let plugins = Plugins::new(dir::plugins_dir());
     let client = plugins.client(name).with_context(|| {
         format!("is the group plugin running? try `infrakit plugin start {name}` or `infrakit up`")

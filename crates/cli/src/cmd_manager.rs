@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use infrakit_manager::{Leadership, LocalLeadership, Manager};
 use infrakit_manager_etcd::EtcdLeadership;
-use infrakit_rpc::{dir, GroupClient, Handlers, ManagerClient, PluginServer, Plugins};
+use infrakit_rpc::{dir, Handlers, ManagerClient, PluginServer, Plugins, ServerOptions};
 use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
 use infrakit_store::{FileStore, Store};
@@ -86,16 +86,24 @@ pub async fn start(
         store_info,
         leadership,
     );
-    let server = PluginServer::start(
+    let mut options = ServerOptions::new();
+    if let Some(tcp) = crate::remote::listener(&args.listen)? {
+        options = options.tcp(tcp);
+    }
+    let server = PluginServer::start_with(
         plugins.dir(),
         name,
         Handlers::new()
             .group(manager.clone())
             .manager(manager.clone())
             .publisher(manager.clone()),
+        options,
     )
     .await
     .with_context(|| format!("starting manager {name}"))?;
+    if let Some(addr) = server.tcp_addr() {
+        eprintln!("manager {name}: listening on tcp {addr}");
+    }
     let http = match &args.http {
         Some(addr) => {
             let http = HttpServer::start(
@@ -179,6 +187,7 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             if run.http_actions {
                 cmd.push("--http-actions".into());
             }
+            cmd.extend(crate::remote::listen_flags(&run.listen));
             cmd.extend(option_args(&run.options)?);
             spawn_background(&args.name, &cmd).await
         }
@@ -191,14 +200,17 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             Ok(())
         }
         ManagerCommand::Status { output } => {
-            let client = Plugins::new(dir::plugins_dir())
-                .client(&args.name)
-                .with_context(|| {
-                    format!(
-                        "is the manager running? try `infrakit manager start` (name {})",
-                        args.name
-                    )
-                })?;
+            let client = match crate::remote::client(&args.name)? {
+                Some(remote) => remote,
+                None => Plugins::new(dir::plugins_dir())
+                    .client(&args.name)
+                    .with_context(|| {
+                        format!(
+                            "is the manager running? try `infrakit manager start` (name {})",
+                            args.name
+                        )
+                    })?,
+            };
             let status = ManagerClient::new(client).status().await?;
             if output != Format::Table {
                 return io::print_value(&status, output);
@@ -230,18 +242,17 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             force,
         } => {
             let entries = read_entries(&file)?;
-            let plugins = Plugins::new(dir::plugins_dir());
             // Every entry is checked before any is committed, so a refusal changes nothing.
             if !pretend {
                 for entry in &entries {
                     let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
-                    let client = GroupClient::new(plugins.client(&plugin)?);
+                    let client = crate::cmd_group::client(&plugin)?;
                     crate::guard::refuse_destructive(&client, &entry.properties, force).await?;
                 }
             }
             for entry in entries {
                 let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
-                let client = GroupClient::new(plugins.client(&plugin)?);
+                let client = crate::cmd_group::client(&plugin)?;
                 let id = entry.properties.id.clone();
                 let details = client.commit_group(entry.properties, pretend).await?;
                 println!("Group {id} with plugin {plugin} plan: {details}");
@@ -249,7 +260,7 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             Ok(())
         }
         ManagerCommand::Inspect { output } => {
-            let client = GroupClient::new(Plugins::new(dir::plugins_dir()).client(&args.name)?);
+            let client = crate::cmd_group::client(&args.name)?;
             let entries: Vec<Entry> = client
                 .inspect_groups()
                 .await?

@@ -43,6 +43,7 @@ impl Stack {
             lease_ttl: Duration::from_secs(3),
             http_actions: http.as_ref().is_some_and(|(_, actions)| *actions),
             http: http.map(|(addr, _)| addr),
+            listen: Default::default(),
             options: opts.clone(),
         };
         let manager = cmd_manager::start("group", &args, &plugins)

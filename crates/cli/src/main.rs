@@ -17,6 +17,7 @@ mod cmd_up;
 mod guard;
 mod io;
 mod live;
+mod remote;
 mod style;
 mod template;
 
@@ -71,6 +72,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         io::init_logging(level, None);
     }
     template::set_global_vars(template::parse_vars(&cli.vars)?);
+    remote::set(cli.remote.clone());
     match cli.command {
         Command::Up(args) => cmd_up::run(args, &cli.log).await,
         Command::Down(args) => cmd_up::down(args).await,

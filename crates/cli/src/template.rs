@@ -179,11 +179,17 @@ pub fn render(text: &str, origin: &Origin, vars: &Vars) -> Result<String, Templa
     Ok(out)
 }
 
+/// Instructions a template may run: far more than any spec needs (a loop over 100,000 items
+/// takes a few hundred thousand).
+const TEMPLATE_FUEL: u64 = 50_000_000;
+
 /// The environment: strict, no auto-escaping, the helpers. Whitespace is Jinja's default (no
 /// `trim_blocks`): a `{% ... %}` in the middle of a line never eats its newline; `{%-` and `-%}`
 /// trim explicitly.
 fn environment(origin: &Origin) -> Environment<'static> {
     let mut env = Environment::new();
+    // A template that loops for ever (or for hours) fails instead of hanging the command.
+    env.set_fuel(Some(TEMPLATE_FUEL));
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_debug(true);
     env.set_auto_escape_callback(|_| AutoEscape::None);
@@ -657,6 +663,17 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
         assert!(err.message.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn endless_templates_run_out_of_fuel() {
+        let err = render(
+            "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
+            &origin(),
+            &Vars::new(),
+        )
+        .unwrap_err();
+        assert!(err.message.contains("fuel"), "{err}");
     }
 
     #[test]

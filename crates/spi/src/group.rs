@@ -96,6 +96,11 @@ struct RawProperties {
     scaling: Option<Value>,
 }
 
+/// The largest `Allocation.Size` a spec may ask for. Far beyond what one controller can run
+/// (it plans every missing instance at once), and it keeps a typo such as `Size: 1e12` from
+/// exhausting its memory.
+pub const MAX_GROUP_SIZE: u64 = 1_000_000;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAllocation {
@@ -145,6 +150,15 @@ impl GroupProperties {
                 return Err(Error::invalid(
                     "Properties.Allocation",
                     "must set either Size or LogicalIDs",
+                ))
+            }
+            Some(RawAllocation {
+                size: Some(size),
+                logical_ids: None,
+            }) if size > MAX_GROUP_SIZE => {
+                return Err(Error::invalid(
+                    "Properties.Allocation.Size",
+                    format!("{size} is more than the largest group size, {MAX_GROUP_SIZE}"),
                 ))
             }
             Some(RawAllocation {
@@ -468,6 +482,21 @@ impl RolloutAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_beyond_the_largest_group_are_refused_at_their_path() {
+        let spec = GroupSpec {
+            id: "w".into(),
+            properties: serde_json::json!({
+                "Allocation": {"Size": 1_000_000_000_000u64},
+                "Instance": {"Plugin": "i"},
+                "Flavor": {"Plugin": "f"},
+            }),
+        };
+        let e = GroupProperties::parse(&spec).unwrap_err().to_string();
+        assert!(e.contains("Properties.Allocation.Size"), "{e}");
+        assert!(e.contains("1000000"), "{e}");
+    }
     use serde_json::json;
 
     fn spec(props: Value) -> GroupSpec {
