@@ -340,7 +340,12 @@ pub fn print_description(
         return Ok(());
     }
     if format != Format::Table {
-        return io::print_value(d, format);
+        // Provider properties may hold credentials or user data: never shown.
+        let mut shown = d.clone();
+        for i in &mut shown.instances {
+            i.properties = i.properties.as_ref().map(infrakit_spi::secret::redact);
+        }
+        return io::print_value(&shown, format);
     }
     for line in description_lines(id, d) {
         println!("{line}");

@@ -25,7 +25,11 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
             out,
         } => {
             let tags = io::parse_tags(&tags)?;
-            let list = plugin.describe_instances(&tags, properties).await?;
+            let mut list = plugin.describe_instances(&tags, properties).await?;
+            // Provider properties may hold credentials or user data: never shown.
+            for d in &mut list {
+                d.properties = d.properties.as_ref().map(infrakit_spi::secret::redact);
+            }
             if out.quiet {
                 for d in &list {
                     println!("{}", d.id);
