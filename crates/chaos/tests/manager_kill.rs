@@ -6,7 +6,8 @@
 //! plugin through a tap served on a socket by this test, which records every destroy and
 //! counts the instances after every provision. Kills are timed four ways in turn: just after a
 //! provision returned, as soon as the restarted manager answers, while a destroy runs, and
-//! while a provision runs.
+//! while a provision runs. After each restart the committed spec (`InspectGroups`) and the
+//! stored rollout state (phase, previous spec) are checked.
 
 mod common;
 
@@ -68,10 +69,15 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
     // holds its place in the group meanwhile, so only the first two steps cut provisions off.
     let steps = [v(1, 6), v(2, 6), v(3, 8), v(4, 8)];
     let (mut kills, mut mid_provision, mut mid_destroy, mut spec_checks) = (0u64, 0u64, 0u64, 0u64);
+    // The rollout state the store must keep: the spec a configuration change replaced.
+    let mut previous: Option<GroupSpec> = None;
     for (step, spec) in steps.iter().enumerate() {
         let new_size = spec.properties["Allocation"]["Size"].as_u64().unwrap() as usize;
         ledger.set_limit(size.max(new_size) + 1);
         size = new_size;
+        if spec.properties["Instance"] != last.properties["Instance"] {
+            previous = Some(last.clone());
+        }
         commit(&client, spec).await;
         last = spec.clone();
         for round in 0..KILLS_PER_STEP {
@@ -109,6 +115,21 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
                     "after kill {kills}, InspectGroups answered {inspected:?}"
                 ));
             }
+            // So did the rollout state.
+            let rollout = home.record(&id)["Rollout"].clone();
+            let kept = serde_json::to_value(&previous).unwrap();
+            let phase = rollout["Phase"].as_str().unwrap_or("none");
+            let phases: &[&str] = if previous.is_some() {
+                &["progressing", "complete"]
+            } else {
+                &["none"]
+            };
+            if rollout["Previous"] != kept || !phases.contains(&phase) {
+                ledger.violation(format!(
+                    "after kill {kills}, the stored rollout is {rollout}, expected phase \
+                     {phases:?} and previous spec {kept}"
+                ));
+            }
         }
     }
 
@@ -131,8 +152,8 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
         kills,
         format!(
             "SIGKILLs of `infrakit manager run`, {mid_provision} while a provision ran, \
-             {mid_destroy} while a destroy ran; {spec_checks} spec checks after restarts; \
-             {} provisions started, {} cut off; {} destroys, {} cut off",
+             {mid_destroy} while a destroy ran; {spec_checks} spec and rollout-state checks \
+             after restarts; {} provisions started, {} cut off; {} destroys, {} cut off",
             flight.provisions_started,
             flight.provisions_cut_off,
             flight.destroys_answered + flight.destroys_cut_off,

@@ -17,7 +17,7 @@ use infrakit_chaos::{specs, FaultReport, Ledger};
 use infrakit_flavor_vanilla::VanillaFlavor;
 use infrakit_group::GroupPlugin;
 use infrakit_rpc::Plugins;
-use infrakit_spi::{Group, GroupSpec};
+use infrakit_spi::{Group, GroupSpec, Instance};
 use infrakit_store::{FileStore, Store};
 use infrakit_testkit::eventually;
 
@@ -59,6 +59,37 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
     ledger.set_limit(size + 1);
     group.commit_group(last.clone(), false).await.unwrap();
     converged(&group, &id, size, Duration::from_secs(30)).await;
+    let mut kills = 0u64;
+
+    // Killed while idle, twice: the restarted plugin adopts the running processes again, and
+    // the controller replaces none of them.
+    for _ in 0..2 {
+        let (pids, started) = (home.running(), tap.in_flight().provisions_started);
+        home.process.kill();
+        kills += 1;
+        home.process.restart().await;
+        let listed = eventually(
+            "the instances adopted again",
+            Duration::from_secs(10),
+            || async {
+                let l = home
+                    .process_client()
+                    .describe_instances(&members(&id), false)
+                    .await
+                    .ok()?;
+                (l.len() == size).then_some(l.len())
+            },
+        )
+        .await;
+        assert_eq!(listed, size);
+        assert_eq!(home.running(), pids, "the processes survived the plugin");
+        converged(&group, &id, size, Duration::from_secs(30)).await;
+        assert_eq!(
+            tap.in_flight().provisions_started,
+            started,
+            "replaced an adopted instance"
+        );
+    }
 
     // Then each step commits a change that needs provisions, and kills the plugin while one
     // runs. A provision cut off this way counts as in flight for 60 s (it might still show
@@ -69,7 +100,6 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         ("roll out v2", v(2, 5)),
         ("grow to 7 with v3", v(3, 7)),
     ];
-    let mut kills = 0u64;
     for (what, spec) in steps {
         let new_size = spec.properties["Allocation"]["Size"].as_u64().unwrap() as usize;
         ledger.set_limit(size.max(new_size) + 1);
@@ -117,8 +147,8 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         "instance plugin killed mid-provision",
         kills,
         format!(
-            "SIGKILLs of the process plugin, each while an Init ran; {} provisions started, \
-             {} cut off",
+            "SIGKILLs of the process plugin, 2 while idle, the others while an Init ran; \
+             {} provisions started, {} cut off",
             flight.provisions_started, flight.provisions_failed
         ),
         &ledger,
