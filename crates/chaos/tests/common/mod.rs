@@ -111,13 +111,14 @@ pub fn config() -> ControllerConfig {
 /// `instance-process` (the process plugin) and, if asked, `flavor-vanilla`. Everything it
 /// started, instances included, is killed when it is dropped.
 pub struct Home {
+    // Dropped in this order: the plugins, then the instances, then the directories.
+    pub process: Daemon,
+    pub flavor: Option<Daemon>,
+    _reaper: Reaper,
     pub dir: tempfile::TempDir,
     pub logs: tempfile::TempDir,
     pub group: String,
     pub argv: Vec<String>,
-    pub process: Daemon,
-    pub flavor: Option<Daemon>,
-    _reaper: Reaper,
 }
 
 /// Environment of every `infrakit` process the tests start.
@@ -176,13 +177,13 @@ impl Home {
             None
         };
         Home {
+            process,
+            flavor,
+            _reaper: reaper,
             dir,
             logs,
             group: group.to_string(),
             argv,
-            process,
-            flavor,
-            _reaper: reaper,
         }
     }
 
