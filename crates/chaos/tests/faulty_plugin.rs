@@ -118,7 +118,10 @@ async fn a_plugin_that_fails_or_stalls_for_a_while_changes_nothing_it_should_not
             "calls failed or delayed over 5 windows; converged after each in {}",
             windows
                 .iter()
-                .map(|(w, t)| format!("{t:.1?} ({w})"))
+                .map(|(w, t)| match t.is_zero() {
+                    true => format!("at once ({w}: converged while it lasted)"),
+                    false => format!("{t:.1?} ({w})"),
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
