@@ -104,6 +104,8 @@ impl Flavor for TimedFlavor {
         self.inner.healthy(properties, instance).await
     }
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
-        self.drain.time(self.inner.drain(properties, instance)).await
+        self.drain
+            .time(self.inner.drain(properties, instance))
+            .await
     }
 }

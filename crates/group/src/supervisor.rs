@@ -400,7 +400,11 @@ pub(crate) fn plugins_of(
             instance,
             metrics,
         )),
-        Arc::new(TimedFlavor::new(ctx.plugins.flavor(flavor)?, flavor, metrics)),
+        Arc::new(TimedFlavor::new(
+            ctx.plugins.flavor(flavor)?,
+            flavor,
+            metrics,
+        )),
     ))
 }
 
@@ -700,7 +704,10 @@ async fn reconcile(
                 kind::ROLLOUT_COMPLETE,
                 &settings.id,
                 None,
-                format!("rollout complete: {n} instance(s) on {}", settings.config_hash),
+                format!(
+                    "rollout complete: {n} instance(s) on {}",
+                    settings.config_hash
+                ),
             );
             shared.persist(ctx, settings).await?;
         }

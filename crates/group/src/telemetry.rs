@@ -102,7 +102,13 @@ impl EventLog {
     }
 
     /// A group event: `/group/<kind>`, about `instance` if given (else the group itself).
-    pub fn group(&self, kind: &str, group: &str, instance: Option<&str>, message: impl Into<String>) {
+    pub fn group(
+        &self,
+        kind: &str,
+        group: &str,
+        instance: Option<&str>,
+        message: impl Into<String>,
+    ) {
         self.group_with(kind, group, instance, message, Value::Null);
     }
 
@@ -318,9 +324,7 @@ impl Metrics {
         let l = GroupLabels {
             group: group.to_string(),
         };
-        self.reconcile
-            .get_or_create(&l)
-            .observe(took.as_secs_f64());
+        self.reconcile.get_or_create(&l).observe(took.as_secs_f64());
         if !ok {
             self.reconcile_failures.get_or_create(&l).inc();
         }

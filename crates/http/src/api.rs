@@ -185,9 +185,7 @@ fn events(state: &State) -> Response<Body> {
             )))),
         }
     });
-    let stream = futures::stream::iter(recent)
-        .chain(live_marker)
-        .chain(live);
+    let stream = futures::stream::iter(recent).chain(live_marker).chain(live);
     Response::builder()
         .status(StatusCode::OK)
         .header(CONTENT_TYPE, "text/event-stream")

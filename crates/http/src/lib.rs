@@ -105,8 +105,8 @@ impl HttpServer {
                 let stop = stop.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| api::route(state.clone(), req));
-                    let conn = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service);
+                    let conn =
+                        http1::Builder::new().serve_connection(TokioIo::new(stream), service);
                     tokio::select! {
                         r = conn => if let Err(e) = r {
                             tracing::debug!(%peer, error = %e, "http: connection ended");

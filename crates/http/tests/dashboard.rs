@@ -134,15 +134,20 @@ async fn metrics_parse_as_prometheus_text_and_match_describe() {
     };
     let d = f.group.describe_group("metrics").await.unwrap();
     let status = d.status.unwrap();
-    assert_eq!(gauge("infrakit_group_desired_instances"), status.desired as f64);
+    assert_eq!(
+        gauge("infrakit_group_desired_instances"),
+        status.desired as f64
+    );
     assert_eq!(gauge("infrakit_group_instances"), d.instances.len() as f64);
-    assert_eq!(gauge("infrakit_group_healthy_instances"), status.healthy as f64);
+    assert_eq!(
+        gauge("infrakit_group_healthy_instances"),
+        status.healthy as f64
+    );
     assert!(
-        scrape
-            .samples
-            .iter()
-            .any(|s| s.metric.starts_with("infrakit_plugin_call_duration_seconds")
-                && s.labels.get("method") == Some("Instance.Provision")),
+        scrape.samples.iter().any(|s| s
+            .metric
+            .starts_with("infrakit_plugin_call_duration_seconds")
+            && s.labels.get("method") == Some("Instance.Provision")),
         "plugin call latencies are exported:\n{text}"
     );
     assert!(text.contains("infrakit_reconcile_duration_seconds_count{group=\"metrics\"}"));
@@ -253,15 +258,22 @@ async fn dashboard_follows_a_killed_instance_without_reloading() {
     )
     .unwrap();
 
-    eventually("the dashboard to drop the killed instance and show its replacement", WITHIN, || async {
-        let gone = c
-            .find(Locator::Css(&format!("tr[data-instance='{victim}']")))
-            .await
-            .is_err();
-        let rows = c.find_all(Locator::Css("section[data-group='web'] tbody tr")).await.ok()?;
-        let healthy = text_of(&c, "section[data-group='web'] [data-field='healthy']").await;
-        (gone && rows.len() == 3 && healthy.as_deref() == Some("3")).then_some(())
-    })
+    eventually(
+        "the dashboard to drop the killed instance and show its replacement",
+        WITHIN,
+        || async {
+            let gone = c
+                .find(Locator::Css(&format!("tr[data-instance='{victim}']")))
+                .await
+                .is_err();
+            let rows = c
+                .find_all(Locator::Css("section[data-group='web'] tbody tr"))
+                .await
+                .ok()?;
+            let healthy = text_of(&c, "section[data-group='web'] [data-field='healthy']").await;
+            (gone && rows.len() == 3 && healthy.as_deref() == Some("3")).then_some(())
+        },
+    )
     .await;
     let kept = c
         .execute("return window.__kept || null;", vec![])
