@@ -99,12 +99,10 @@ async fn instances_whose_health_hangs_are_counted_unknown_and_kept() {
     .finish();
 }
 
-/// Known to fail: while health checks time out, old instances count as "not serving", so a
-/// rollout retires all of them at once (`rolling_update`) although they are healthy, and the
-/// group has no serving instance until the new ones come up, despite `MaxUnavailable: 0`
-/// (`crates/group/src/planner.rs`: old members that are not Healthy "cost nothing").
+/// While health checks time out, old instances that were healthy still count as serving, so a
+/// rollout with `MaxUnavailable: 0` retires none of them (it used to retire them all at once,
+/// as if they cost nothing; `Member::serving` in `crates/group/src/planner.rs`).
 #[tokio::test(start_paused = true)]
-#[ignore = "fails: a rollout during a health-check outage retires every healthy old instance at once (docs/reliability.md, known violations)"]
 async fn a_rollout_while_health_checks_hang_retires_no_healthy_instance() {
     let s = Simulated::new(SIZE + 1).await;
     let v1 = specs::simulated("roll", SIZE, 1);
@@ -139,11 +137,11 @@ async fn a_rollout_while_health_checks_hang_retires_no_healthy_instance() {
     .finish();
 }
 
-/// Known to fail: an instance created while health checks time out is never seen Healthy, so
-/// after `StartupGrace` (60 s) it is replaced as unhealthy, and so is its replacement, every
-/// minute, although each one is healthy (`crates/group/src/planner.rs`, `Member::failed`).
+/// An instance created while health checks time out is never seen Healthy, but the startup
+/// grace does not run out on checks that gave no answer, so it is not replaced as unhealthy (it
+/// used to be, and its replacement too, every minute; `Member::failed` in
+/// `crates/group/src/planner.rs`).
 #[tokio::test(start_paused = true)]
-#[ignore = "fails: instances created during a health-check outage are replaced every StartupGrace (docs/reliability.md, known violations)"]
 async fn a_new_instance_whose_health_hangs_is_not_replaced_as_unhealthy() {
     let s = Simulated::new(SIZE + 1).await;
     let spec = specs::simulated("grace", SIZE, 1);

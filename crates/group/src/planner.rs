@@ -119,6 +119,9 @@ pub struct Member {
     pub ever_healthy: bool,
     /// A provision that has not shown up in an observation yet.
     pub pending: bool,
+    /// Its health check gave no answer this time (the flavor failed or timed out): it is Unknown
+    /// for want of an answer, not because the flavor said so.
+    pub unanswered: bool,
 }
 
 impl Member {
@@ -129,26 +132,31 @@ impl Member {
             && self.healthy_streak >= t.min_healthy_count
     }
 
-    /// Counts towards the group's availability: an old instance while it is Healthy, a new one
-    /// once it is available (healthy for `MinHealthyTime`).
+    /// Counts towards the group's availability: an old instance while it serves, a new one once
+    /// it is available (healthy for `MinHealthyTime`).
     pub fn counted(&self, t: &Target) -> bool {
         if self.current {
             self.available(t)
         } else {
-            self.health == Health::Healthy
+            self.serving()
         }
     }
 
-    /// Serving now: destroying it costs capacity.
+    /// Serving now, as far as anyone knows: destroying it costs capacity. An instance that was
+    /// healthy and is Unknown now still counts: an outage of the health checks says nothing about
+    /// the instances, and must not free a rollout to retire them all.
     fn serving(&self) -> bool {
-        self.health == Health::Healthy
+        self.health == Health::Healthy || (self.health == Health::Unknown && self.ever_healthy)
     }
 
-    /// Unhealthy too long, or never healthy within the startup grace: to be replaced.
+    /// Unhealthy too long, or never healthy within the startup grace: to be replaced. The grace
+    /// does not run out on a check that gave no answer: a flavor that is down cannot tell a new
+    /// instance that failed from one that works.
     pub fn failed(&self, t: &Target) -> bool {
         !self.pending
             && ((self.health == Health::Unhealthy && self.unhealthy_for >= t.unhealthy_after)
                 || (!self.ever_healthy
+                    && !self.unanswered
                     && self.health != Health::Healthy
                     && self.age >= t.startup_grace))
     }
@@ -314,9 +322,10 @@ fn scale_in_order(t: &Target) -> impl Fn(&&Member, &&Member) -> std::cmp::Orderi
     move |a, b| {
         let rank = |m: &Member| match m.health {
             Health::Unhealthy => 0,
-            Health::Unknown => 1,
-            Health::Healthy if !m.available(t) => 2,
-            Health::Healthy => 3,
+            Health::Unknown if !m.serving() => 1,
+            Health::Unknown => 2,
+            Health::Healthy if !m.available(t) => 3,
+            Health::Healthy => 4,
         };
         let policy = match t.delete_policy {
             DeletePolicy::Newest => a.age.cmp(&b.age),
@@ -684,6 +693,50 @@ mod tests {
     }
 
     #[test]
+    fn an_outage_of_health_checks_frees_no_old_instance_for_a_rollout() {
+        // Six old instances that were healthy; now every check times out.
+        let t = cattle(6, 1, 0);
+        let ms: Vec<Member> = (0..6)
+            .map(|i| Member {
+                health: Unknown,
+                ever_healthy: true,
+                unanswered: true,
+                age: Duration::from_secs(600),
+                ..m(&format!("old{i}"), false, Healthy)
+            })
+            .collect();
+        let p = plan(&t, &ms);
+        assert!(destroyed(&p).is_empty(), "{p:?}");
+        assert_eq!(p.provisions(), 1, "one new instance within the surge");
+        // A new instance that cannot be judged either does not unlock them.
+        let mut with_new = ms.clone();
+        with_new.push(Member {
+            unanswered: true,
+            age: Duration::from_secs(600),
+            ..m("new", true, Unknown)
+        });
+        let p = plan(&t, &with_new);
+        assert!(p.actions.is_empty(), "{p:?}");
+    }
+
+    #[test]
+    fn the_startup_grace_does_not_run_out_on_checks_that_gave_no_answer() {
+        let t = cattle(3, 1, 0);
+        let mut young = m("x", true, Unknown);
+        young.age = Duration::from_secs(3600);
+        young.unanswered = true;
+        let p = plan(
+            &t,
+            &[m("a", true, Healthy), m("b", true, Healthy), young.clone()],
+        );
+        assert!(p.actions.is_empty(), "{p:?}");
+        // Once the flavor answers (still not healthy), the grace is over.
+        young.unanswered = false;
+        let p = plan(&t, &[m("a", true, Healthy), m("b", true, Healthy), young]);
+        assert_eq!(destroyed(&p), vec!["x"]);
+    }
+
+    #[test]
     fn the_brake_holds_replacements_while_too_many_are_unhealthy() {
         let mut t = cattle(10, 1, 0);
         t.max_unhealthy = 4;
@@ -837,6 +890,8 @@ mod tests {
                     },
                     ever_healthy: health == Healthy || age % 2 == 0,
                     pending: false,
+                    // Some Unknowns are a check that gave no answer.
+                    unanswered: health == Unknown && age % 3 == 0,
                 },
             )
     }

@@ -391,15 +391,17 @@ impl Group for GroupPlugin {
             groups.get(&settings.id).map(|s| s.settings())
         };
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let observed =
-            supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
+        let supervisor::Observation {
+            members: observed,
+            answered,
+        } = supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
         // Treat what is healthy now as established, so the simulation starts from a steady view.
         let mut history = History::default();
         let then = Instant::now();
         history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), then);
         let later = then + Duration::from_secs(86_400);
         let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), later);
-        let members = supervisor::members(&settings, &observed, &timings);
+        let members = supervisor::members(&settings, &observed, &timings, &answered);
         let gate = RolloutState::default().gate(&settings);
         let sim = preview::simulate(&supervisor::target(&settings, gate), &members, 10_000);
         let details = match &old {

@@ -424,7 +424,7 @@ pub(crate) async fn observe(
     settings: &Settings,
     instance: &dyn Instance,
     flavor: &dyn Flavor,
-) -> Result<Vec<(Description, Health)>> {
+) -> Result<Observation> {
     let descriptions = instance
         .describe_instances(&membership(&settings.id), true)
         .await?;
@@ -433,7 +433,7 @@ pub(crate) async fn observe(
     let max_parallel = ctx.config.max_parallel.max(1);
     let n = descriptions.len();
 
-    let mut health = vec![Health::Unknown; n];
+    let mut health = vec![Verdict::default(); n];
     let timing = Timing {
         metrics: &ctx.config.telemetry.metrics,
         plugin: &settings.props.flavor.plugin,
@@ -448,7 +448,39 @@ pub(crate) async fn observe(
         max_parallel,
     )
     .await;
-    Ok(descriptions.into_iter().zip(health).collect())
+    let answered = health.iter().map(|v| v.answered).collect();
+    Ok(Observation {
+        members: descriptions
+            .into_iter()
+            .zip(health.into_iter().map(|v| v.health))
+            .collect(),
+        answered,
+    })
+}
+
+/// What one observation found.
+pub(crate) struct Observation {
+    /// The group's instances with their health.
+    pub members: Vec<(Description, Health)>,
+    /// Whether each one's health check answered (false: it failed or timed out, and the health
+    /// is Unknown for want of an answer).
+    pub answered: Vec<bool>,
+}
+
+/// A health check's outcome.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    health: Health,
+    answered: bool,
+}
+
+impl Default for Verdict {
+    fn default() -> Self {
+        Verdict {
+            health: Health::Unknown,
+            answered: false,
+        }
+    }
 }
 
 /// A health check in progress.
@@ -465,7 +497,7 @@ struct Timing<'a> {
 /// Fills `health` with the flavor's verdict on each of `descriptions` (see [`observe`]).
 async fn check_health<'a>(
     descriptions: &'a [Description],
-    health: &mut [Health],
+    health: &mut [Verdict],
     flavor: &'a dyn Flavor,
     flavor_props: &'a Value,
     timing: Timing<'_>,
@@ -502,7 +534,7 @@ async fn check_health<'a>(
             calls,
         ));
     }
-    let settled: Vec<(usize, Health)> = futures::stream::iter(checks)
+    let settled: Vec<(usize, Verdict)> = futures::stream::iter(checks)
         .buffer_unordered(max_parallel)
         .collect()
         .await;
@@ -518,7 +550,7 @@ async fn finish<'a>(
     check: Check<'a>,
     timeout: Duration,
     calls: &crate::telemetry::CallMetrics,
-) -> (usize, Health) {
+) -> (usize, Verdict) {
     let start = Instant::now();
     let answer = tokio::time::timeout(timeout, check).await;
     calls.record(start.elapsed(), matches!(answer, Ok(Ok(_))));
@@ -529,16 +561,19 @@ async fn finish<'a>(
 fn settle(
     d: &Description,
     answer: std::result::Result<Result<Health>, tokio::time::error::Elapsed>,
-) -> Health {
+) -> Verdict {
     match answer {
-        Ok(Ok(h)) => h,
+        Ok(Ok(health)) => Verdict {
+            health,
+            answered: true,
+        },
         Ok(Err(e)) => {
             tracing::debug!(instance = %d.id, error = %e, "health check failed; counting as unknown");
-            Health::Unknown
+            Verdict::default()
         }
         Err(_) => {
             tracing::debug!(instance = %d.id, "health check timed out; counting as unknown");
-            Health::Unknown
+            Verdict::default()
         }
     }
 }
@@ -566,16 +601,18 @@ pub(crate) fn target(settings: &Settings, gate: Gate) -> Target {
 /// Members as the planner sees them.
 ///
 /// `timings` are the members' timings in the order of `observed`, as [`History::observe`]
-/// returns them.
+/// returns them, and `answered` whether each one's health check answered.
 pub(crate) fn members(
     settings: &Settings,
     observed: &[(Description, Health)],
     timings: &[crate::history::Timing],
+    answered: &[bool],
 ) -> Vec<Member> {
     observed
         .iter()
         .zip(timings)
-        .map(|((d, h), t)| Member {
+        .zip(answered)
+        .map(|(((d, h), t), answered)| Member {
             id: d.id.clone(),
             logical_id: d.logical_id().map(str::to_string),
             current: d.config_hash() == Some(settings.config_hash.as_str()),
@@ -587,6 +624,7 @@ pub(crate) fn members(
             unhealthy_for: t.unhealthy_for,
             ever_healthy: t.ever_healthy,
             pending: false,
+            unanswered: !answered,
         })
         .collect()
 }
@@ -599,10 +637,13 @@ async fn reconcile(
     progress: &mut Progress,
 ) -> Result<(Outcome, View)> {
     let (instance, flavor) = plugins_of(ctx, settings)?;
-    let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
+    let Observation {
+        members: observed,
+        answered,
+    } = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
     let now = Instant::now();
     let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
-    let mut members = members(settings, &observed, &timings);
+    let mut members = members(settings, &observed, &timings, &answered);
     let events = &ctx.config.telemetry.events;
     for id in history.take_lost() {
         events.group(
