@@ -184,6 +184,14 @@ pub struct GroupLabels {
     pub group: String,
 }
 
+impl GroupLabels {
+    fn of(group: &str) -> GroupLabels {
+        GroupLabels {
+            group: group.to_string(),
+        }
+    }
+}
+
 /// Labels of plugin call metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -302,9 +310,7 @@ impl Metrics {
 
     /// Records what a reconcile of `group` saw.
     pub(crate) fn group_seen(&self, group: &str, desired: usize, actual: usize, healthy: usize) {
-        let l = GroupLabels {
-            group: group.to_string(),
-        };
+        let l = GroupLabels::of(group);
         self.desired.get_or_create(&l).set(desired as i64);
         self.actual.get_or_create(&l).set(actual as i64);
         self.healthy.get_or_create(&l).set(healthy as i64);
@@ -312,18 +318,14 @@ impl Metrics {
 
     /// Records a rollout's progress (`total` 0 when none is in progress).
     pub(crate) fn rollout(&self, group: &str, updated: usize, total: usize) {
-        let l = GroupLabels {
-            group: group.to_string(),
-        };
+        let l = GroupLabels::of(group);
         self.rollout_updated.get_or_create(&l).set(updated as i64);
         self.rollout_total.get_or_create(&l).set(total as i64);
     }
 
     /// Records one reconcile pass.
     pub(crate) fn reconciled(&self, group: &str, took: Duration, ok: bool) {
-        let l = GroupLabels {
-            group: group.to_string(),
-        };
+        let l = GroupLabels::of(group);
         self.reconcile.get_or_create(&l).observe(took.as_secs_f64());
         if !ok {
             self.reconcile_failures.get_or_create(&l).inc();
@@ -332,9 +334,7 @@ impl Metrics {
 
     /// Records a heal.
     pub(crate) fn healed(&self, group: &str, took: Duration) {
-        let l = GroupLabels {
-            group: group.to_string(),
-        };
+        let l = GroupLabels::of(group);
         self.heal.get_or_create(&l).observe(took.as_secs_f64());
     }
 
@@ -352,9 +352,7 @@ impl Metrics {
 
     /// Forgets a group's gauges (it was freed or destroyed).
     pub(crate) fn forget(&self, group: &str) {
-        let l = GroupLabels {
-            group: group.to_string(),
-        };
+        let l = GroupLabels::of(group);
         for f in [
             &self.desired,
             &self.actual,
