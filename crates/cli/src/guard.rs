@@ -147,13 +147,6 @@ mod tests {
             .collect()
     }
 
-    fn logical(ids: &[&str]) -> Allocation {
-        Allocation {
-            size: 0,
-            logical_ids: Some(ids.iter().map(|s| s.to_string()).collect()),
-        }
-    }
-
     #[test]
     fn scaling_to_zero_is_destructive() {
         let d = assess("web", &cattle(3), &Allocation::size(0)).unwrap();
@@ -189,7 +182,7 @@ mod tests {
 
     #[test]
     fn pets_count_the_logical_ids_released() {
-        let d = assess("db", &pets(&["a", "b", "c"]), &logical(&["a"])).unwrap();
+        let d = assess("db", &pets(&["a", "b", "c"]), &Allocation::pets(&["a"])).unwrap();
         assert_eq!(d.released, vec!["b".to_string(), "c".to_string()]);
         assert!(
             d.refusal().contains("no longer allocated: b, c"),
@@ -197,9 +190,19 @@ mod tests {
             d.refusal()
         );
         // The same logical IDs in another order, or one replaced: not destructive.
-        assert!(assess("db", &pets(&["a", "b", "c"]), &logical(&["c", "b", "a"])).is_none());
-        assert!(assess("db", &pets(&["a", "b", "c"]), &logical(&["a", "b", "d"])).is_none());
+        assert!(assess(
+            "db",
+            &pets(&["a", "b", "c"]),
+            &Allocation::pets(&["c", "b", "a"])
+        )
+        .is_none());
+        assert!(assess(
+            "db",
+            &pets(&["a", "b", "c"]),
+            &Allocation::pets(&["a", "b", "d"])
+        )
+        .is_none());
         // Cattle members are all released when the group turns into pets.
-        assert!(assess("db", &cattle(2), &logical(&["a", "b"])).is_some());
+        assert!(assess("db", &cattle(2), &Allocation::pets(&["a", "b"])).is_some());
     }
 }

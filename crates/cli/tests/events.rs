@@ -9,6 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{eventually, Home};
+use infrakit_testkit::free_port;
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -23,14 +24,6 @@ fn commit(home: &Home, size: usize) {
     });
     let file = home.write("web.json", &spec.to_string());
     home.ok(&["group", "commit", file.to_str().unwrap()]);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {

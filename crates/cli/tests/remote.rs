@@ -7,14 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, Home};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use infrakit_testkit::free_port;
 
 #[test]
 fn a_token_protected_listener_serves_remote_commands() {

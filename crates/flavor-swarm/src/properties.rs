@@ -522,13 +522,6 @@ mod tests {
         }
     }
 
-    fn pets(ids: &[&str]) -> Allocation {
-        Allocation {
-            size: 0,
-            logical_ids: Some(ids.iter().map(|s| s.to_string()).collect()),
-        }
-    }
-
     #[test]
     fn command_properties_get_the_defaults() {
         let p = SwarmProperties::parse(&json!({"Join": "Command"})).unwrap();
@@ -677,18 +670,24 @@ mod tests {
             Error::Invalid { path, message } => (path, message),
             other => panic!("unexpected error {other}"),
         };
-        p.check_allocation(Role::Manager, &pets(&["10.0.0.1", "10.0.0.2:2377", "eth0"]))
-            .unwrap();
+        p.check_allocation(
+            Role::Manager,
+            &Allocation::pets(&["10.0.0.1", "10.0.0.2:2377", "eth0"]),
+        )
+        .unwrap();
         p.check_allocation(Role::Worker, &Allocation::size(3))
             .unwrap();
-        p.check_allocation(Role::Worker, &pets(&["any name", "b"]))
+        p.check_allocation(Role::Worker, &Allocation::pets(&["any name", "b"]))
             .unwrap();
         let (path, msg) = invalid(p.check_allocation(Role::Manager, &Allocation::size(3)));
         assert_eq!(path, "Properties");
         assert!(msg.contains("logical IDs"), "{msg}");
-        let (_, msg) = invalid(p.check_allocation(Role::Manager, &pets(&["10.0.0.1", "a b"])));
+        let (_, msg) =
+            invalid(p.check_allocation(Role::Manager, &Allocation::pets(&["10.0.0.1", "a b"])));
         assert!(msg.contains("LogicalIDs[1]"), "{msg}");
-        let (_, msg) = invalid(p.check_allocation(Role::Manager, &pets(&["10.0.0.1", "10.0.0.1"])));
+        let (_, msg) = invalid(
+            p.check_allocation(Role::Manager, &Allocation::pets(&["10.0.0.1", "10.0.0.1"])),
+        );
         assert!(msg.contains("twice"), "{msg}");
 
         let with = SwarmProperties::parse(&json!({
@@ -696,9 +695,10 @@ mod tests {
             "Attachments": {"*": [{"ID": "all"}], "10.0.0.1": [{"ID": "mine", "Type": "ebs"}]},
         }))
         .unwrap();
-        with.check_allocation(Role::Manager, &pets(&["10.0.0.1"]))
+        with.check_allocation(Role::Manager, &Allocation::pets(&["10.0.0.1"]))
             .unwrap();
-        let (path, _) = invalid(with.check_allocation(Role::Manager, &pets(&["10.0.0.2"])));
+        let (path, _) =
+            invalid(with.check_allocation(Role::Manager, &Allocation::pets(&["10.0.0.2"])));
         assert_eq!(path, "Properties.Attachments.10.0.0.1");
         let (path, _) = invalid(with.check_allocation(Role::Worker, &Allocation::size(2)));
         assert_eq!(path, "Properties.Attachments.10.0.0.1");

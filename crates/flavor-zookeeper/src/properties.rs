@@ -402,13 +402,6 @@ mod tests {
         }
     }
 
-    fn pets(ids: &[&str]) -> Allocation {
-        Allocation {
-            size: 0,
-            logical_ids: Some(ids.iter().map(|s| s.to_string()).collect()),
-        }
-    }
-
     #[test]
     fn minimal_properties_get_the_defaults() {
         let p = ZooKeeperProperties::parse(&json!({"DataDir": "/var/lib/zk"})).unwrap();
@@ -552,7 +545,9 @@ mod tests {
     #[test]
     fn the_ensemble_comes_from_members_or_the_logical_ids() {
         let plain = ZooKeeperProperties::parse(&json!({"DataDir": "/zk"})).unwrap();
-        let e = plain.ensemble(&pets(&["zk1", "zk2", "zk3"])).unwrap();
+        let e = plain
+            .ensemble(&Allocation::pets(&["zk1", "zk2", "zk3"]))
+            .unwrap();
         assert_eq!(e.myid("zk2"), Some(2));
         let invalid = |r: Result<Ensemble>| match r.unwrap_err() {
             Error::Invalid { path, message } => (path, message),
@@ -561,7 +556,7 @@ mod tests {
         let (path, msg) = invalid(plain.ensemble(&Allocation::size(3)));
         assert_eq!(path, "Properties");
         assert!(msg.contains("logical IDs"), "{msg}");
-        let (path, msg) = invalid(plain.ensemble(&pets(&["zk1", "zk1"])));
+        let (path, msg) = invalid(plain.ensemble(&Allocation::pets(&["zk1", "zk1"])));
         assert_eq!(path, "Properties");
         assert!(msg.contains("LogicalIDs[1]"), "{msg}");
 
@@ -569,10 +564,12 @@ mod tests {
             &json!({"DataDir": "/zk", "Members": ["zk1", "zk2", "zk3", "elsewhere"]}),
         )
         .unwrap();
-        let e = listed.ensemble(&pets(&["zk1", "zk2:2181"])).unwrap();
+        let e = listed
+            .ensemble(&Allocation::pets(&["zk1", "zk2:2181"]))
+            .unwrap();
         assert_eq!(e.members().len(), 4);
         assert_eq!(e.myid("elsewhere"), Some(4));
-        let (path, msg) = invalid(listed.ensemble(&pets(&["zk1", "zk9"])));
+        let (path, msg) = invalid(listed.ensemble(&Allocation::pets(&["zk1", "zk9"])));
         assert_eq!(path, "Properties.Members");
         assert!(msg.contains("zk9"), "{msg}");
         let (_, msg) = invalid(listed.ensemble(&Allocation::size(2)));

@@ -296,24 +296,7 @@ pub fn volume_env_name(id: &str) -> String {
 
 /// `s` reduced to the characters Docker allows in container names (`[a-zA-Z0-9_.-]`, others
 /// become `-`), starting with a letter or digit.
-pub fn sanitize_name(s: &str) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    if trimmed.is_empty() {
-        "x".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
+pub use infrakit_spi::instance::safe_name as sanitize_name;
 
 fn random_suffix(len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";

@@ -21,24 +21,7 @@ const SUFFIX_LEN: usize = 8;
 
 /// `s` reduced to the characters allowed in an instance ID (`[a-zA-Z0-9_.-]`, others become
 /// `-`), starting with a letter or digit; `x` when nothing is left.
-pub fn sanitize(s: &str) -> String {
-    let mapped: String = s
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
-    if trimmed.is_empty() {
-        "x".to_string()
-    } else {
-        trimmed.to_string()
-    }
-}
+pub use infrakit_spi::instance::safe_name as sanitize;
 
 /// True when `id` could have been made by [`new_id`]: safe as a directory name and as a Docker
 /// container name.

@@ -40,6 +40,14 @@ impl Allocation {
         }
     }
 
+    /// A pet allocation: one instance per logical ID.
+    pub fn pets<S: AsRef<str>>(ids: &[S]) -> Self {
+        Allocation {
+            size: 0,
+            logical_ids: Some(ids.iter().map(|s| s.as_ref().to_string()).collect()),
+        }
+    }
+
     /// The number of instances this allocation asks for.
     pub fn desired(&self) -> usize {
         match &self.logical_ids {

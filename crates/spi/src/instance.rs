@@ -150,6 +150,28 @@ pub trait Instance: Send + Sync {
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>>;
 }
 
+/// `s` reduced to the characters that names of containers, directories and IDs safely allow
+/// (`[a-zA-Z0-9_.-]`, others become `-`), starting with a letter or digit; `x` when nothing is
+/// left.
+pub fn safe_name(s: &str) -> String {
+    let mapped: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let trimmed = mapped.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
+    if trimmed.is_empty() {
+        "x".to_string()
+    } else {
+        trimmed.to_string()
+    }
+}
+
 /// True when `have` carries every key/value pair of `want`.
 pub fn tags_match(have: &Tags, want: &Tags) -> bool {
     want.iter().all(|(k, v)| have.get(k) == Some(v))

@@ -68,7 +68,8 @@ pub struct EtcdCluster {
     _dir: tempfile::TempDir,
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
+/// `n` distinct free TCP ports on loopback (all bound at once, so they differ).
+pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<TcpListener> = (0..n)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
         .collect();
@@ -76,6 +77,11 @@ fn free_ports(n: usize) -> Vec<u16> {
         .iter()
         .map(|l| l.local_addr().expect("bound").port())
         .collect()
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
 }
 
 fn data_root() -> tempfile::TempDir {

@@ -2,4 +2,4 @@
 
 pub mod etcd;
 
-pub use etcd::{eventually, EtcdCluster};
+pub use etcd::{eventually, free_port, free_ports, EtcdCluster};

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +44,7 @@ pub fn require_zookeeper() {
     }
 }
 
-/// `n` distinct free TCP ports on loopback.
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
+pub use infrakit_testkit::free_ports;
 
 /// Logical IDs of `n` members on loopback, each with its own client, peer and election ports.
 pub fn loopback_members(n: usize) -> Vec<String> {
