@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [SECONDS]     # per target, default 60
 #
 # Targets: rpc_dispatch (JSON-RPC parser and dispatcher), spec_parse (group specs in JSON and
-# YAML, validated and planned), template_render (minijinja with the CLI's settings).
+# YAML, validated and planned), template_render (the CLI's spec templates, infrakit-template).
 # Needs cargo-fuzz (installed from crates.io when missing). With a nightly toolchain the targets
 # are built with AddressSanitizer; with only stable, RUSTC_BOOTSTRAP=1 builds them without a
 # sanitizer (coverage-guided fuzzing and Rust's own checks still work).

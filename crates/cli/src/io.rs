@@ -58,25 +58,7 @@ pub fn render_source(source: &str, vars: &template::Vars) -> Result<String> {
     Ok(template::render(&text, &origin, vars)?)
 }
 
-/// Parses JSON, or YAML when the text is not JSON.
-pub fn parse_document(text: &str) -> Result<Value> {
-    let trimmed = text.trim_start();
-    if trimmed.starts_with('{') || trimmed.starts_with('[') {
-        if let Ok(v) = serde_json::from_str(text) {
-            return Ok(v);
-        }
-    }
-    match serde_saphyr::from_str::<Value>(text) {
-        Ok(v) => Ok(v),
-        Err(yaml_err) => match serde_json::from_str::<Value>(text) {
-            Ok(v) => Ok(v),
-            Err(json_err) if trimmed.starts_with('{') => {
-                Err(anyhow::anyhow!("invalid JSON: {json_err}"))
-            }
-            Err(_) => Err(anyhow::anyhow!("invalid YAML: {yaml_err}")),
-        },
-    }
-}
+pub use infrakit_template::parse_document;
 
 /// Prints a value as JSON or YAML.
 pub fn print_value<T: Serialize>(value: &T, format: Format) -> Result<()> {
