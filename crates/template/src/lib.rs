@@ -445,9 +445,11 @@ pub fn protect(src: &str) -> String {
             out.push_str(&rest[..len]);
             rest = &rest[len..];
         } else if rest.starts_with("{{") {
-            let len = rest.find("}}").map(|i| i + 2).unwrap_or(rest.len());
+            // The expression runs to the closing `}}`, or to the end when there is none.
+            let close = rest.find("}}").unwrap_or(rest.len());
+            let len = (close + 2).min(rest.len());
             let block = &rest[..len];
-            if len >= 4 && is_placeholder_expr(&block[2..len - 2]) {
+            if is_placeholder_expr(&rest[2..close]) {
                 out.push_str("{%+ raw +%}");
                 out.push_str(block);
                 out.push_str("{%+ endraw +%}");
@@ -475,7 +477,8 @@ fn raw_block_len(s: &str) -> Option<usize> {
     let mut offset = 0;
     while let Some(i) = body[offset..].find("{%") {
         let start = offset + i;
-        let close = body[start..].find("%}")? + start;
+        // The closing `%}` comes after the opening `{%` (in `{%}` they overlap).
+        let close = body[start + 2..].find("%}")? + start + 2;
         let inner = body[start + 2..close].trim_matches(['-', '+']);
         if inner.trim() == "endraw" {
             return Some(end_of_tag + 2 + close + 2);
