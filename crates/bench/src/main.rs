@@ -24,10 +24,14 @@ use serde::Serialize;
 
 use crate::report::Measurement;
 
-/// mimalloc: faster than the system allocator for the controller's many small allocations, and
-/// it gives freed memory back to the system soon after a reconcile of a large group.
+/// mimalloc, as in `infrakit`, with the bytes in use counted (for the memory probes' heap).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
+
+/// Heap bytes in use in this process now.
+pub fn heap_in_use() -> u64 {
+    GLOBAL.allocated() as u64
+}
 
 /// Benchmarks of infrakit's group controller, plugins, protocol and CLI.
 #[derive(Debug, Parser)]
@@ -155,8 +159,8 @@ async fn main() -> Result<()> {
             .init();
     }
     if let Some(n) = cli.probe_simulator {
-        let rss = scenarios::steady::probe_simulator(n).await?;
-        println!("{rss}");
+        let probe = scenarios::steady::probe_simulator(n).await?;
+        println!("{}", serde_json::to_string(&probe)?);
         return Ok(());
     }
     if let Some(n) = cli.probe_memory {

@@ -343,7 +343,10 @@ pub fn print_description(
         // Provider properties may hold credentials or user data: never shown.
         let mut shown = d.clone();
         for i in &mut shown.instances {
-            i.properties = i.properties.as_ref().map(infrakit_spi::secret::redact);
+            i.properties = i
+                .properties
+                .as_ref()
+                .map(infrakit_spi::secret::redact_properties);
         }
         return io::print_value(&shown, format);
     }

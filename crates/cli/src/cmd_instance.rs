@@ -28,7 +28,10 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
             let mut list = plugin.describe_instances(&tags, properties).await?;
             // Provider properties may hold credentials or user data: never shown.
             for d in &mut list {
-                d.properties = d.properties.as_ref().map(infrakit_spi::secret::redact);
+                d.properties = d
+                    .properties
+                    .as_ref()
+                    .map(infrakit_spi::secret::redact_properties);
             }
             if out.quiet {
                 for d in &list {
@@ -52,7 +55,7 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
                         row.push(
                             d.properties
                                 .as_ref()
-                                .map(|p| p.to_string())
+                                .map(|p| p.as_json().to_string())
                                 .unwrap_or_default(),
                         );
                     }

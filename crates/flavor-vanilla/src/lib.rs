@@ -126,7 +126,7 @@ pub fn apply(properties: &VanillaProperties, mut spec: Spec, index: &Index) -> R
 /// Docker HEALTHCHECK): `unhealthy` makes it Unhealthy and `starting` Unknown, whatever the probe
 /// says; `healthy`, `none` or nothing leave the decision to the probe.
 fn provider_health(instance: &Description) -> Option<Health> {
-    let health = instance.properties.as_ref()?.get("Health")?.as_str()?;
+    let health: String = instance.properties.as_ref()?.field("Health")?;
     match health.to_ascii_lowercase().as_str() {
         "unhealthy" => Some(Health::Unhealthy),
         "starting" => Some(Health::Unknown),
@@ -135,11 +135,11 @@ fn provider_health(instance: &Description) -> Option<Health> {
 }
 
 /// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
-fn dead_state(instance: &Description) -> Option<&str> {
-    let state = instance.properties.as_ref()?.get("State")?.as_str()?;
+fn dead_state(instance: &Description) -> Option<String> {
+    let state: String = instance.properties.as_ref()?.field("State")?;
     DEAD_STATES
         .iter()
-        .any(|s| s.eq_ignore_ascii_case(state))
+        .any(|s| s.eq_ignore_ascii_case(&state))
         .then_some(state)
 }
 

@@ -99,7 +99,8 @@ pub(crate) fn instance_context(instance: &Description) -> Value {
         LogicalID => instance.logical_id().unwrap_or_default().to_string(),
         Group => instance.tags.get(GROUP_TAG).cloned().unwrap_or_default(),
         Tags => Serde(&instance.tags),
-        Properties => Serde(instance.properties.as_ref().unwrap_or(&serde_json::Value::Null)),
+        // As a value: the properties' own serialisation is for serde_json only.
+        Properties => Serde(instance.properties.as_ref().map(|p| p.to_value()).unwrap_or_default()),
     }
 }
 

@@ -61,8 +61,8 @@ pub struct Tracker {
 
 /// When the process instance plugin says the instance started (`Properties.StartedAt`, RFC 3339).
 fn started_ago(instance: &Description) -> Option<Duration> {
-    let at = instance.properties.as_ref()?.get("StartedAt")?.as_str()?;
-    let at = humantime::parse_rfc3339_weak(at).ok()?;
+    let at: String = instance.properties.as_ref()?.field("StartedAt")?;
+    let at = humantime::parse_rfc3339_weak(&at).ok()?;
     SystemTime::now().duration_since(at).ok()
 }
 
@@ -200,12 +200,14 @@ mod tests {
         let t = Tracker::default();
         let mut old = instance("old");
         let started = SystemTime::now() - secs(3600);
-        old.properties =
-            Some(json!({"StartedAt": humantime::format_rfc3339_seconds(started).to_string()}));
+        old.properties = Some(
+            json!({"StartedAt": humantime::format_rfc3339_seconds(started).to_string()}).into(),
+        );
         assert_eq!(t.record(&old, &refused(), &grace()).0, Health::Unhealthy);
         let mut fresh = instance("fresh");
         fresh.properties = Some(
-            json!({"StartedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string()}),
+            json!({"StartedAt": humantime::format_rfc3339_seconds(SystemTime::now()).to_string()})
+                .into(),
         );
         assert_eq!(t.record(&fresh, &refused(), &grace()).0, Health::Unknown);
     }

@@ -459,7 +459,7 @@ async fn a_one_member_ensemble_runs_under_zkserver_sh_inside_a_combo() {
     let inst = &d.instances[0];
     assert_eq!(inst.tags["role"], "coordination");
     assert_eq!(inst.tags[MYID_TAG], "1");
-    let props = inst.properties.as_ref().unwrap();
+    let props = inst.properties.as_ref().unwrap().to_value();
     assert_eq!(props["Cmd"], common::ZK_SERVER_SH);
     let dir = f.procs.instance_dir(&inst.id).unwrap();
     assert!(

@@ -5,9 +5,7 @@
 use futures::StreamExt;
 
 use infrakit_spi::instance::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
-use infrakit_spi::{
-    Description, DestroyContext, Error, Flavor, Health, Index, Instance, Result, Spec,
-};
+use infrakit_spi::{Description, DestroyContext, Error, Flavor, Index, Instance, Result, Spec};
 
 use crate::planner::{Action, Plan, Reason};
 use crate::rollout::{self, Pending, TOKEN_TAG};
@@ -43,7 +41,7 @@ pub(crate) async fn execute(
     instance: &dyn Instance,
     flavor: &dyn Flavor,
     plan: &Plan,
-    observed: &[(Description, Health)],
+    observed: &[Description],
 ) -> Result<Report> {
     let parallel = ctx.config.max_parallel.max(1);
     let mut report = Report::default();
@@ -53,7 +51,7 @@ pub(crate) async fn execute(
         Action::Destroy { id, reason } => Some((id, *reason)),
         Action::Provision { .. } => None,
     }) {
-        if let Some((d, _)) = observed.iter().find(|(d, _)| &d.id == id) {
+        if let Some(d) = observed.iter().find(|d| &d.id == id) {
             tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
             destroys.push(async move {
                 (

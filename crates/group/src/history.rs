@@ -21,13 +21,15 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// (plugins whose listings lag behind their creations must not cause duplicates).
 pub const IN_FLIGHT_GRACE: Duration = Duration::from_secs(10);
 
+/// One instance as remembered: kept small, there is one per member of every group.
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     first: Instant,
-    healthy_since: Option<Instant>,
-    unhealthy_since: Option<Instant>,
-    streak: u32,
+    /// Since when it has been in `health` without interruption.
+    since: Instant,
+    health: Health,
     ever_healthy: bool,
+    streak: u32,
     /// The number of the last observation that listed it.
     observation: u64,
 }
@@ -36,50 +38,59 @@ impl Seen {
     fn new(now: Instant) -> Seen {
         Seen {
             first: now,
-            healthy_since: None,
-            unhealthy_since: None,
-            streak: 0,
+            since: now,
+            health: Health::Unknown,
             ever_healthy: false,
+            streak: 0,
             observation: 0,
         }
     }
 
     fn timing(&self, now: Instant) -> Timing {
-        let since = |t: Option<Instant>| t.map(|t| now.duration_since(t)).unwrap_or_default();
+        let held = now.duration_since(self.since);
+        let in_health = |h: Health| {
+            if self.health == h {
+                held
+            } else {
+                Duration::ZERO
+            }
+        };
         Timing {
             age: now.duration_since(self.first),
-            healthy_for: since(self.healthy_since),
-            unhealthy_for: since(self.unhealthy_since),
+            healthy_for: in_health(Health::Healthy),
+            unhealthy_for: in_health(Health::Unhealthy),
             streak: self.streak,
             ever_healthy: self.ever_healthy,
         }
     }
 
     fn record(&mut self, health: Health, now: Instant) {
-        match health {
-            Health::Healthy => {
-                self.healthy_since.get_or_insert(now);
-                self.unhealthy_since = None;
-                self.streak = self.streak.saturating_add(1);
-                self.ever_healthy = true;
-            }
-            Health::Unhealthy => {
-                self.unhealthy_since.get_or_insert(now);
-                self.healthy_since = None;
-                self.streak = 0;
-            }
-            Health::Unknown => {
-                self.healthy_since = None;
-                self.unhealthy_since = None;
-                self.streak = 0;
-            }
+        if health != self.health {
+            self.health = health;
+            self.since = now;
+        }
+        if health == Health::Healthy {
+            self.streak = self.streak.saturating_add(1);
+            self.ever_healthy = true;
+        } else {
+            self.streak = 0;
         }
     }
 }
 
 /// Instance IDs are chosen by plugins, not by whoever could flood a hash table: a fast hasher.
-type IdMap<V> = HashMap<String, V, foldhash::fast::RandomState>;
-type IdSet = HashSet<String, foldhash::fast::RandomState>;
+type IdMap<V> = HashMap<Box<str>, V, foldhash::fast::RandomState>;
+type IdSet = HashSet<Box<str>, foldhash::fast::RandomState>;
+
+/// Gives back the memory of a table that has shrunk to a fraction of its capacity (hash tables
+/// keep their largest size otherwise: a group scaled from 100,000 to 10 would keep it all).
+macro_rules! compact {
+    ($table:expr) => {
+        if $table.capacity() > 64 && $table.len() * 4 < $table.capacity() {
+            $table.shrink_to_fit();
+        }
+    };
+}
 
 /// How long an instance has been around and in which health.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -135,26 +146,27 @@ impl History {
     /// the first time: each entry is stamped with the observation's number, and entries without
     /// the latest stamp are the instances that are gone.
     ///
-    /// Returns each member's [`Timing`] after this observation, in the order given.
+    /// Calls `each` with each member's [`Timing`] after this observation, once per member in
+    /// the order given.
     pub fn observe<'a>(
         &mut self,
         members: impl IntoIterator<Item = (&'a str, Health)>,
         now: Instant,
-    ) -> Vec<Timing> {
+        mut each: impl FnMut(Timing),
+    ) {
         self.observation = self.observation.wrapping_add(1);
         let stamp = self.observation;
-        let members = members.into_iter();
-        let mut timings = Vec::with_capacity(members.size_hint().0);
         for (id, health) in members {
             if !self.seen.contains_key(id) {
-                self.seen.insert(id.to_string(), Seen::new(now));
+                self.seen.insert(id.into(), Seen::new(now));
             }
             let Some(seen) = self.seen.get_mut(id) else {
+                each(Timing::default());
                 continue;
             };
             seen.observation = stamp;
             seen.record(health, now);
-            timings.push(seen.timing(now));
+            each(seen.timing(now));
             if !self.provisioned.is_empty() {
                 self.provisioned.remove(id);
             }
@@ -171,7 +183,7 @@ impl History {
                 if now.duration_since(seen.first) < YOUNG {
                     died_young += 1;
                 }
-                lost.push(id.clone());
+                lost.push(id.to_string());
                 losses.push_back(now);
             }
             false
@@ -194,7 +206,9 @@ impl History {
         }
         self.provisioned
             .retain(|_, (_, at)| now.duration_since(*at) < IN_FLIGHT_GRACE);
-        timings
+        compact!(self.seen);
+        compact!(self.destroyed);
+        compact!(self.provisioned);
     }
 
     /// How long `id` has been around and healthy or not.
@@ -204,19 +218,19 @@ impl History {
 
     /// Notes that the controller provisioned `id` (with `logical_id`) at `now`.
     pub fn provisioned(&mut self, id: &str, logical_id: Option<String>, now: Instant) {
-        self.provisioned.insert(id.to_string(), (logical_id, now));
+        self.provisioned.insert(id.into(), (logical_id, now));
     }
 
     /// Instances provisioned recently that no observation has shown yet.
     pub fn in_flight(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
         self.provisioned
             .iter()
-            .map(|(id, (lid, _))| (id.as_str(), lid.as_deref()))
+            .map(|(id, (lid, _))| (&**id, lid.as_deref()))
     }
 
     /// Notes that the controller itself destroyed `id` (so its disappearance is not a death).
     pub fn destroyed(&mut self, id: &str) {
-        self.destroyed.insert(id.to_string());
+        self.destroyed.insert(id.into());
     }
 
     /// Notes that an instance is being replaced at `now` (e.g. it was unhealthy too long): its
@@ -288,8 +302,8 @@ mod tests {
         let t0 = Instant::now();
         let old: Vec<String> = (0..10).map(|i| format!("old{i}")).collect();
         let old: Vec<&str> = old.iter().map(String::as_str).collect();
-        h.observe(ids(&old), t0);
-        h.observe(ids(&[]), t0 + Duration::from_secs(30));
+        h.observe(ids(&old), t0, drop);
+        h.observe(ids(&[]), t0 + Duration::from_secs(30), drop);
         assert_eq!(
             h.allow_provisions(10, 10, t0 + Duration::from_secs(30)),
             (10, None)
@@ -298,9 +312,9 @@ mod tests {
         let mut now = t0 + Duration::from_secs(31);
         for i in 0..4 {
             let id = format!("young{i}");
-            h.observe(ids(&[id.as_str()]), now);
+            h.observe(ids(&[id.as_str()]), now, drop);
             now += Duration::from_millis(100);
-            h.observe(ids(&[]), now);
+            h.observe(ids(&[]), now, drop);
         }
         let (n, why) = h.allow_provisions(1, 1, now);
         assert_eq!(n, 1);
@@ -315,7 +329,7 @@ mod tests {
         assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(3)).0, 1);
 
         let later = now + WINDOW + Duration::from_secs(1);
-        h.observe(ids(&[]), later);
+        h.observe(ids(&[]), later, drop);
         assert_eq!(h.allow_provisions(1, 1, later), (1, None));
     }
 
@@ -325,9 +339,9 @@ mod tests {
         let t0 = Instant::now();
         for i in 0..10 {
             let id = format!("i{i}");
-            h.observe(ids(&[id.as_str()]), t0);
+            h.observe(ids(&[id.as_str()]), t0, drop);
             h.destroyed(&id);
-            h.observe(ids(&[]), t0 + Duration::from_millis(10));
+            h.observe(ids(&[]), t0 + Duration::from_millis(10), drop);
         }
         assert_eq!(
             h.allow_provisions(1, 1, t0 + Duration::from_secs(1)),
@@ -341,9 +355,9 @@ mod tests {
         let t0 = Instant::now();
         h.provisioned("a", None, t0);
         h.provisioned("b", Some("db1".into()), t0);
-        h.observe(ids(&["a"]), t0 + Duration::from_secs(1));
+        h.observe(ids(&["a"]), t0 + Duration::from_secs(1), drop);
         assert_eq!(h.in_flight().collect::<Vec<_>>(), vec![("b", Some("db1"))]);
-        h.observe(ids(&["a"]), t0 + IN_FLIGHT_GRACE);
+        h.observe(ids(&["a"]), t0 + IN_FLIGHT_GRACE, drop);
         assert_eq!(h.in_flight().count(), 0);
     }
 
@@ -351,15 +365,19 @@ mod tests {
     async fn health_durations_and_streaks_are_tracked() {
         let mut h = History::default();
         let t0 = Instant::now();
-        h.observe([("a", Health::Unknown)], t0);
-        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(1));
-        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(3));
+        h.observe([("a", Health::Unknown)], t0, drop);
+        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(1), drop);
+        h.observe([("a", Health::Healthy)], t0 + Duration::from_secs(3), drop);
         let t = h.timing("a", t0 + Duration::from_secs(4));
         assert_eq!(
             (t.age, t.healthy_for, t.streak, t.ever_healthy),
             (Duration::from_secs(4), Duration::from_secs(3), 2, true)
         );
-        h.observe([("a", Health::Unhealthy)], t0 + Duration::from_secs(5));
+        h.observe(
+            [("a", Health::Unhealthy)],
+            t0 + Duration::from_secs(5),
+            drop,
+        );
         let t = h.timing("a", t0 + Duration::from_secs(8));
         assert_eq!(
             (t.healthy_for, t.unhealthy_for, t.streak),

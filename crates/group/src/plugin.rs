@@ -391,25 +391,23 @@ impl Group for GroupPlugin {
             groups.get(&settings.id).map(|s| s.settings())
         };
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let supervisor::Observation {
-            members: observed,
-            answered,
-        } = supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
+        let observed =
+            supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
         // Treat what is healthy now as established, so the simulation starts from a steady view.
         let mut history = History::default();
         let then = Instant::now();
-        history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), then);
+        history.observe(observed.health(), then, drop);
         let later = then + Duration::from_secs(86_400);
-        let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), later);
-        let members = supervisor::members(&settings, &observed, &timings, &answered);
+        let members = supervisor::members(&settings, &observed, &mut history, later);
         let gate = RolloutState::default().gate(&settings);
         let sim = preview::simulate(&supervisor::target(&settings, gate), &members, 10_000);
         let details = match &old {
             None => explain::new_group(&settings),
             Some(old) => {
                 let hashes: Vec<Option<String>> = observed
+                    .descriptions
                     .iter()
-                    .map(|(d, _)| d.config_hash().map(str::to_string))
+                    .map(|d| d.config_hash().map(str::to_string))
                     .collect();
                 explain::update(old, &settings, &hashes)
             }

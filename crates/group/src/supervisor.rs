@@ -448,30 +448,36 @@ pub(crate) async fn observe(
         max_parallel,
     )
     .await;
-    let answered = health.iter().map(|v| v.answered).collect();
     Ok(Observation {
-        members: descriptions
-            .into_iter()
-            .zip(health.into_iter().map(|v| v.health))
-            .collect(),
-        answered,
+        descriptions,
+        verdicts: health,
     })
 }
 
-/// What one observation found.
+/// What one observation found: the group's instances, and the flavor's verdict on each, in
+/// the same order (kept apart so the descriptions are never copied).
 pub(crate) struct Observation {
-    /// The group's instances with their health.
-    pub members: Vec<(Description, Health)>,
-    /// Whether each one's health check answered (false: it failed or timed out, and the health
-    /// is Unknown for want of an answer).
-    pub answered: Vec<bool>,
+    pub descriptions: Vec<Description>,
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Observation {
+    /// Each instance's ID and health, for [`History::observe`].
+    pub fn health(&self) -> impl Iterator<Item = (&str, Health)> {
+        self.descriptions
+            .iter()
+            .zip(&self.verdicts)
+            .map(|(d, v)| (d.id.as_str(), v.health))
+    }
 }
 
 /// A health check's outcome.
 #[derive(Debug, Clone, Copy)]
-struct Verdict {
-    health: Health,
-    answered: bool,
+pub(crate) struct Verdict {
+    pub health: Health,
+    /// Whether the check answered (false: it failed or timed out, and the health is Unknown
+    /// for want of an answer).
+    pub answered: bool,
 }
 
 impl Default for Verdict {
@@ -598,35 +604,39 @@ pub(crate) fn target(settings: &Settings, gate: Gate) -> Target {
     }
 }
 
-/// Members as the planner sees them.
-///
-/// `timings` are the members' timings in the order of `observed`, as [`History::observe`]
-/// returns them, and `answered` whether each one's health check answered.
+/// Members as the planner sees them: `observed` recorded in `history` at `now`, with the
+/// timings that gives each.
 pub(crate) fn members(
     settings: &Settings,
-    observed: &[(Description, Health)],
-    timings: &[crate::history::Timing],
-    answered: &[bool],
+    observed: &Observation,
+    history: &mut History,
+    now: Instant,
 ) -> Vec<Member> {
-    observed
+    let mut members: Vec<Member> = observed
+        .descriptions
         .iter()
-        .zip(timings)
-        .zip(answered)
-        .map(|(((d, h), t), answered)| Member {
+        .zip(&observed.verdicts)
+        .map(|(d, v)| Member {
             id: d.id.clone(),
             logical_id: d.logical_id().map(str::to_string),
             current: d.config_hash() == Some(settings.config_hash.as_str()),
-            health: *h,
-            age: t.age,
+            health: v.health,
             protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
-            healthy_for: t.healthy_for,
-            healthy_streak: t.streak,
-            unhealthy_for: t.unhealthy_for,
-            ever_healthy: t.ever_healthy,
-            pending: false,
-            unanswered: !answered,
+            unanswered: !v.answered,
+            ..Member::default()
         })
-        .collect()
+        .collect();
+    let mut next = members.iter_mut();
+    history.observe(observed.health(), now, |t| {
+        if let Some(m) = next.next() {
+            m.age = t.age;
+            m.healthy_for = t.healthy_for;
+            m.healthy_streak = t.streak;
+            m.unhealthy_for = t.unhealthy_for;
+            m.ever_healthy = t.ever_healthy;
+        }
+    });
+    members
 }
 
 async fn reconcile(
@@ -637,13 +647,9 @@ async fn reconcile(
     progress: &mut Progress,
 ) -> Result<(Outcome, View)> {
     let (instance, flavor) = plugins_of(ctx, settings)?;
-    let Observation {
-        members: observed,
-        answered,
-    } = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
+    let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
     let now = Instant::now();
-    let timings = history.observe(observed.iter().map(|(d, h)| (d.id.as_str(), *h)), now);
-    let mut members = members(settings, &observed, &timings, &answered);
+    let mut members = members(settings, &observed, history, now);
     let events = &ctx.config.telemetry.events;
     for id in history.take_lost() {
         events.group(
@@ -674,8 +680,9 @@ async fn reconcile(
             Default::default()
         } else {
             observed
+                .descriptions
                 .iter()
-                .filter_map(|(d, _)| d.tags.get(TOKEN_TAG).map(String::as_str))
+                .filter_map(|d| d.tags.get(TOKEN_TAG).map(String::as_str))
                 .collect()
         };
         r.pending.retain(|p| {
@@ -837,7 +844,7 @@ async fn reconcile(
             instance.as_ref(),
             flavor.as_ref(),
             &plan,
-            &observed,
+            &observed.descriptions,
         )
         .await?;
         let done = Instant::now();
@@ -899,27 +906,45 @@ async fn reconcile(
     Ok((outcome, st))
 }
 
-/// What a reconcile saw, kept for `DescribeGroup`. The members are moved in, not copied: the
-/// status with its per-instance entries is only built when someone asks for it.
+/// What a reconcile saw, kept for `DescribeGroup` until the next one. The status with its
+/// per-instance entries is only built when someone asks for it.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct View {
     desired: usize,
     config_hash: String,
-    members: Vec<Member>,
+    instances: Vec<Listed>,
     message: String,
     rollout: Option<RolloutStatus>,
+}
+
+/// One instance in a [`View`]: what the status reports of it and no more (a view of every
+/// group is kept between passes, and overlaps the next pass's members while it runs).
+#[derive(Debug, Clone)]
+struct Listed {
+    id: Box<str>,
+    logical_id: Option<Box<str>>,
+    age_seconds: u64,
+    health: Health,
+    current: bool,
+}
+
+impl From<Member> for Listed {
+    fn from(m: Member) -> Listed {
+        Listed {
+            // The IDs were cloned to their exact length: no copy here.
+            id: m.id.into_boxed_str(),
+            logical_id: m.logical_id.map(String::into_boxed_str),
+            age_seconds: m.age.as_secs(),
+            health: m.health,
+            current: m.current,
+        }
+    }
 }
 
 impl View {
     /// Sets the group's gauges.
     fn record(&self, group: &str, metrics: &crate::telemetry::Metrics) {
-        let real = || self.members.iter().filter(|m| !m.pending);
-        metrics.group_seen(
-            group,
-            self.desired,
-            real().count(),
-            real().filter(|m| m.health == Health::Healthy).count(),
-        );
+        metrics.group_seen(group, self.desired, self.instances.len(), self.healthy());
         match &self.rollout {
             Some(r) => metrics.rollout(group, r.updated, r.total),
             None => metrics.rollout(group, 0, 0),
@@ -928,28 +953,36 @@ impl View {
 
     /// The extended status `DescribeGroup` reports.
     fn status(&self) -> GroupStatus {
-        let real = || self.members.iter().filter(|m| !m.pending);
         GroupStatus {
             desired: self.desired,
-            actual: real().count(),
-            healthy: real().filter(|m| m.health == Health::Healthy).count(),
+            actual: self.instances.len(),
+            healthy: self.healthy(),
             config_hash: self.config_hash.clone(),
             message: self.message.clone(),
-            instances: real()
+            instances: self
+                .instances
+                .iter()
                 .map(|m| InstanceStatus {
-                    id: m.id.clone(),
-                    logical_id: m.logical_id.clone(),
+                    id: m.id.to_string(),
+                    logical_id: m.logical_id.as_deref().map(str::to_string),
                     config: if m.current {
                         ConfigState::Current
                     } else {
                         ConfigState::Old
                     },
                     health: m.health,
-                    age_seconds: m.age.as_secs(),
+                    age_seconds: m.age_seconds,
                 })
                 .collect(),
             rollout: self.rollout.clone(),
         }
+    }
+
+    fn healthy(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|m| m.health == Health::Healthy)
+            .count()
     }
 }
 
@@ -976,7 +1009,12 @@ fn status(settings: &Settings, rollout: &RolloutState, members: Vec<Member>, pla
         desired: settings.desired(),
         config_hash: settings.config_hash.clone(),
         rollout: rollout.status(updated, settings.desired()),
-        members,
+        // Only real instances: provisions not seen yet are not reported.
+        instances: members
+            .into_iter()
+            .filter(|m| !m.pending)
+            .map(Listed::from)
+            .collect(),
         message,
     }
 }

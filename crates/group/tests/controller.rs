@@ -282,7 +282,7 @@ async fn pets_are_recreated_with_their_logical_ids() {
     .await;
     assert_eq!(d.tags["infrakit.logical_id"], "db2");
     assert_eq!(
-        d.properties.unwrap()["Attachments"],
+        d.properties.unwrap().to_value()["Attachments"],
         json!([{"ID": "data", "Type": "volume"}])
     );
 

@@ -93,7 +93,7 @@ impl Instance for Observed {
             .filter(|d| {
                 d.properties
                     .as_ref()
-                    .is_some_and(|p| p["State"] == "running")
+                    .is_some_and(|p| p.field::<String>("State").as_deref() == Some("running"))
             })
             .count();
         self.samples.lock().unwrap().push((list.len(), healthy));

@@ -3,7 +3,7 @@
 
 use aws_sdk_ec2::primitives::DateTimeFormat;
 use aws_sdk_ec2::types as ec2;
-use infrakit_spi::instance::LOGICAL_ID_TAG;
+use infrakit_spi::instance::{Properties, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, Tags};
 use serde_json::{json, Map, Value};
 
@@ -51,7 +51,7 @@ pub fn description(instance: &ec2::Instance, properties: bool) -> Description {
         id: instance.instance_id().unwrap_or_default().to_string(),
         logical_id: tags.get(LOGICAL_ID_TAG).cloned(),
         tags,
-        properties: properties.then(|| properties_of(instance)),
+        properties: properties.then(|| Properties::new(&properties_of(instance))),
     }
 }
 

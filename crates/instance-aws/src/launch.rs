@@ -31,8 +31,7 @@ pub fn instance_tags(props: &AwsProperties, spec: &Spec) -> Result<Tags> {
     let mut tags = props.tags.clone();
     tags.extend(spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
     if let Some(lid) = &spec.logical_id {
-        tags.entry(LOGICAL_ID_TAG.to_string())
-            .or_insert_with(|| lid.clone());
+        tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || lid.clone());
     }
     check_tags("Tags", &tags)?;
     Ok(tags)

@@ -125,7 +125,7 @@ async fn serves_ec2_with_the_endpoint_from_a_flag() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, id);
     assert_eq!(
-        listed[0].properties.as_ref().unwrap()["InstanceType"],
+        listed[0].properties.as_ref().unwrap().to_value()["InstanceType"],
         "t2.nano"
     );
     let e = plugin.validate(&json!({"ImageId": 7})).await.unwrap_err();

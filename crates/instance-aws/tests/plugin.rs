@@ -80,7 +80,7 @@ async fn provision_describe_label_and_destroy() {
     assert_eq!(all[0].logical_id, None, "cattle have no logical ID");
     assert!(all[0].properties.is_none());
     let with = plugin.describe_instances(&group, true).await.unwrap();
-    let p = with[0].properties.as_ref().unwrap();
+    let p = with[0].properties.as_ref().unwrap().to_value();
     assert_eq!(p["State"], "running");
     assert_eq!(p["InstanceType"], "t2.micro");
     assert_eq!(p["ImageId"], ami.as_str());
@@ -407,7 +407,8 @@ async fn volumes_are_found_attached_and_kept() {
         .await
         .unwrap()[0];
     assert_eq!(d.logical_id.as_deref(), Some("db1"));
-    let attached: Vec<&str> = d.properties.as_ref().unwrap()["Volumes"]
+    let props = d.properties.as_ref().unwrap().to_value();
+    let attached: Vec<&str> = props["Volumes"]
         .as_array()
         .unwrap()
         .iter()

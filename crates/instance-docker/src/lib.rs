@@ -77,7 +77,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures::StreamExt;
 use infrakit_spi::event::{Event, Publisher};
-use infrakit_spi::instance::{tags_match, GROUP_TAG, LOGICAL_ID_TAG};
+use infrakit_spi::instance::{tags_match, Properties, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use rand::Rng;
 use serde_json::{json, Value};
@@ -1078,7 +1078,7 @@ impl Found {
             logical_id: self.tags.get(LOGICAL_ID_TAG).cloned(),
             id: self.name,
             tags: self.tags,
-            properties,
+            properties: properties.as_ref().map(Properties::new),
         }
     }
 }

@@ -297,7 +297,7 @@ async fn a_container_its_healthcheck_calls_unhealthy_is_replaced() {
             (list.len() == 2
                 && list
                     .iter()
-                    .all(|i| i.properties.as_ref().unwrap()["Health"] == "healthy"))
+                    .all(|i| i.properties.as_ref().unwrap().to_value()["Health"] == "healthy"))
             .then_some(())
         },
     )

@@ -78,7 +78,7 @@ async fn provision_describe_label_and_destroy() {
     assert!(d.properties.is_none());
 
     let with_props = plugin.describe_instances(&group, true).await.unwrap();
-    let p = with_props[0].properties.clone().unwrap();
+    let p = with_props[0].properties.clone().unwrap().to_value();
     assert_eq!(p["State"], "running");
     assert_eq!(p["Health"], "none");
     assert_eq!(p["Image"], image);

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use infrakit_spi::instance::tags_match;
+use infrakit_spi::instance::{tags_match, Properties};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -222,7 +222,10 @@ impl Instance for FilePlugin {
                     continue;
                 }
                 let props = if properties {
-                    Some(serde_json::to_value(&file.spec).map_err(|e| Error::plugin(e.to_string()))?)
+                    Some(
+                        Properties::from_serialize(&file.spec)
+                            .map_err(|e| Error::plugin(e.to_string()))?,
+                    )
                 } else {
                     None
                 };
@@ -314,7 +317,7 @@ mod tests {
             .unwrap();
         assert_eq!(only_a.len(), 1);
         assert_eq!(only_a[0].id, a);
-        let props = only_a[0].properties.clone().unwrap();
+        let props = only_a[0].properties.clone().unwrap().to_value();
         assert_eq!(props, serde_json::to_value(spec("a")).unwrap());
 
         let none = p
@@ -361,7 +364,7 @@ mod tests {
             d[0].tags,
             tags(&[("infrakit.group", "a"), ("tier", "db"), ("new", "1")])
         );
-        let spec_tags = &d[0].properties.as_ref().unwrap()["Tags"];
+        let spec_tags = &d[0].properties.as_ref().unwrap().to_value()["Tags"];
         assert_eq!(
             spec_tags["tier"],
             json!("web"),

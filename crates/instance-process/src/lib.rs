@@ -59,7 +59,7 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use infrakit_spi::event::{Event, Publisher};
-use infrakit_spi::instance::{tags_match, GROUP_TAG};
+use infrakit_spi::instance::{tags_match, Properties, GROUP_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use nix::sys::signal::Signal;
 use rand::Rng;
@@ -688,13 +688,13 @@ impl Instance for ProcessPlugin {
                         logical_id: r.logical_id.clone(),
                         tags: r.tags.clone(),
                         properties: properties.then(|| {
-                            json!({
+                            Properties::new(&json!({
                                 "State": "running",
                                 "PID": r.pid,
                                 "StartedAt": r.started_at,
                                 "Dir": r.dir,
                                 "Cmd": r.cmd,
-                            })
+                            }))
                         }),
                     }
                 })

@@ -125,7 +125,7 @@ async fn provision_starts_a_process_with_the_infrakit_environment() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].id, id);
     assert_eq!(d[0].logical_id.as_deref(), Some("db1"));
-    let props = d[0].properties.as_ref().unwrap();
+    let props = d[0].properties.as_ref().unwrap().to_value();
     assert_eq!(props["State"], json!("running"));
     assert_eq!(props["PID"], json!(pid));
     assert_eq!(props["Cmd"], json!("sh"));
@@ -433,7 +433,10 @@ async fn reopening_adopts_running_processes_and_drops_dead_ones() {
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].id, alive);
     assert_eq!(d[0].tags, tags(&[(GROUP_TAG, "g"), ("tier", "web")]));
-    assert_eq!(d[0].properties.as_ref().unwrap()["PID"], json!(alive_pid));
+    assert_eq!(
+        d[0].properties.as_ref().unwrap().to_value()["PID"],
+        json!(alive_pid)
+    );
     assert_eq!(p.pid(&alive), Some(alive_pid));
     assert!(
         !p.instance_dir(&dead).unwrap().exists(),

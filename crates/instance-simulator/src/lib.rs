@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infrakit_spi::event::{Event, Publisher};
-use infrakit_spi::instance::{tags_match, GROUP_TAG};
+use infrakit_spi::instance::{tags_match, Properties, GROUP_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde_json::{json, Value};
 use tokio::sync::broadcast;
@@ -447,7 +447,7 @@ impl Instance for Simulator {
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
         let state = self.lock();
         // One properties value per state name, cloned into each description.
-        let mut props: HashMap<u32, Value, Hasher> = HashMap::default();
+        let mut props: HashMap<u32, Properties, Hasher> = HashMap::default();
         Ok(state
             .matching(tags)
             .into_iter()
@@ -460,7 +460,9 @@ impl Instance for Simulator {
                     properties: properties.then(|| {
                         props
                             .entry(e.state)
-                            .or_insert_with(|| json!({"State": state.states.name(e.state)}))
+                            .or_insert_with(|| {
+                                Properties::new(&json!({"State": state.states.name(e.state)}))
+                            })
                             .clone()
                     }),
                 })
@@ -502,7 +504,10 @@ mod tests {
         let all = sim.describe_instances(&Tags::new(), true).await.unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0].id, a);
-        assert_eq!(all[0].properties, Some(json!({"State": "running"})));
+        assert_eq!(
+            all[0].properties.as_ref().map(|p| p.to_value()),
+            Some(json!({"State": "running"}))
+        );
         assert_eq!(all[1].logical_id.as_deref(), Some("db1"));
 
         let only_b = sim
@@ -557,10 +562,10 @@ mod tests {
         assert_eq!(left[0].id, b);
     }
 
-    fn states(descriptions: &[Description]) -> Vec<&str> {
+    fn states(descriptions: &[Description]) -> Vec<String> {
         descriptions
             .iter()
-            .map(|d| d.properties.as_ref().unwrap()["State"].as_str().unwrap())
+            .map(|d| d.properties.as_ref().unwrap().field("State").unwrap())
             .collect()
     }
 
@@ -583,7 +588,10 @@ mod tests {
             [dead.as_str(), plain.as_str(), null.as_str()]
         );
         assert_eq!(states(&all), ["dead", "running", "running"]);
-        assert_eq!(all[0].properties, Some(json!({"State": "dead"})));
+        assert_eq!(
+            all[0].properties.as_ref().map(|p| p.to_value()),
+            Some(json!({"State": "dead"}))
+        );
         assert_eq!(sim.state(&dead).as_deref(), Some("dead"));
 
         for bad in [

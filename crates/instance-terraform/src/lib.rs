@@ -56,7 +56,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infrakit_spi::event::{Event, Publisher};
-use infrakit_spi::instance::{tags_match, LOGICAL_ID_TAG};
+use infrakit_spi::instance::{tags_match, Properties, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -308,8 +308,7 @@ impl TerraformPlugin {
         }
         let mut tags = request.tags.clone();
         if let Some(l) = &request.logical_id {
-            tags.entry(LOGICAL_ID_TAG.to_string())
-                .or_insert_with(|| l.clone());
+            tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || l.clone());
         }
         let shared = self.shared();
         shared
@@ -356,7 +355,7 @@ fn describe(found: state::Found, properties: bool) -> Description {
         id: found.record.id,
         logical_id,
         tags,
-        properties: properties.then_some(found.values),
+        properties: properties.then(|| Properties::new(&found.values)),
     }
 }
 
@@ -370,8 +369,7 @@ impl Instance for TerraformPlugin {
         let props = TerraformProperties::parse(&spec.properties)?;
         let mut tags = spec.tags.clone();
         if let Some(l) = &spec.logical_id {
-            tags.entry(LOGICAL_ID_TAG.to_string())
-                .or_insert_with(|| l.clone());
+            tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || l.clone());
         }
         // Render once up front: a bad Init fails before anything is written.
         render::render(

@@ -107,7 +107,7 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
     assert_eq!(d.logical_id.as_deref(), Some("db1"));
     assert_eq!(d.tags["tier"], "${literally}", "tags are not templates");
     assert_eq!(d.tags["infrakit.logical_id"], "db1");
-    let props = d.properties.as_ref().unwrap();
+    let props = d.properties.as_ref().unwrap().to_value();
     assert_eq!(props["input"]["me"], json!(id));
 
     // The extra resource is namespaced and referenced under its new name.
@@ -413,7 +413,7 @@ async fn import_adopts_existing_resources_without_recreating_them() {
     assert_eq!(d[0].id, id);
     assert_eq!(d[0].logical_id.as_deref(), Some("db1"));
     assert_eq!(
-        d[0].properties.as_ref().unwrap()["id"],
+        d[0].properties.as_ref().unwrap().to_value()["id"],
         legacy_id,
         "moved, not recreated"
     );
@@ -433,10 +433,13 @@ async fn import_adopts_existing_resources_without_recreating_them() {
     let d = p.describe_instances(&tags, true).await.unwrap();
     let imported = d.iter().find(|d| d.id == id2).unwrap();
     assert_eq!(
-        imported.properties.as_ref().unwrap()["id"],
+        imported.properties.as_ref().unwrap().to_value()["id"],
         "0f1e2d3c-aaaa-bbbb-cccc-000000000001"
     );
-    assert_eq!(imported.properties.as_ref().unwrap()["input"], "v2");
+    assert_eq!(
+        imported.properties.as_ref().unwrap().to_value()["input"],
+        "v2"
+    );
 
     // Terraform refuses to move a resource that is still declared: nothing changes.
     std::fs::write(

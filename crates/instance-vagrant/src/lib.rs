@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::StreamExt;
-use infrakit_spi::instance::{tags_match, GROUP_TAG, LOGICAL_ID_TAG};
+use infrakit_spi::instance::{tags_match, Properties, GROUP_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
@@ -428,12 +428,12 @@ impl Inner {
             return Ok(Described::Dead(id));
         }
         let properties = properties.then(|| {
-            json!({
+            Properties::new(&json!({
                 "State": status.state(),
                 "Provider": status.provider(),
                 "Dir": self.dirs.dir(&id).display().to_string(),
                 "Machines": status.machines,
-            })
+            }))
         });
         Ok(Described::Running(Description {
             logical_id: tags.get(LOGICAL_ID_TAG).cloned(),

@@ -11,6 +11,7 @@
 //! interpolated; lists, maps, numbers, booleans, `nil`), and `ruby_kwargs` writes a map as
 //! keyword arguments (`ip: '10.0.0.2', auto_config: false`).
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 
@@ -79,7 +80,7 @@ pub struct Context {
     pub memory: Option<u64>,
     /// Environment: the properties' `Env` plus `INFRAKIT_INSTANCE_ID`, `INFRAKIT_LOGICAL_ID`
     /// and `INFRAKIT_GROUP`.
-    pub env: Tags,
+    pub env: BTreeMap<String, String>,
     /// Networks, with the logical ID's address filled in (see [`complete_networks`]).
     pub networks: Vec<NetworkContext>,
     /// The spec's `Init` script (empty when it is only whitespace).

@@ -86,7 +86,7 @@ async fn provision_label_describe_and_destroy() {
         .await
         .unwrap();
     assert_eq!(front.len(), 1);
-    let props = front[0].properties.as_ref().unwrap();
+    let props = front[0].properties.as_ref().unwrap().to_value();
     assert_eq!(props["State"], "running");
     assert_eq!(props["Provider"], "docker");
     assert_eq!(props["Dir"], dir.display().to_string());
@@ -223,7 +223,10 @@ async fn a_killed_machine_is_listed_by_at_most_one_more_describe_then_cleaned_up
     let listed = p.describe_instances(&Tags::new(), true).await.unwrap();
     let ids: Vec<&str> = listed.iter().map(|d| d.id.as_str()).collect();
     assert_eq!(ids, vec![b.as_str()], "the killed machine is not listed");
-    assert_eq!(listed[0].properties.as_ref().unwrap()["State"], "running");
+    assert_eq!(
+        listed[0].properties.as_ref().unwrap().to_value()["State"],
+        "running"
+    );
 
     // The dead machine is destroyed in the background; the live one is untouched.
     eventually(

@@ -17,6 +17,7 @@ use tokio::sync::broadcast;
 
 use infrakit_rpc::{Client, FlavorClient, Handlers, InstanceClient, PluginServer};
 use infrakit_spi::event::Publisher;
+use infrakit_spi::instance::Properties;
 use infrakit_spi::{
     Allocation, Description, DestroyContext, Error, Event, Flavor, Health, Index, Instance, Result,
     Spec, Tags,
@@ -71,7 +72,7 @@ impl Instance for MemInstances {
                 id: id.clone(),
                 logical_id: s.logical_id.clone(),
                 tags: s.tags.clone(),
-                properties: properties.then(|| serde_json::to_value(s).unwrap()),
+                properties: properties.then(|| Properties::from_serialize(s).unwrap()),
             })
             .collect())
     }

@@ -1,7 +1,5 @@
 //! The Instance plugin kind: create, tag, describe and destroy one resource at a time.
 
-use std::collections::BTreeMap;
-
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,8 +7,8 @@ use serde_json::Value;
 use crate::serde_util::{empty_vec_as_null, null_as_default};
 use crate::{InterfaceSpec, Result};
 
-/// Tags (labels) carried by an instance. Sorted, so output and hashes are stable.
-pub type Tags = BTreeMap<String, String>;
+pub use crate::properties::Properties;
+pub use crate::tags::Tags;
 
 /// Tag naming the group an instance belongs to.
 pub const GROUP_TAG: &str = "infrakit.group";
@@ -95,7 +93,7 @@ pub struct Description {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub properties: Option<Value>,
+    pub properties: Option<Properties>,
 }
 
 impl Description {
@@ -174,7 +172,7 @@ pub fn safe_name(s: &str) -> String {
 
 /// True when `have` carries every key/value pair of `want`.
 pub fn tags_match(have: &Tags, want: &Tags) -> bool {
-    want.iter().all(|(k, v)| have.get(k) == Some(v))
+    have.matches(want)
 }
 
 #[cfg(test)]
@@ -209,6 +207,24 @@ mod tests {
         assert_eq!(d.logical_id(), Some("db1"));
         let back = serde_json::to_value(&d).unwrap();
         assert!(back.get("Properties").is_none());
+    }
+
+    #[test]
+    fn description_properties_read_from_text_values_and_checked_paths() {
+        let wire = r#"{"ID":"i-1","LogicalID":null,"Tags":{"b":"2","a":"1"},"Properties":{"State":"running","PID":7}}"#;
+        let d: Description = serde_json::from_str(wire).unwrap();
+        let p = d.properties.as_ref().unwrap();
+        assert_eq!(p.field::<String>("State").as_deref(), Some("running"));
+        assert_eq!(
+            serde_json::to_string(&d).unwrap(),
+            r#"{"ID":"i-1","LogicalID":null,"Tags":{"a":"1","b":"2"},"Properties":{"State":"running","PID":7}}"#
+        );
+        let value: Value = serde_json::from_str(wire).unwrap();
+        let checked: Description = crate::error::decode_at("Instance", &value).unwrap();
+        assert_eq!(checked, d);
+        let bad = serde_json::json!({"ID": "i-1", "Tags": {"a": 1}});
+        let err = crate::error::decode_at::<Description>("Instance", &bad).unwrap_err();
+        assert!(err.to_string().contains("Instance.Tags.a"), "{err}");
     }
 
     #[test]

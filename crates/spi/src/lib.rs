@@ -12,8 +12,10 @@ pub mod flavor;
 pub mod group;
 pub mod instance;
 pub mod manager;
+mod properties;
 pub mod secret;
 mod serde_util;
+pub mod tags;
 
 pub use error::{Error, Result};
 pub use event::{Event, Publisher};

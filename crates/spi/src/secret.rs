@@ -167,6 +167,11 @@ fn is_unset(v: &Value) -> bool {
     }
 }
 
+/// An instance's provider properties with secret fields masked, as [`redact`] does.
+pub fn redact_properties(properties: &crate::instance::Properties) -> crate::instance::Properties {
+    crate::instance::Properties::new(&redact(&properties.to_value()))
+}
+
 /// A copy of `spec` fit to show: `Init` replaced by `***` (unless empty) and its `Properties`
 /// passed through [`redact`]. Tags, logical ID and attachments are kept.
 pub fn redact_spec(spec: &Spec) -> Spec {
