@@ -105,7 +105,7 @@ pub async fn probe(n: usize) -> Result<Probe> {
         let mut tick = 0u32;
         while std::time::Instant::now() < end {
             heap_max = heap_max.max(crate::heap_in_use());
-            if tick % 20 == 0 {
+            if tick.is_multiple_of(20) {
                 if let Ok(m) = memory() {
                     samples.push(m.rss);
                 }
