@@ -391,8 +391,7 @@ pub fn table_and_summary(id: &str, d: &GroupDescription) -> Vec<String> {
             .tags
             .iter()
             // infrakit's own bookkeeping tags are shown in other columns or are noise.
-            .filter(|(k, _)| !k.starts_with("infrakit.") || k.as_str() == PROTECT_TAG)
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .filter(|(k, _)| !k.starts_with("infrakit.") || *k == PROTECT_TAG)
             .collect();
         let health = st
             .map(|s| s.health.to_string())

@@ -112,8 +112,8 @@ async fn import_terraform(args: ImportArgs) -> Result<()> {
     };
     if let Some(spec) = spec {
         let settings = Settings::parse(&spec)?;
-        tags.insert(GROUP_TAG.into(), settings.id.clone());
-        tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
+        tags.insert(GROUP_TAG, settings.id.clone());
+        tags.insert(CONFIG_HASH_TAG, settings.config_hash.clone());
         if properties.is_none() {
             properties = Some(settings.props.instance.properties.clone());
         }

@@ -155,8 +155,8 @@ mod tests {
         let out = spec("echo 2", &[("a", "2")], &["v2"]);
         let merged = merge_step(&before, out);
         assert_eq!(merged.init, "echo 1\necho 2");
-        assert_eq!(merged.tags["a"], "2", "the later flavor wins");
-        assert_eq!(merged.tags["keep"], "x");
+        assert_eq!(&merged.tags["a"], "2", "the later flavor wins");
+        assert_eq!(&merged.tags["keep"], "x");
         assert_eq!(merged.attachments, vec![att("v1"), att("v2")]);
 
         let emptied = merge_step(&before, spec("", &[], &[]));

@@ -202,8 +202,8 @@ mod tests {
             } else {
                 format!("{}\n{line}", spec.init)
             };
-            spec.tags.insert("by".into(), self.name.into());
-            spec.tags.insert(self.name.into(), "yes".into());
+            spec.tags.insert("by", self.name);
+            spec.tags.insert(self.name, "yes");
             spec.attachments.push(Attachment {
                 id: format!("vol-{}", self.name),
                 kind: "volume".into(),
@@ -310,10 +310,10 @@ mod tests {
             s.b.calls(),
             vec!["prepare saw init \"echo first\\necho a\""]
         );
-        assert_eq!(out.tags["by"], "b", "the later flavor wins a clash");
-        assert_eq!(out.tags["a"], "yes");
-        assert_eq!(out.tags["b"], "yes");
-        assert_eq!(out.tags["infrakit.group"], "g");
+        assert_eq!(&out.tags["by"], "b", "the later flavor wins a clash");
+        assert_eq!(&out.tags["a"], "yes");
+        assert_eq!(&out.tags["b"], "yes");
+        assert_eq!(&out.tags["infrakit.group"], "g");
         let ids: Vec<&str> = out.attachments.iter().map(|a| a.id.as_str()).collect();
         assert_eq!(ids, ["vol-a", "vol-b"]);
         assert_eq!(out.properties, json!({"Cmd": "java"}));

@@ -123,9 +123,9 @@ async fn a_group_gets_every_flavor_through_the_sockets() {
     )
     .await;
     for inst in &d.instances {
-        assert_eq!(inst.tags["tier"], "db", "the later flavor wins");
-        assert_eq!(inst.tags["first"], "1");
-        assert_eq!(inst.tags["infrakit.group"], "web");
+        assert_eq!(&inst.tags["tier"], "db", "the later flavor wins");
+        assert_eq!(&inst.tags["first"], "1");
+        assert_eq!(&inst.tags["infrakit.group"], "web");
         let spec = &inst.properties.as_ref().unwrap().to_value();
         assert_eq!(spec["Init"], "echo one\necho two");
         assert_eq!(spec["Properties"], json!({"Note": "combo"}));

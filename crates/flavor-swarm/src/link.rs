@@ -119,10 +119,10 @@ mod tests {
             created,
         };
         let tags = link.tags("swarm1", Role::Manager);
-        assert_eq!(tags[LINK_TAG], "abcdefgh12345678");
-        assert_eq!(tags[LINK_CONTEXT_TAG], "swarm::swarm1::manager");
-        assert_eq!(tags[LINK_CREATED_TAG], "2024-05-01T10:00:00Z");
-        assert_eq!(tags[SWARM_ID_TAG], "swarm1");
+        assert_eq!(&tags[LINK_TAG], "abcdefgh12345678");
+        assert_eq!(&tags[LINK_CONTEXT_TAG], "swarm::swarm1::manager");
+        assert_eq!(&tags[LINK_CREATED_TAG], "2024-05-01T10:00:00Z");
+        assert_eq!(&tags[SWARM_ID_TAG], "swarm1");
         assert_eq!(
             age(&tags, created + Duration::from_secs(90)),
             Some(Duration::from_secs(90))

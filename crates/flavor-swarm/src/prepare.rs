@@ -319,7 +319,7 @@ pub fn prepare(
             "the swarm reports no manager address to join; set SwarmJoinIP",
         ));
     }
-    let group = spec.tags.get(GROUP_TAG).cloned();
+    let group = spec.tags.get(GROUP_TAG).map(str::to_string);
     let labels = link.engine_labels(group.as_deref(), &props.engine_labels);
     let env = join_env(role, props, swarm, &managers, advertise.as_deref());
 
@@ -432,11 +432,11 @@ mod tests {
             !args.iter().any(|a| a.contains("SWMTKN")),
             "no token in argv"
         );
-        assert_eq!(out.tags[LINK_TAG], "link0123456789ab");
-        assert_eq!(out.tags[LINK_CONTEXT_TAG], "swarm::swarm1::worker");
-        assert_eq!(out.tags[LINK_CREATED_TAG], "2024-05-01T10:00:00Z");
-        assert_eq!(out.tags[SWARM_ID_TAG], "swarm1");
-        assert_eq!(out.tags[GROUP_TAG], "workers");
+        assert_eq!(&out.tags[LINK_TAG], "link0123456789ab");
+        assert_eq!(&out.tags[LINK_CONTEXT_TAG], "swarm::swarm1::worker");
+        assert_eq!(&out.tags[LINK_CREATED_TAG], "2024-05-01T10:00:00Z");
+        assert_eq!(&out.tags[SWARM_ID_TAG], "swarm1");
+        assert_eq!(&out.tags[GROUP_TAG], "workers");
         assert!(out.init.is_empty());
     }
 
@@ -458,7 +458,7 @@ mod tests {
                 "INFRAKIT_SWARM_ADVERTISE_ADDR": "10.0.0.5",
             })
         );
-        assert_eq!(out.tags[LINK_CONTEXT_TAG], "swarm::swarm1::manager");
+        assert_eq!(&out.tags[LINK_CONTEXT_TAG], "swarm::swarm1::manager");
         assert_eq!(
             out.attachments,
             [

@@ -26,7 +26,7 @@ use common::{engine_labels, reachable_manager, ready, Fixture, BOOTSTRAP, SERIAL
 fn links(instances: &[Description]) -> BTreeMap<String, String> {
     instances
         .iter()
-        .map(|d| (d.tags[LINK_TAG].clone(), d.id.clone()))
+        .map(|d| (d.tags[LINK_TAG].to_string(), d.id.clone()))
         .collect()
 }
 
@@ -219,7 +219,7 @@ async fn managers_advertise_their_logical_ids_a_killed_one_rejoins_and_destroy_d
         .find(|i| i.logical_id() == Some(ids[0].as_str()))
         .unwrap()
         .clone();
-    let victim_link = victim.tags[LINK_TAG].clone();
+    let victim_link = victim.tags[LINK_TAG].to_string();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(f.engine_pid(&victim.id)),
         nix::sys::signal::Signal::SIGKILL,
@@ -325,7 +325,7 @@ async fn the_init_script_labels_restarts_and_joins_an_engine() {
     assert!(out.status.success(), "{out:?}");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
-    let link = prepared.tags[LINK_TAG].clone();
+    let link = prepared.tags[LINK_TAG].to_string();
     assert_eq!(
         written,
         json!({"labels": [format!("infrakit-link={link}"), "infrakit.group=machines", "zone=a"]})

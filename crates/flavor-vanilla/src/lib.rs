@@ -98,7 +98,7 @@ pub fn apply(properties: &VanillaProperties, mut spec: Spec, index: &Index) -> R
     for (key, value) in &properties.tags {
         let value = template::render(value, ctx())
             .map_err(|e| Error::invalid(properties::tag_path(key), e.to_string()))?;
-        tags.push((key.clone(), value));
+        tags.push((key.to_string(), value));
     }
     let mut attachments = Vec::with_capacity(properties.attachments.len());
     for (i, a) in properties.attachments.iter().enumerate() {

@@ -173,14 +173,7 @@ async fn exec(
         .args(&args[1..])
         .env(ENV_INSTANCE_ID, &instance.id)
         .env(ENV_LOGICAL_ID, instance.logical_id().unwrap_or_default())
-        .env(
-            ENV_GROUP,
-            instance
-                .tags
-                .get(GROUP_TAG)
-                .map(String::as_str)
-                .unwrap_or_default(),
-        )
+        .env(ENV_GROUP, instance.tags.get(GROUP_TAG).unwrap_or_default())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

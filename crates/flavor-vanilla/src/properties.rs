@@ -500,7 +500,7 @@ mod tests {
             p.attachments[0].id, "data-{{ LogicalID }}",
             "kept as written"
         );
-        assert_eq!(p.tags["role"], "member-{{ Index }}");
+        assert_eq!(&p.tags["role"], "member-{{ Index }}");
 
         assert!(
             err(json!({"Attachments": [{"ID": "a"}, {"ID": "data-{{ LogicalID"}]}))

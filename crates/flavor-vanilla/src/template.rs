@@ -97,7 +97,7 @@ pub(crate) fn instance_context(instance: &Description) -> Value {
     context! {
         ID => instance.id.clone(),
         LogicalID => instance.logical_id().unwrap_or_default().to_string(),
-        Group => instance.tags.get(GROUP_TAG).cloned().unwrap_or_default(),
+        Group => instance.tags.get(GROUP_TAG).map(str::to_string).unwrap_or_default(),
         Tags => Serde(&instance.tags),
         // As a value: the properties' own serialisation is for serde_json only.
         Properties => Serde(instance.properties.as_ref().map(|p| p.to_value()).unwrap_or_default()),

@@ -99,10 +99,10 @@ async fn prepare_renders_attachment_ids_and_tag_values() {
         out.attachments,
         [attachment("data-db2"), attachment("shared")]
     );
-    assert_eq!(out.tags["role"], "member-7");
-    assert_eq!(out.tags["where"], "db/db2");
-    assert_eq!(out.tags["plain"], "{x}");
-    assert_eq!(out.tags["infrakit.group"], "db");
+    assert_eq!(&out.tags["role"], "member-7");
+    assert_eq!(&out.tags["where"], "db/db2");
+    assert_eq!(&out.tags["plain"], "{x}");
+    assert_eq!(&out.tags["infrakit.group"], "db");
     assert_eq!(
         out.init, "echo {{ LogicalID }}",
         "init lines are not templates"
@@ -129,8 +129,8 @@ async fn prepare_renders_attachment_ids_and_tag_values() {
         .await
         .unwrap();
     assert_eq!(cattle.attachments[0].id, "data-");
-    assert_eq!(cattle.tags["role"], "member-0");
-    assert_eq!(cattle.tags["where"], "/");
+    assert_eq!(&cattle.tags["role"], "member-0");
+    assert_eq!(&cattle.tags["where"], "/");
 }
 
 #[tokio::test]
@@ -195,11 +195,7 @@ async fn prepare_appends_init_merges_tags_and_appends_attachments() {
         .await
         .unwrap();
     assert_eq!(out.init, "first\nsecond\nthird");
-    let tags: Vec<(&str, &str)> = out
-        .tags
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+    let tags: Vec<(&str, &str)> = out.tags.iter().collect();
     assert_eq!(
         tags,
         [

@@ -188,7 +188,7 @@ pub fn prepare(
     } else {
         format!("{}\n{script}", spec.init)
     };
-    spec.tags.insert(MYID_TAG.into(), myid.to_string());
+    spec.tags.insert(MYID_TAG, myid.to_string());
     Ok(spec)
 }
 
@@ -310,7 +310,7 @@ mod tests {
             .init
             .contains("server.3=127.0.0.1:2890:3890\nINFRAKIT_ZOO_CFG\n"));
         assert!(out.init.ends_with("echo 2 > '/zk/2/data/myid' || exit 1"));
-        assert_eq!(out.tags[MYID_TAG], "2");
+        assert_eq!(&out.tags[MYID_TAG], "2");
         assert_eq!(out.logical_id.as_deref(), Some("127.0.0.1:2182:2889:3889"));
 
         let bare = prepare(&p, &three(), 1, Spec::default()).unwrap();

@@ -457,8 +457,8 @@ async fn a_one_member_ensemble_runs_under_zkserver_sh_inside_a_combo() {
     f.group.commit_group(spec, false).await.unwrap();
     let d = f.serving(&members, Duration::from_secs(90)).await;
     let inst = &d.instances[0];
-    assert_eq!(inst.tags["role"], "coordination");
-    assert_eq!(inst.tags[MYID_TAG], "1");
+    assert_eq!(&inst.tags["role"], "coordination");
+    assert_eq!(&inst.tags[MYID_TAG], "1");
     let props = inst.properties.as_ref().unwrap().to_value();
     assert_eq!(props["Cmd"], common::ZK_SERVER_SH);
     let dir = f.procs.instance_dir(&inst.id).unwrap();

@@ -207,12 +207,12 @@ pub(crate) async fn provision_one(
     token: &str,
 ) -> Result<String> {
     let mut tags = membership(&settings.id);
-    tags.insert(CONFIG_HASH_TAG.into(), settings.config_hash.clone());
+    tags.insert(CONFIG_HASH_TAG, &settings.config_hash);
     if !token.is_empty() {
-        tags.insert(TOKEN_TAG.into(), token.to_string());
+        tags.insert(TOKEN_TAG, token);
     }
     if let Some(l) = &logical_id {
-        tags.insert(LOGICAL_ID_TAG.into(), l.clone());
+        tags.insert(LOGICAL_ID_TAG, l.clone());
     }
     let spec = Spec {
         properties: settings.props.instance.properties.clone(),
@@ -235,7 +235,7 @@ pub(crate) async fn provision_one(
         .await
         .map_err(|e| Error::plugin(format!("Flavor.Prepare: {e}")))?;
     // Membership tags are ours: a flavor cannot change them.
-    spec.tags.extend(tags);
+    spec.tags.extend(&tags);
     spec.logical_id = logical_id;
     ctx.may_act()?;
     let events = &ctx.config.telemetry.events;

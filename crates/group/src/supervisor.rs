@@ -621,7 +621,7 @@ pub(crate) fn members(
             logical_id: d.logical_id().map(str::to_string),
             current: d.config_hash() == Some(settings.config_hash.as_str()),
             health: v.health,
-            protected: d.tags.get(PROTECT_TAG).map(String::as_str) == Some("true"),
+            protected: d.tags.get(PROTECT_TAG) == Some("true"),
             unanswered: !v.answered,
             ..Member::default()
         })
@@ -682,7 +682,7 @@ async fn reconcile(
             observed
                 .descriptions
                 .iter()
-                .filter_map(|d| d.tags.get(TOKEN_TAG).map(String::as_str))
+                .filter_map(|d| d.tags.get(TOKEN_TAG))
                 .collect()
         };
         r.pending.retain(|p| {

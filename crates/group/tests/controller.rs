@@ -280,7 +280,7 @@ async fn pets_are_recreated_with_their_logical_ids() {
         (new.id != db2 && d.instances.len() == 3).then(|| new.clone())
     })
     .await;
-    assert_eq!(d.tags["infrakit.logical_id"], "db2");
+    assert_eq!(&d.tags["infrakit.logical_id"], "db2");
     assert_eq!(
         d.properties.unwrap().to_value()["Attachments"],
         json!([{"ID": "data", "Type": "volume"}])
@@ -471,7 +471,7 @@ async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
     );
     let d = group.describe_group("db").await.unwrap();
     assert_eq!(
-        d.instances.iter().find(|i| i.id == new).unwrap().tags["infrakit.logical_id"],
+        &d.instances.iter().find(|i| i.id == new).unwrap().tags["infrakit.logical_id"],
         "db2"
     );
     group.destroy_group("db").await.unwrap();

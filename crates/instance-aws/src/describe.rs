@@ -19,7 +19,7 @@ pub fn filters(tags: &Tags) -> Vec<ec2::Filter> {
     out.extend(tags.iter().map(|(k, v)| {
         ec2::Filter::builder()
             .name(format!("tag:{k}"))
-            .values(v.clone())
+            .values(v)
             .build()
     }));
     out
@@ -49,7 +49,7 @@ pub fn description(instance: &ec2::Instance, properties: bool) -> Description {
     let tags = tags_of(instance);
     Description {
         id: instance.instance_id().unwrap_or_default().to_string(),
-        logical_id: tags.get(LOGICAL_ID_TAG).cloned(),
+        logical_id: tags.get(LOGICAL_ID_TAG).map(str::to_string),
         tags,
         properties: properties.then(|| Properties::new(&properties_of(instance))),
     }
@@ -150,7 +150,7 @@ mod tests {
         let d = description(&instance(), true);
         assert_eq!(d.id, "i-0abc");
         assert_eq!(d.logical_id.as_deref(), Some("10.0.1.10"));
-        assert_eq!(d.tags["infrakit.group"], "db");
+        assert_eq!(&d.tags["infrakit.group"], "db");
         assert_eq!(
             d.properties.unwrap(),
             json!({
@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn filters_are_live_states_and_tags() {
-        let f = filters(&Tags::from([("infrakit.group".into(), "db".into())]));
+        let f = filters(&Tags::from([("infrakit.group", "db")]));
         assert_eq!(f[0].name(), Some("instance-state-name"));
         assert_eq!(f[0].values(), ["pending", "running"]);
         assert_eq!(f[1].name(), Some("tag:infrakit.group"));

@@ -29,9 +29,9 @@ pub const MAX_USER_DATA: usize = 16 * 1024;
 /// logical ID tag of a pet.
 pub fn instance_tags(props: &AwsProperties, spec: &Spec) -> Result<Tags> {
     let mut tags = props.tags.clone();
-    tags.extend(spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    tags.extend(&spec.tags);
     if let Some(lid) = &spec.logical_id {
-        tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || lid.clone());
+        tags.get_or_insert_with(LOGICAL_ID_TAG, || lid.clone());
     }
     check_tags("Tags", &tags)?;
     Ok(tags)
@@ -296,12 +296,12 @@ mod tests {
         )
         .unwrap();
         let tags = instance_tags_of(&input);
-        assert_eq!(tags["infrakit.group"], "web", "the spec's tags win");
+        assert_eq!(&tags["infrakit.group"], "web", "the spec's tags win");
         assert_eq!(
-            tags["tier"], "web",
+            &tags["tier"], "web",
             "the properties' tags win over TagSpecifications"
         );
-        assert_eq!(tags["team"], "a");
+        assert_eq!(&tags["team"], "a");
         assert!(!tags.contains_key(LOGICAL_ID_TAG));
         assert_eq!(input.tag_specifications().len(), 2);
         assert_eq!(
@@ -326,14 +326,14 @@ mod tests {
         assert_eq!(nic.groups(), ["sg-1".to_string()]);
         assert_eq!(nic.private_ip_address(), Some("10.0.1.10"));
         assert_eq!(nic.delete_on_termination(), Some(true));
-        assert_eq!(instance_tags_of(&input)[LOGICAL_ID_TAG], "10.0.1.10");
+        assert_eq!(&instance_tags_of(&input)[LOGICAL_ID_TAG], "10.0.1.10");
 
         let named = run_instances_input(&p, &spec(&[], "", Some("db1")), None).unwrap();
         assert!(
             named.network_interfaces().is_empty(),
             "db1 is not an address"
         );
-        assert_eq!(instance_tags_of(&named)[LOGICAL_ID_TAG], "db1");
+        assert_eq!(&instance_tags_of(&named)[LOGICAL_ID_TAG], "db1");
 
         let tag_only = props(json!({"ImageId": "ami-1", "LogicalIdIs": "Tag"}));
         let input =

@@ -35,8 +35,7 @@ impl Recent {
     /// Merges `labels` into a remembered instance's tags.
     pub fn labelled(&self, id: &str, labels: &Tags) {
         if let Some((d, _)) = self.lock().get_mut(id) {
-            d.tags
-                .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+            d.tags.extend(labels);
         }
     }
 
@@ -69,13 +68,13 @@ mod tests {
     fn d(id: &str, group: &str) -> Description {
         Description {
             id: id.into(),
-            tags: Tags::from([("infrakit.group".into(), group.into())]),
+            tags: Tags::from([("infrakit.group", group)]),
             ..Description::default()
         }
     }
 
     fn group(g: &str) -> Tags {
-        Tags::from([("infrakit.group".into(), g.into())])
+        Tags::from([("infrakit.group", g)])
     }
 
     #[test]
@@ -108,9 +107,9 @@ mod tests {
         let recent = Recent::default();
         let t0 = Instant::now();
         recent.launched(d("i-1", "a"), t0);
-        recent.labelled("i-1", &Tags::from([("role".into(), "db".into())]));
+        recent.labelled("i-1", &Tags::from([("role", "db")]));
         let mut listed = vec![];
-        recent.merge(&mut listed, &Tags::from([("role".into(), "db".into())]), t0);
+        recent.merge(&mut listed, &Tags::from([("role", "db")]), t0);
         assert_eq!(listed.len(), 1);
         recent.forget("i-1");
         let mut listed = vec![];

@@ -39,8 +39,8 @@ async fn a_cattle_group_is_kept_at_its_size() {
         let t = tags_of(i);
         assert_eq!(t["infrakit.group"], f.id);
         assert_eq!(t["infrakit.config.hash"], hash);
-        assert_eq!(t["tier"], "web");
-        assert_eq!(t["team"], "a");
+        assert_eq!(&t["tier"], "web");
+        assert_eq!(&t["team"], "a");
         assert!(!t.contains_key("infrakit.logical_id"), "cattle: {t:?}");
     }
 

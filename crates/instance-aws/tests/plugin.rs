@@ -55,9 +55,9 @@ async fn provision_describe_label_and_destroy() {
     let members = live(&ec2, "infrakit.group", "web").await;
     assert_eq!(common::ids(&members), BTreeSet::from([id.clone()]));
     let t = tags_of(&members[0]);
-    assert_eq!(t["tier"], "web");
-    assert_eq!(t["infrakit.group"], "web", "the spec's tags win");
-    assert_eq!(t["infrakit.config.hash"], "abc");
+    assert_eq!(&t["tier"], "web");
+    assert_eq!(&t["infrakit.group"], "web", "the spec's tags win");
+    assert_eq!(&t["infrakit.config.hash"], "abc");
     let user_data = ec2
         .describe_instance_attribute()
         .instance_id(&id)
@@ -107,8 +107,8 @@ async fn provision_describe_label_and_destroy() {
         .await
         .unwrap();
     assert_eq!(labelled.len(), 1);
-    assert_eq!(labelled[0].tags["tier"], "back");
-    assert_eq!(labelled[0].tags["infrakit.group"], "web");
+    assert_eq!(&labelled[0].tags["tier"], "back");
+    assert_eq!(&labelled[0].tags["infrakit.group"], "web");
     let e = plugin
         .label(&id, &tags(&[("aws:owner", "me")]))
         .await

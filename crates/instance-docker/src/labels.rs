@@ -70,9 +70,7 @@ impl LabelStore {
     pub(crate) fn merge(&self, id: &str, tags: &Tags) -> Result<()> {
         let mut map = self.lock();
         let mut next = map.clone();
-        next.entry(id.to_string())
-            .or_default()
-            .extend(tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        next.entry(id.to_string()).or_default().extend(tags);
         self.save(&next)?;
         *map = next;
         Ok(())
@@ -129,15 +127,9 @@ mod tests {
     fn labels_persist_and_are_forgotten() {
         let dir = tempfile::tempdir().unwrap();
         let store = LabelStore::open(Some(dir.path())).unwrap();
-        store
-            .merge("c1", &Tags::from([("a".into(), "1".into())]))
-            .unwrap();
-        store
-            .merge("c1", &Tags::from([("b".into(), "2".into())]))
-            .unwrap();
-        store
-            .merge("c2", &Tags::from([("a".into(), "3".into())]))
-            .unwrap();
+        store.merge("c1", &Tags::from([("a", "1")])).unwrap();
+        store.merge("c1", &Tags::from([("b", "2")])).unwrap();
+        store.merge("c2", &Tags::from([("a", "3")])).unwrap();
         let again = LabelStore::open(Some(dir.path())).unwrap();
         assert_eq!(again.snapshot()["c1"].len(), 2);
         again.remove("c1");

@@ -831,7 +831,11 @@ impl Instance for DockerPlugin {
         let props = DockerProperties::parse(&spec.properties)?;
         let volumes = volume_attachments(&spec)?;
         let shared = self.shared();
-        let group = spec.tags.get(GROUP_TAG).cloned().unwrap_or_default();
+        let group = spec
+            .tags
+            .get(GROUP_TAG)
+            .map(str::to_string)
+            .unwrap_or_default();
         let prefix = sanitize_name(if group.is_empty() {
             &shared.options.name
         } else {
@@ -839,11 +843,15 @@ impl Instance for DockerPlugin {
         });
 
         let mut labels = props.labels().clone();
-        labels.extend(spec.tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+        labels.extend(
+            spec.tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
         if let Some(l) = &spec.logical_id {
-            labels.insert(LOGICAL_ID_TAG.to_string(), l.clone());
+            labels.insert(LOGICAL_ID_TAG, l);
         }
-        labels.insert(PLUGIN_LABEL.to_string(), shared.options.name.clone());
+        labels.insert(PLUGIN_LABEL, &shared.options.name);
 
         let already = props.mounted_volumes();
         let mut mounts = Vec::new();
@@ -996,14 +1004,11 @@ impl Instance for DockerPlugin {
         let shared = self.shared();
         let extras = shared.labels.snapshot();
         // Tags that Label may have set cannot be filtered by the engine.
-        let relabelled: HashSet<&str> = extras
-            .values()
-            .flat_map(|t| t.keys().map(String::as_str))
-            .collect();
+        let relabelled: HashSet<&str> = extras.values().flat_map(|t| t.keys()).collect();
         let mut label_filters = vec![format!("{PLUGIN_LABEL}={}", shared.options.name)];
         label_filters.extend(
             tags.iter()
-                .filter(|(k, _)| !relabelled.contains(k.as_str()))
+                .filter(|(k, _)| !relabelled.contains(k))
                 .map(|(k, v)| format!("{k}={v}")),
         );
         let list = shared
@@ -1027,7 +1032,7 @@ impl Instance for DockerPlugin {
             }
             let mut merged: Tags = c.labels.unwrap_or_default().into_iter().collect();
             if let Some(extra) = extras.get(&id) {
-                merged.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+                merged.extend(extra);
             }
             if !tags_match(&merged, tags) {
                 continue;
@@ -1075,7 +1080,7 @@ impl Instance for DockerPlugin {
 impl Found {
     fn describe(self, properties: Option<Value>) -> Description {
         Description {
-            logical_id: self.tags.get(LOGICAL_ID_TAG).cloned(),
+            logical_id: self.tags.get(LOGICAL_ID_TAG).map(str::to_string),
             id: self.name,
             tags: self.tags,
             properties: properties.as_ref().map(Properties::new),

@@ -661,10 +661,10 @@ mod tests {
         .unwrap();
         assert_eq!(p.image(), "busybox:latest");
         assert_eq!(p.user_network_mode(), Some("backend"));
-        assert_eq!(p.labels()["tier"], "web");
+        assert_eq!(&p.labels()["tier"], "web");
         assert_eq!(p.mounted_volumes()["data"], "/data");
         let body = p.container_body(
-            Tags::from([("infrakit.group".into(), "g".into())]),
+            Tags::from([("infrakit.group", "g")]),
             &[("A".into(), "2".into()), ("B".into(), "3".into())],
             vec![],
         );

@@ -71,9 +71,9 @@ async fn provision_describe_label_and_destroy() {
     let d = &all[0];
     assert_eq!(d.id, id);
     assert_eq!(d.logical_id, None, "cattle have no logical ID");
-    assert_eq!(d.tags["infrakit.group"], "web");
-    assert_eq!(d.tags["tier"], "front");
-    assert_eq!(d.tags["team"], "a");
+    assert_eq!(&d.tags["infrakit.group"], "web");
+    assert_eq!(&d.tags["tier"], "front");
+    assert_eq!(&d.tags["team"], "a");
     assert_eq!(d.tags[PLUGIN_LABEL], name);
     assert!(d.properties.is_none());
 
@@ -106,8 +106,8 @@ async fn provision_describe_label_and_destroy() {
         .await
         .unwrap();
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].tags["owner"], "me");
-    assert_eq!(d[0].tags["infrakit.group"], "web");
+    assert_eq!(&d[0].tags["owner"], "me");
+    assert_eq!(&d[0].tags["infrakit.group"], "web");
     drop(plugin);
     let plugin = DockerPlugin::connect(DockerOptions {
         stop_timeout: Duration::from_secs(1),

@@ -366,7 +366,10 @@ impl ProcessPlugin {
         ));
         env.push((
             ENV_GROUP.into(),
-            spec.tags.get(GROUP_TAG).cloned().unwrap_or_default(),
+            spec.tags
+                .get(GROUP_TAG)
+                .map(str::to_string)
+                .unwrap_or_default(),
         ));
         if !volume_ids.is_empty() {
             let links = std::path::absolute(inst_dir.join(VOLUMES_DIR))
@@ -645,9 +648,7 @@ impl Instance for ProcessPlugin {
             .get_mut(id)
             .ok_or_else(|| Error::instance_not_found(id))?;
         let mut record = l.record.clone();
-        record
-            .tags
-            .extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        record.tags.extend(labels);
         record.save(&dir).map_err(|e| {
             plugin_error(
                 format_args!("cannot write {}", dir.join(RECORD_FILE).display()),

@@ -81,7 +81,7 @@ mod tests {
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);
-        r.tags.insert("b".into(), "2".into());
+        r.tags.insert("b", "2");
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);
         let names: Vec<_> = std::fs::read_dir(dir.path())

@@ -158,7 +158,10 @@ impl State {
 
     fn insert(&mut self, id: u64, entry: Entry) {
         if let Some(group) = entry.tags.get(GROUP_TAG) {
-            self.by_group.entry(group.clone()).or_default().insert(id);
+            self.by_group
+                .entry(group.to_string())
+                .or_default()
+                .insert(id);
         }
         self.instances.insert(id, entry);
     }
@@ -417,7 +420,7 @@ impl Instance for Simulator {
             .get(&n)
             .ok_or_else(|| Error::instance_not_found(id))?;
         let mut tags = (*current.tags).clone();
-        tags.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        tags.extend(labels);
         if tags == *current.tags {
             return Ok(());
         }
@@ -448,26 +451,26 @@ impl Instance for Simulator {
         let state = self.lock();
         // One properties value per state name, cloned into each description.
         let mut props: HashMap<u32, Properties, Hasher> = HashMap::default();
-        Ok(state
-            .matching(tags)
-            .into_iter()
-            .filter_map(|id| {
-                let e = state.instances.get(&id)?;
-                Some(Description {
-                    id: format_id(id),
-                    logical_id: e.logical_id.as_deref().map(String::from),
-                    tags: (*e.tags).clone(),
-                    properties: properties.then(|| {
-                        props
-                            .entry(e.state)
-                            .or_insert_with(|| {
-                                Properties::new(&json!({"State": state.states.name(e.state)}))
-                            })
-                            .clone()
-                    }),
-                })
+        let ids = state.matching(tags);
+        // Sized exactly: a listing of a large group is large.
+        let mut out = Vec::with_capacity(ids.len());
+        out.extend(ids.into_iter().filter_map(|id| {
+            let e = state.instances.get(&id)?;
+            Some(Description {
+                id: format_id(id),
+                logical_id: e.logical_id.as_deref().map(String::from),
+                tags: (*e.tags).clone(),
+                properties: properties.then(|| {
+                    props
+                        .entry(e.state)
+                        .or_insert_with(|| {
+                            Properties::new(&json!({"State": state.states.name(e.state)}))
+                        })
+                        .clone()
+                }),
             })
-            .collect())
+        }));
+        Ok(out)
     }
 }
 
@@ -530,7 +533,7 @@ mod tests {
             2,
             "relabelling moves the instance between groups"
         );
-        assert_eq!(in_a[1].tags.get("x").map(String::as_str), Some("1"));
+        assert_eq!(in_a[1].tags.get("x"), Some("1"));
         assert!(sim
             .describe_instances(&tags(&[(GROUP_TAG, "b")]), false)
             .await

@@ -308,7 +308,7 @@ impl TerraformPlugin {
         }
         let mut tags = request.tags.clone();
         if let Some(l) = &request.logical_id {
-            tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || l.clone());
+            tags.get_or_insert_with(LOGICAL_ID_TAG, || l.clone());
         }
         let shared = self.shared();
         shared
@@ -350,7 +350,7 @@ fn describe(found: state::Found, properties: bool) -> Description {
     }
     let logical_id = Some(found.record.logical_id)
         .filter(|l| !l.is_empty())
-        .or_else(|| tags.get(LOGICAL_ID_TAG).cloned());
+        .or_else(|| tags.get(LOGICAL_ID_TAG).map(str::to_string));
     Description {
         id: found.record.id,
         logical_id,
@@ -369,7 +369,7 @@ impl Instance for TerraformPlugin {
         let props = TerraformProperties::parse(&spec.properties)?;
         let mut tags = spec.tags.clone();
         if let Some(l) = &spec.logical_id {
-            tags.get_or_insert_with(LOGICAL_ID_TAG.to_string(), || l.clone());
+            tags.get_or_insert_with(LOGICAL_ID_TAG, || l.clone());
         }
         // Render once up front: a bad Init fails before anything is written.
         render::render(

@@ -249,7 +249,7 @@ pub fn render(
         let s = template_vars(s, &esc_id, &esc_lid);
         rewrite_references(&s, &renames)
     };
-    let group = input.tags.get(GROUP_TAG).map(String::as_str).unwrap_or("");
+    let group = input.tags.get(GROUP_TAG).unwrap_or("");
     let env = json!({
         ENV_INSTANCE_ID: esc_id,
         ENV_LOGICAL_ID: esc_lid,

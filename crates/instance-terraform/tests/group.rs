@@ -38,8 +38,8 @@ async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
         "3 terraform_data resources exist"
     );
     for i in &d.instances {
-        assert_eq!(i.tags["infrakit.group"], "web");
-        assert_eq!(i.tags["tier"], "web");
+        assert_eq!(&i.tags["infrakit.group"], "web");
+        assert_eq!(&i.tags["tier"], "web");
         assert!(i.tags.contains_key("infrakit.config.hash"));
     }
 
@@ -360,7 +360,7 @@ async fn the_documented_example_runs() {
     let state = resources(&f.dir);
     let mut pids = Vec::new();
     for i in &d.instances {
-        assert_eq!(i.tags["tier"], "web");
+        assert_eq!(&i.tags["tier"], "web");
         let pid = running_pid(&run.join(format!("{}.pid", i.id)));
         pids.push(pid.unwrap_or_else(|| panic!("{} runs its process", i.id)));
         let server = &state

@@ -105,8 +105,8 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
     let d = &all[0];
     assert_eq!(d.id, id);
     assert_eq!(d.logical_id.as_deref(), Some("db1"));
-    assert_eq!(d.tags["tier"], "${literally}", "tags are not templates");
-    assert_eq!(d.tags["infrakit.logical_id"], "db1");
+    assert_eq!(&d.tags["tier"], "${literally}", "tags are not templates");
+    assert_eq!(&d.tags["infrakit.logical_id"], "db1");
     let props = d.properties.as_ref().unwrap().to_value();
     assert_eq!(props["input"]["me"], json!(id));
 
@@ -144,9 +144,9 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
         .await
         .unwrap();
     let d = &p.describe_instances(&Tags::new(), false).await.unwrap()[0];
-    assert_eq!(d.tags["tier"], "db");
-    assert_eq!(d.tags["owner"], "ops");
-    assert_eq!(d.tags["infrakit.group"], "g1");
+    assert_eq!(&d.tags["tier"], "db");
+    assert_eq!(&d.tags["owner"], "ops");
+    assert_eq!(&d.tags["infrakit.group"], "g1");
     let outputs = common::show(dir.path())["values"]["outputs"].clone();
     assert_eq!(
         outputs[format!("infrakit_{id}")]["value"]["Tags"]["owner"],
@@ -159,7 +159,7 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
     x.unwrap();
     y.unwrap();
     let d = &p.describe_instances(&Tags::new(), false).await.unwrap()[0];
-    assert_eq!((d.tags["x"].as_str(), d.tags["y"].as_str()), ("1", "2"));
+    assert_eq!((&d.tags["x"], &d.tags["y"]), ("1", "2"));
     assert!(p.stats().applies <= applies + 2);
     let err = p
         .label("instance-1-aaaaaa", &tags(&[("a", "b")]))
@@ -564,7 +564,7 @@ async fn a_restarted_plugin_knows_its_instances_and_finishes_destroys() {
     })
     .await;
     assert_eq!(d[0].id, a);
-    assert_eq!(d[0].tags["k"], "v");
+    assert_eq!(&d[0].tags["k"], "v");
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap().trim(),
         b,

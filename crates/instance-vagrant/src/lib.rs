@@ -246,7 +246,7 @@ impl VagrantPlugin {
     fn instance_tags(spec: &Spec) -> Tags {
         let mut tags = spec.tags.clone();
         if let Some(l) = &spec.logical_id {
-            tags.insert(LOGICAL_ID_TAG.to_string(), l.clone());
+            tags.insert(LOGICAL_ID_TAG, l);
         }
         tags
     }
@@ -436,7 +436,7 @@ impl Inner {
             }))
         });
         Ok(Described::Running(Description {
-            logical_id: tags.get(LOGICAL_ID_TAG).cloned(),
+            logical_id: tags.get(LOGICAL_ID_TAG).map(str::to_string),
             id,
             tags,
             properties,
@@ -518,7 +518,7 @@ impl Instance for VagrantPlugin {
             .dirs
             .tags(id)?
             .ok_or_else(|| Error::instance_not_found(id))?;
-        tags.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        tags.extend(labels);
         self.inner.dirs.write_tags(id, &tags)
     }
 

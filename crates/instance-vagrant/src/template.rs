@@ -148,7 +148,7 @@ impl Context {
         env.insert(
             crate::ENV_GROUP.into(),
             tags.get(infrakit_spi::instance::GROUP_TAG)
-                .cloned()
+                .map(str::to_string)
                 .unwrap_or_default(),
         );
         Context {

@@ -81,7 +81,7 @@ async fn a_cattle_group_replaces_a_killed_machine() {
     let members: BTreeSet<String> = before.instances.iter().map(|i| i.id.clone()).collect();
     for m in &before.instances {
         assert_eq!(m.tags["infrakit.group"], id);
-        assert_eq!(m.tags["tier"], "web");
+        assert_eq!(&m.tags["tier"], "web");
         assert!(m.tags.contains_key("infrakit.config.hash"));
         assert!(m.id.starts_with(&format!("{id}-")), "{}", m.id);
         assert_eq!(t.vagrant_state(&m.id).await.as_deref(), Some("running"));

@@ -55,8 +55,8 @@ async fn provision_label_describe_and_destroy() {
     assert!(dir.join("Vagrantfile").is_file());
     let stored: Tags =
         serde_json::from_slice(&std::fs::read(dir.join("tags.json")).unwrap()).unwrap();
-    assert_eq!(stored["tier"], "front");
-    assert_eq!(stored["infrakit.logical_id"], "db1");
+    assert_eq!(&stored["tier"], "front");
+    assert_eq!(&stored["infrakit.logical_id"], "db1");
     assert!(container_running(&id), "container {id} runs");
     assert_eq!(t.vagrant_state(&id).await.as_deref(), Some("running"));
     assert_eq!(
@@ -79,7 +79,7 @@ async fn provision_label_describe_and_destroy() {
     assert_eq!(all.len(), 1);
     assert_eq!(all[0].id, id);
     assert_eq!(all[0].logical_id.as_deref(), Some("db1"));
-    assert_eq!(all[0].tags["infrakit.group"], "web");
+    assert_eq!(&all[0].tags["infrakit.group"], "web");
     assert!(all[0].properties.is_none());
     let front = p
         .describe_instances(&tags(&[("tier", "front")]), true)
@@ -105,8 +105,8 @@ async fn provision_label_describe_and_destroy() {
         .await
         .unwrap();
     assert_eq!(back.len(), 1);
-    assert_eq!(back[0].tags["extra"], "1");
-    assert_eq!(back[0].tags["infrakit.group"], "web");
+    assert_eq!(&back[0].tags["extra"], "1");
+    assert_eq!(&back[0].tags["infrakit.group"], "web");
     let missing = p.label("web-nothere1", &tags(&[("a", "b")])).await;
     assert!(
         matches!(missing, Err(Error::NotFound { .. })),

@@ -105,8 +105,8 @@ impl Flavor for TagFlavor {
         _: &Allocation,
         index: &Index,
     ) -> Result<Spec> {
-        spec.tags.insert("flavor".into(), self.tag.into());
-        spec.tags.insert("seq".into(), index.sequence.to_string());
+        spec.tags.insert("flavor", self.tag);
+        spec.tags.insert("seq", index.sequence.to_string());
         Ok(spec)
     }
     async fn healthy(&self, _: &Value, _: &Description) -> Result<Health> {
@@ -406,7 +406,7 @@ async fn clients_implement_the_traits_over_the_socket() {
         "",
     );
     let mut tags = Tags::new();
-    tags.insert("infrakit.group".into(), "g".into());
+    tags.insert("infrakit.group", "g");
     let id = inst
         .provision(Spec {
             tags: tags.clone(),
@@ -441,8 +441,8 @@ async fn clients_implement_the_traits_over_the_socket() {
         )
         .await
         .unwrap();
-    assert_eq!(spec.tags["flavor"], "worker");
-    assert_eq!(spec.tags["seq"], "3");
+    assert_eq!(&spec.tags["flavor"], "worker");
+    assert_eq!(&spec.tags["seq"], "3");
 }
 
 #[tokio::test]

@@ -101,7 +101,7 @@ impl Description {
     pub fn logical_id(&self) -> Option<&str> {
         self.logical_id
             .as_deref()
-            .or_else(|| self.tags.get(LOGICAL_ID_TAG).map(String::as_str))
+            .or_else(|| self.tags.get(LOGICAL_ID_TAG))
     }
 
     /// The configuration hash tag, new or legacy spelling.
@@ -109,7 +109,6 @@ impl Description {
         self.tags
             .get(CONFIG_HASH_TAG)
             .or_else(|| self.tags.get(LEGACY_CONFIG_TAG))
-            .map(String::as_str)
     }
 }
 
@@ -235,9 +234,9 @@ mod tests {
             .collect();
         let mut want = Tags::new();
         assert!(tags_match(&have, &want));
-        want.insert("a".into(), "1".into());
+        want.insert("a", "1");
         assert!(tags_match(&have, &want));
-        want.insert("c".into(), "3".into());
+        want.insert("c", "3");
         assert!(!tags_match(&have, &want));
     }
 }
