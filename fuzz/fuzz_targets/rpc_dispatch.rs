@@ -30,7 +30,7 @@ impl Flavor for Fixed {
         Ok(())
     }
     async fn prepare(&self, _: &Value, mut spec: Spec, _: &Allocation, i: &Index) -> Result<Spec> {
-        spec.tags.insert("seq".into(), i.sequence.to_string());
+        spec.tags.insert("seq", i.sequence.to_string());
         Ok(spec)
     }
     async fn healthy(&self, _: &Value, _: &Description) -> Result<Health> {
