@@ -10,6 +10,8 @@
 //! `--quick` runs each at small sizes in a few seconds, for CI; targets are only judged in full
 //! runs. Build in release for real numbers.
 
+#[allow(unsafe_code)]
+mod alloc;
 mod fixture;
 mod measure;
 mod report;
@@ -24,14 +26,9 @@ use serde::Serialize;
 
 use crate::report::Measurement;
 
-/// mimalloc, as in `infrakit`, with the bytes in use counted (for the memory probes' heap).
+/// mimalloc, as in `infrakit`; the memory probes also count the bytes in use.
 #[global_allocator]
-static GLOBAL: cap::Cap<mimalloc::MiMalloc> = cap::Cap::new(mimalloc::MiMalloc, usize::MAX);
-
-/// Heap bytes in use in this process now.
-pub fn heap_in_use() -> u64 {
-    GLOBAL.allocated() as u64
-}
+static GLOBAL: alloc::Counting = alloc::Counting;
 
 /// Benchmarks of infrakit's group controller, plugins, protocol and CLI.
 #[derive(Debug, Parser)]
@@ -157,6 +154,9 @@ async fn main() -> Result<()> {
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .init();
+    }
+    if cli.probe_simulator.is_some() || cli.probe_memory.is_some() {
+        alloc::count();
     }
     if let Some(n) = cli.probe_simulator {
         let probe = scenarios::steady::probe_simulator(n).await?;

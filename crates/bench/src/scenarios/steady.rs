@@ -104,7 +104,7 @@ pub async fn probe(n: usize) -> Result<Probe> {
         let end = std::time::Instant::now() + window;
         let mut tick = 0u32;
         while std::time::Instant::now() < end {
-            heap_max = heap_max.max(crate::heap_in_use());
+            heap_max = heap_max.max(crate::alloc::in_use());
             if tick.is_multiple_of(20) {
                 if let Ok(m) = memory() {
                     samples.push(m.rss);
@@ -166,7 +166,7 @@ pub async fn probe_simulator(n: usize) -> Result<SimulatorProbe> {
     }
     Ok(SimulatorProbe {
         rss: memory()?.rss,
-        heap: crate::heap_in_use(),
+        heap: crate::alloc::in_use(),
     })
 }
 
