@@ -7,12 +7,18 @@ use nix::sys::resource::{getrusage, UsageWho};
 
 /// User plus system CPU time used by this process so far (all threads).
 pub fn cpu_time() -> Result<Duration> {
+    let (user, system) = cpu_times()?;
+    Ok(user + system)
+}
+
+/// User and system (kernel) CPU time used by this process so far (all threads).
+pub fn cpu_times() -> Result<(Duration, Duration)> {
     let usage = getrusage(UsageWho::RUSAGE_SELF).context("getrusage")?;
     let tv = |t: nix::sys::time::TimeVal| {
         Duration::from_secs(t.tv_sec().max(0) as u64)
             + Duration::from_micros(t.tv_usec().max(0) as u64)
     };
-    Ok(tv(usage.user_time()) + tv(usage.system_time()))
+    Ok((tv(usage.user_time()), tv(usage.system_time())))
 }
 
 /// CPU time of the calling thread (zero if the clock cannot be read).

@@ -22,7 +22,7 @@ use infrakit_rpc::{Client, Handlers, InstanceClient, PluginServer};
 use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Instance, Spec, Tags};
 
-use crate::measure::{cpu_time, ms};
+use crate::measure::{cpu_times, ms};
 use crate::report::{fmt, Measurement, Stats, Target};
 use crate::Opts;
 
@@ -118,13 +118,17 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         let mut rates = Vec::new();
         let mut cpu = Vec::new();
         let mut lat = Vec::new();
+        let mut kernel = Vec::new();
         for i in 0..runs {
             let sock = socket.clone();
-            let before = cpu_time()?;
+            let (user0, system0) = cpu_times()?;
             let (rate, l) =
                 tokio::task::spawn_blocking(move || hello_run(&sock, clients, calls)).await??;
             // Client and server together (warm-up calls included).
-            cpu.push(ms(cpu_time()? - before) * 1e3 / (l.len() + 10 * clients) as f64);
+            let (user1, system1) = cpu_times()?;
+            let per_call = |d: std::time::Duration| ms(d) * 1e3 / (l.len() + 10 * clients) as f64;
+            cpu.push(per_call((user1 - user0) + (system1 - system0)));
+            kernel.push(per_call(system1 - system0));
             eprintln!(
                 "protocol Handshake.Hello, {clients} client(s), run {}/{runs}: {} calls/s",
                 i + 1,
@@ -153,12 +157,18 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
             "µs",
             &lat,
         ));
-        out.push(Measurement::runs(
-            "protocol",
-            format!("Handshake.Hello, {how}: CPU per call, client and server"),
-            "µs",
-            &cpu,
-        ));
+        out.push(
+            Measurement::runs(
+                "protocol",
+                format!("Handshake.Hello, {how}: CPU per call, client and server"),
+                "µs",
+                &cpu,
+            )
+            .note(format!(
+                "{} µs of it in the kernel",
+                fmt(Stats::of_runs(&kernel).median)
+            )),
+        );
     }
 
     let group = "bench";
