@@ -2,6 +2,8 @@
 //! each at most `max_parallel` at a time; every mutating call is preceded by a fence check, and
 //! provisions are recorded (persisted) before they start when the controller has a store.
 
+use std::collections::HashMap;
+
 use futures::StreamExt;
 
 use infrakit_spi::instance::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
@@ -46,12 +48,23 @@ pub(crate) async fn execute(
     let parallel = ctx.config.max_parallel.max(1);
     let mut report = Report::default();
 
+    let doomed: Vec<(&String, Reason)> = plan
+        .actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Destroy { id, reason } => Some((id, *reason)),
+            Action::Provision { .. } => None,
+        })
+        .collect();
+    // By ID: a scale-in of a large group destroys many of many.
+    let by_id: HashMap<&str, &Description> = if doomed.is_empty() {
+        HashMap::new()
+    } else {
+        observed.iter().map(|d| (d.id.as_str(), d)).collect()
+    };
     let mut destroys = Vec::new();
-    for (id, reason) in plan.actions.iter().filter_map(|a| match a {
-        Action::Destroy { id, reason } => Some((id, *reason)),
-        Action::Provision { .. } => None,
-    }) {
-        if let Some(d) = observed.iter().find(|d| &d.id == id) {
+    for (id, reason) in doomed {
+        if let Some(&d) = by_id.get(id.as_str()) {
             tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
             destroys.push(async move {
                 (

@@ -11,7 +11,7 @@
 //! - provisions never take the group above `desired + max_surge`;
 //! - applying a plan (its new instances not yet healthy) and planning again yields no actions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use infrakit_spi::Health;
@@ -280,7 +280,8 @@ pub fn plan(target: &Target, members: &[Member]) -> Plan {
     let mut held = target.clone();
     held.gate = Gate::Paused;
     let base = plan_without_remediation(&held, members.iter().collect());
-    let gone: Vec<&str> = base.destroyed().collect();
+    // A set: a scale-in of a large group destroys many of many.
+    let gone: HashSet<&str, foldhash::fast::RandomState> = base.destroyed().collect();
     let remaining: Vec<&Member> = members
         .iter()
         .filter(|m| !gone.contains(&m.id.as_str()))

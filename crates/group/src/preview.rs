@@ -1,6 +1,7 @@
 //! What a commit would do, step by step: the planner run forward on a simulated group, assuming
 //! every new instance becomes healthy before the next step. Pure.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use infrakit_spi::Health;
@@ -36,7 +37,7 @@ pub fn simulate(target: &Target, members: &[Member], limit: usize) -> Simulation
             }
             break;
         }
-        let gone: Vec<&str> = plan.destroyed().collect();
+        let gone: HashSet<&str, foldhash::fast::RandomState> = plan.destroyed().collect();
         let described: Vec<String> = plan
             .actions
             .iter()

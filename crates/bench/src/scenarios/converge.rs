@@ -2,7 +2,9 @@
 //! `DescribeGroup` says it is converged with N instances.
 //!
 //! Zero provisioning latency measures the controller itself; 50 ms shows provisions running in
-//! parallel (`max_parallel` at a time, so about latency × N / max_parallel).
+//! parallel (`max_parallel` at a time, so about latency × N / max_parallel). Scale-in: a
+//! converged group of N committed at N/2, timed until converged at N/2 (many destroys chosen
+//! among many members at once).
 
 use std::time::Duration;
 
@@ -35,6 +37,36 @@ pub async fn once(n: usize, latency: Duration) -> Result<Duration> {
         Duration::from_secs(600),
         |d| d.instances.len() == n,
     )
+    .await?;
+    Ok(done - start)
+}
+
+/// One run: a converged group of `n` scaled in to `to`, timed from the commit until converged.
+pub async fn scale_in(n: usize, to: usize) -> Result<Duration> {
+    let f = SimGroup::new(Duration::ZERO, fixture::config(Duration::from_secs(1)));
+    f.group
+        .commit_group(fixture::sim_spec("bench", n, "v1", None), false)
+        .await?;
+    let sim = f.sim.clone();
+    fixture::wait_for("instances to exist", Duration::from_secs(600), || {
+        sim.len() >= n
+    })
+    .await?;
+    let every = fixture::describe_every(n);
+    let within = Duration::from_secs(600);
+    fixture::wait_converged(f.group.as_ref(), "bench", every, within, |d| {
+        d.instances.len() == n
+    })
+    .await?;
+    let start = Instant::now();
+    f.group
+        .commit_group(fixture::sim_spec("bench", to, "v1", None), false)
+        .await?;
+    let sim = f.sim.clone();
+    fixture::wait_for("instances to go", within, || sim.len() <= to).await?;
+    let done = fixture::wait_converged(f.group.as_ref(), "bench", every, within, |d| {
+        d.instances.len() == to
+    })
     .await?;
     Ok(done - start)
 }
@@ -82,5 +114,28 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         }
         out.push(m);
     }
+
+    let (n, to, runs) = if opts.quick {
+        (1_000, 500, 1)
+    } else {
+        (100_000, 50_000, 5)
+    };
+    let runs = opts.runs.unwrap_or(runs);
+    let mut times = Vec::new();
+    for i in 0..runs {
+        let t = ms(scale_in(n, to).await?);
+        eprintln!(
+            "converge scale-in {n} -> {to} run {}/{runs}: {} ms",
+            i + 1,
+            fmt(t)
+        );
+        times.push(t);
+    }
+    out.push(Measurement::runs(
+        "converge",
+        format!("scale-in {} -> {} instances", fmt(n as f64), fmt(to as f64)),
+        "ms",
+        &times,
+    ));
     Ok(out)
 }
