@@ -1,22 +1,30 @@
 //! `infrakit events`: the lifecycle events of groups and managers, as they happen.
 //!
 //! Without `--follow`, prints the events the group plugin or manager still keeps (the most
-//! recent thousand) and exits; with it, goes on printing new ones until Ctrl-C.
+//! recent thousand) and exits; with it, goes on printing new ones until Ctrl-C. With `--remote`,
+//! from a manager's TCP listener.
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures::StreamExt;
 
-use infrakit_rpc::{dir, events};
+use infrakit_rpc::{dir, events, Client};
 use infrakit_spi::Event;
 
 use crate::cli::{EventsArgs, Format};
 
 /// Runs `infrakit events`.
 pub async fn run(args: EventsArgs) -> Result<()> {
-    let socket = dir::socket_path(&dir::plugins_dir(), &args.name);
-    let stream = events::subscribe_recent(&socket, "/", Duration::from_secs(5))
+    // Over TCP with `--remote`, else over the local socket.
+    let client = match crate::remote::client(&args.name)? {
+        Some(remote) => remote,
+        None => Client::new(
+            &args.name,
+            dir::socket_path(&dir::plugins_dir(), &args.name),
+        ),
+    };
+    let stream = events::subscribe_via(&client, "/", true, Duration::from_secs(5))
         .await
         .with_context(|| format!("subscribing to the events of {}", args.name))?;
     let mut stream = std::pin::pin!(stream);

@@ -80,6 +80,30 @@ fn a_token_protected_listener_serves_remote_commands() {
         },
     );
 
+    // The lifecycle events come over the listener too (its instance's provisioning among them).
+    let events = remote(&token, &["events", "--group", "far", "-o", "json"]);
+    assert!(
+        events.status.success(),
+        "{}",
+        String::from_utf8_lossy(&events.stderr)
+    );
+    let kinds: Vec<String> = String::from_utf8_lossy(&events.stdout)
+        .lines()
+        .map(|l| {
+            let e: serde_json::Value = serde_json::from_str(l).expect("one JSON event per line");
+            assert_eq!(e["Data"]["Group"], "far", "{l}");
+            e["Type"].as_str().unwrap_or_default().to_string()
+        })
+        .collect();
+    assert!(kinds.iter().any(|k| k == "provisioned"), "{kinds:?}");
+    let no_events = remote(&wrong, &["events"]);
+    assert!(!no_events.status.success());
+    assert!(
+        String::from_utf8_lossy(&no_events.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&no_events.stderr)
+    );
+
     let denied = remote(&wrong, &["group", "ls"]);
     assert!(!denied.status.success());
     let err = String::from_utf8_lossy(&denied.stderr);

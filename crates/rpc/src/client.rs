@@ -235,28 +235,12 @@ impl Client {
                     .header(hyper::header::CONTENT_TYPE, "application/json")
                     .body(body)
                     .map_err(|e| Error::plugin(e.to_string()))?;
-                if let Some(token) = token {
-                    let mut value =
-                        hyper::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
-                            .map_err(|_| Error::plugin("the token is not a valid header value"))?;
-                    value.set_sensitive(true);
-                    req.headers_mut()
-                        .insert(hyper::header::AUTHORIZATION, value);
-                }
+                authorize(&mut req, token.as_deref())?;
                 http.request(req)
             }
         };
         let exchange = async {
-            let resp = resp.await.map_err(|e| {
-                // The connector's own error says why the socket could not be used.
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    reason = s.to_string();
-                    source = s.source();
-                }
-                self.unavailable(reason)
-            })?;
+            let resp = resp.await.map_err(|e| self.unavailable(root_cause(&e)))?;
             let status = resp.status();
             let bytes = resp
                 .into_body()
@@ -308,6 +292,34 @@ impl Client {
         }
     }
 
+    /// A GET of `path_and_query` (e.g. `/events?topic=%2F`), sent the way calls are (over the
+    /// socket, or over TCP with TLS and the token), answered as soon as the response's head
+    /// arrives: the body streams. For event subscriptions; no timeout of its own.
+    pub(crate) async fn get(
+        &self,
+        path_and_query: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let body = Full::new(Bytes::new());
+        let resp = match &self.transport {
+            Transport::Unix(http) => {
+                let req = hyper::Request::get(hyperlocal::Uri::new(&self.socket, path_and_query))
+                    .header(hyper::header::HOST, "h")
+                    .body(body)
+                    .map_err(|e| Error::plugin(e.to_string()))?;
+                http.request(req)
+            }
+            Transport::Tcp { http, url, token } => {
+                let mut req =
+                    hyper::Request::get(format!("{}{path_and_query}", url.trim_end_matches('/')))
+                        .body(body)
+                        .map_err(|e| Error::plugin(e.to_string()))?;
+                authorize(&mut req, token.as_deref())?;
+                http.request(req)
+            }
+        };
+        resp.await.map_err(|e| self.unavailable(root_cause(&e)))
+    }
+
     /// `Handshake.Hello`: the interfaces (e.g. `Instance/0.6.1`) and objects the plugin serves.
     pub async fn hello(&self) -> Result<std::collections::BTreeMap<String, Vec<Value>>> {
         #[derive(Deserialize)]
@@ -318,6 +330,30 @@ impl Client {
         let h: Hello = self.call("Handshake.Hello", &json!({})).await?;
         Ok(h.objects)
     }
+}
+
+/// Adds the bearer `token`, if there is one, marked sensitive so it is never logged.
+fn authorize<B>(req: &mut hyper::Request<B>, token: Option<&Secret>) -> Result<()> {
+    if let Some(token) = token {
+        let mut value = hyper::header::HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+            .map_err(|_| Error::plugin("the token is not a valid header value"))?;
+        value.set_sensitive(true);
+        req.headers_mut()
+            .insert(hyper::header::AUTHORIZATION, value);
+    }
+    Ok(())
+}
+
+/// The innermost cause of a request's failure: the connector's own error says why the socket
+/// or address could not be used.
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut reason = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        reason = s.to_string();
+        source = s.source();
+    }
+    reason
 }
 
 /// A result whose content does not matter (`{"OK": true}`).

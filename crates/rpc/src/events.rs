@@ -10,16 +10,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
-use http_body_util::{BodyExt, Empty, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::{Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::UnixStream;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_stream::wrappers::BroadcastStream;
 
 use infrakit_spi::{Error, Event};
+
+use crate::Client;
 
 /// Event type sent to a subscriber that missed events.
 pub const LAGGED: &str = "lagged";
@@ -109,7 +109,7 @@ pub async fn subscribe(
     topic: &str,
     timeout: Duration,
 ) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
-    subscribe_with(socket, topic, false, timeout).await
+    subscribe_via(&socket_client(socket), topic, false, timeout).await
 }
 
 /// Like [`subscribe`], but the stream starts with the events the plugin still keeps (if it
@@ -119,33 +119,32 @@ pub async fn subscribe_recent(
     topic: &str,
     timeout: Duration,
 ) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
-    subscribe_with(socket, topic, true, timeout).await
+    subscribe_via(&socket_client(socket), topic, true, timeout).await
 }
 
-async fn subscribe_with(
-    socket: &Path,
+fn socket_client(socket: &Path) -> Client {
+    let name = socket
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Client::new(&name, socket)
+}
+
+/// Subscribes to `topic` through `client`: over its socket, or over TCP with its TLS and token
+/// (a manager's `--listen`). With `history`, the stream starts with the events the plugin still
+/// keeps, then a [`LIVE`] event. `timeout` bounds the subscription, not the stream.
+pub async fn subscribe_via(
+    client: &Client,
     topic: &str,
     history: bool,
     timeout: Duration,
 ) -> Result<impl Stream<Item = Event> + Send + 'static, Error> {
     let unavailable = |reason: String| Error::Unavailable {
-        name: socket
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        socket: socket.display().to_string(),
+        name: client.name().to_string(),
+        socket: client.socket().display().to_string(),
         reason,
     };
     let connect = async {
-        let stream = UnixStream::connect(socket)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         let query = {
             let mut query = form_urlencoded::Serializer::new(String::new());
             query.append_pair("topic", topic);
@@ -154,14 +153,7 @@ async fn subscribe_with(
             }
             query.finish()
         };
-        let req = hyper::Request::get(format!("/events?{query}"))
-            .header(hyper::header::HOST, "h")
-            .body(Empty::<Bytes>::new())
-            .expect("valid request");
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| unavailable(e.to_string()))?;
+        let resp = client.get(&format!("/events?{query}")).await?;
         if resp.status() != StatusCode::OK {
             return Err(Error::plugin(format!(
                 "event subscription refused: HTTP {}",
