@@ -114,6 +114,28 @@ impl SimGroup {
             group,
         }
     }
+
+    /// Commits group `bench` at `size` (configuration `v1`) and waits until it is converged at
+    /// that size; returns when the describe that said so started (the controller's state it
+    /// reports was read then).
+    pub async fn commit_and_converge(&self, size: usize) -> Result<Instant> {
+        let within = Duration::from_secs(600);
+        self.group
+            .commit_group(sim_spec("bench", size, "v1", None), false)
+            .await?;
+        // The simulator's count is free to read; describe (which copies every instance) only
+        // once it is right.
+        let sim = self.sim.clone();
+        wait_for("the instances to be there", within, || sim.len() == size).await?;
+        wait_converged(
+            self.group.as_ref(),
+            "bench",
+            describe_every(size),
+            within,
+            |d| d.instances.len() == size,
+        )
+        .await
+    }
 }
 
 /// A controller configuration with `poll_interval` and the defaults otherwise (64 parallel

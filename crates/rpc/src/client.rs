@@ -221,24 +221,7 @@ impl Client {
         }))
         .map_err(|e| Error::plugin(format!("cannot encode {method} params: {e}")))?;
         let body = Full::new(Bytes::from(body));
-        let resp = match &self.transport {
-            Transport::Unix(http) => {
-                let req = hyper::Request::post(hyperlocal::Uri::new(&self.socket, "/"))
-                    .header(hyper::header::CONTENT_TYPE, "application/json")
-                    .header(hyper::header::HOST, "h")
-                    .body(body)
-                    .map_err(|e| Error::plugin(e.to_string()))?;
-                http.request(req)
-            }
-            Transport::Tcp { http, url, token } => {
-                let mut req = hyper::Request::post(url.as_str())
-                    .header(hyper::header::CONTENT_TYPE, "application/json")
-                    .body(body)
-                    .map_err(|e| Error::plugin(e.to_string()))?;
-                authorize(&mut req, token.as_deref())?;
-                http.request(req)
-            }
-        };
+        let resp = self.send(hyper::Method::POST, "/", body)?;
         let exchange = async {
             let resp = resp.await.map_err(|e| self.unavailable(root_cause(&e)))?;
             let status = resp.status();
@@ -299,25 +282,44 @@ impl Client {
         &self,
         path_and_query: &str,
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
-        let body = Full::new(Bytes::new());
-        let resp = match &self.transport {
+        let resp = self.send(hyper::Method::GET, path_and_query, Full::new(Bytes::new()))?;
+        resp.await.map_err(|e| self.unavailable(root_cause(&e)))
+    }
+
+    /// Starts a request of `method` on `path` to the plugin: over its socket, or over TCP with
+    /// the token. A POST carries JSON.
+    fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Full<Bytes>,
+    ) -> Result<hyper_util::client::legacy::ResponseFuture> {
+        let json = method == hyper::Method::POST;
+        let with_type = |b: hyper::http::request::Builder| {
+            if json {
+                b.header(hyper::header::CONTENT_TYPE, "application/json")
+            } else {
+                b
+            }
+        };
+        Ok(match &self.transport {
             Transport::Unix(http) => {
-                let req = hyper::Request::get(hyperlocal::Uri::new(&self.socket, path_and_query))
+                let req = with_type(hyper::Request::builder().method(method))
+                    .uri(hyperlocal::Uri::new(&self.socket, path))
                     .header(hyper::header::HOST, "h")
                     .body(body)
                     .map_err(|e| Error::plugin(e.to_string()))?;
                 http.request(req)
             }
             Transport::Tcp { http, url, token } => {
-                let mut req =
-                    hyper::Request::get(format!("{}{path_and_query}", url.trim_end_matches('/')))
-                        .body(body)
-                        .map_err(|e| Error::plugin(e.to_string()))?;
+                let mut req = with_type(hyper::Request::builder().method(method))
+                    .uri(format!("{}{path}", url.trim_end_matches('/')))
+                    .body(body)
+                    .map_err(|e| Error::plugin(e.to_string()))?;
                 authorize(&mut req, token.as_deref())?;
                 http.request(req)
             }
-        };
-        resp.await.map_err(|e| self.unavailable(root_cause(&e)))
+        })
     }
 
     /// `Handshake.Hello`: the interfaces (e.g. `Instance/0.6.1`) and objects the plugin serves.

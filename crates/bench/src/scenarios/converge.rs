@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use infrakit_spi::Group;
 use tokio::time::Instant;
 
 use crate::fixture::{self, SimGroup};
@@ -20,54 +19,17 @@ use crate::Opts;
 /// One run: commit a group of `n` with `latency` and wait until it is converged.
 pub async fn once(n: usize, latency: Duration) -> Result<Duration> {
     let f = SimGroup::new(latency, fixture::config(Duration::from_secs(1)));
-    let spec = fixture::sim_spec("bench", n, "v1", None);
     let start = Instant::now();
-    f.group.commit_group(spec, false).await?;
-    // The simulator's count is free to read; describe (which copies every instance) only once
-    // all of them exist.
-    let sim = f.sim.clone();
-    fixture::wait_for("instances to exist", Duration::from_secs(600), || {
-        sim.len() >= n
-    })
-    .await?;
-    let done = fixture::wait_converged(
-        f.group.as_ref(),
-        "bench",
-        fixture::describe_every(n),
-        Duration::from_secs(600),
-        |d| d.instances.len() == n,
-    )
-    .await?;
+    let done = f.commit_and_converge(n).await?;
     Ok(done - start)
 }
 
 /// One run: a converged group of `n` scaled in to `to`, timed from the commit until converged.
 pub async fn scale_in(n: usize, to: usize) -> Result<Duration> {
     let f = SimGroup::new(Duration::ZERO, fixture::config(Duration::from_secs(1)));
-    f.group
-        .commit_group(fixture::sim_spec("bench", n, "v1", None), false)
-        .await?;
-    let sim = f.sim.clone();
-    fixture::wait_for("instances to exist", Duration::from_secs(600), || {
-        sim.len() >= n
-    })
-    .await?;
-    let every = fixture::describe_every(n);
-    let within = Duration::from_secs(600);
-    fixture::wait_converged(f.group.as_ref(), "bench", every, within, |d| {
-        d.instances.len() == n
-    })
-    .await?;
+    f.commit_and_converge(n).await?;
     let start = Instant::now();
-    f.group
-        .commit_group(fixture::sim_spec("bench", to, "v1", None), false)
-        .await?;
-    let sim = f.sim.clone();
-    fixture::wait_for("instances to go", within, || sim.len() <= to).await?;
-    let done = fixture::wait_converged(f.group.as_ref(), "bench", every, within, |d| {
-        d.instances.len() == to
-    })
-    .await?;
+    let done = f.commit_and_converge(to).await?;
     Ok(done - start)
 }
 

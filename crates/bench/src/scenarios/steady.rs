@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_spi::instance::{CONFIG_HASH_TAG, GROUP_TAG};
-use infrakit_spi::{Group, Instance, Spec, Tags};
+use infrakit_spi::{Instance, Spec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -25,22 +25,7 @@ use crate::Opts;
 /// Starts a converged group of `n` with `poll_interval` and lets it settle.
 async fn converged_group(n: usize, poll_interval: Duration) -> Result<SimGroup> {
     let f = SimGroup::new(Duration::ZERO, fixture::config(poll_interval));
-    f.group
-        .commit_group(fixture::sim_spec("bench", n, "v1", None), false)
-        .await?;
-    let sim = f.sim.clone();
-    fixture::wait_for("instances to exist", Duration::from_secs(600), || {
-        sim.len() >= n
-    })
-    .await?;
-    fixture::wait_converged(
-        f.group.as_ref(),
-        "bench",
-        fixture::describe_every(n),
-        Duration::from_secs(600),
-        |d| d.instances.len() == n,
-    )
-    .await?;
+    f.commit_and_converge(n).await?;
     // Let the reconcile that found it converged finish and the allocator settle.
     tokio::time::sleep(Duration::from_secs(1)).await;
     Ok(f)
