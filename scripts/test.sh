@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: formatting, lints, unit, conformance and end-to-end tests.
-# Works on a fresh machine with the Rust toolchain: it installs and starts what the tests need
-# when it is missing (protoc and etcd for the managers, a Docker engine and busybox for the
-# Docker plugin).
+# Runs the whole test suite: formatting, lints, unit, conformance and end-to-end tests against
+# the real tools, the README's examples, a benchmark smoke run and the fuzz targets.
+#
+# Works on a fresh machine with only the Rust toolchain, Python and the Debian and PyPI
+# registries: it installs what the tests need when it is missing. Each check asks for what the
+# tests use (a statically linked busybox, a moto_server that runs, an etcd at /usr/bin/etcd),
+# not merely for a command's name. It starts a Docker engine only when none answers, and never
+# stops, restarts or reconfigures one that runs already.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/infrakit"
+mkdir -p "$CACHE"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() {
+  echo "installing $*"
   if [ -z "${APT_UPDATED:-}" ]; then
     as_root apt-get update -qq
     APT_UPDATED=1
@@ -16,61 +24,110 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
-ensure_docker() {
-  command -v busybox >/dev/null 2>&1 || apt_install busybox-static
-  if docker info >/dev/null 2>&1; then
-    return
-  fi
-  command -v dockerd >/dev/null 2>&1 || apt_install docker.io
-  echo "starting dockerd (log: /tmp/infrakit-dockerd.log)"
-  as_root sh -c 'nohup dockerd >/tmp/infrakit-dockerd.log 2>&1 &'
-  for _ in $(seq 1 60); do
-    if docker info >/dev/null 2>&1; then
-      return
-    fi
-    sleep 1
+fail() { echo "test.sh: $*" >&2; exit 1; }
+
+# A program that runs (a dangling shim or a wrong architecture's binary does not count).
+runs() { "$@" >/dev/null 2>&1; }
+
+# Whether an ELF file needs a dynamic loader (names a program interpreter).
+is_dynamic() {
+  runs command -v readelf || apt_install binutils
+  LC_ALL=C readelf -lW "$1" 2>/dev/null | grep -q 'program interpreter'
+}
+
+# The Docker images of the tests are built FROM scratch around one busybox binary, so it must
+# be statically linked; Debian's default busybox package is not.
+static_busybox() {
+  local b
+  for b in /usr/bin/busybox /bin/busybox; do
+    if [ -x "$b" ] && ! is_dynamic "$b"; then return 0; fi
   done
-  echo "dockerd did not come up; see /tmp/infrakit-dockerd.log" >&2
-  tail -20 /tmp/infrakit-dockerd.log >&2 || true
-  exit 1
+  return 1
+}
+
+# moto's EC2 server in a virtual environment of our own: the system Python may refuse
+# installs (PEP 668), and a user's Python is not ours to change.
+ensure_moto() {
+  if runs moto_server --help; then return; fi
+  local venv="$CACHE/venv"
+  if ! runs "$venv/bin/moto_server" --help; then
+    if ! runs python3 -m venv "$venv"; then
+      apt_install python3-venv
+      rm -rf "$venv"
+      python3 -m venv "$venv" || /usr/bin/python3 -m venv "$venv"
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]'
+  fi
+  export PATH="$venv/bin:$PATH"
+  runs moto_server --help || fail "moto_server does not run from $venv"
 }
 
 ensure_tools() {
-  # protoc builds the etcd client; etcd runs the managers' election tests.
-  command -v protoc >/dev/null 2>&1 || apt_install protobuf-compiler
-  command -v etcd >/dev/null 2>&1 || apt_install etcd-server
+  # protoc builds the etcd client (the `etcd` feature); etcd runs the managers' election tests.
+  runs protoc --version || apt_install protobuf-compiler
+  runs /usr/bin/etcd --version || apt_install etcd-server
   # The Terraform plugin's tests run the real terraform binary; it comes with the machine.
-  if ! command -v terraform >/dev/null 2>&1; then
-    echo "terraform is not installed: the Terraform plugin's tests need it on PATH" >&2
-    exit 1
-  fi
-  # Vagrant with its docker provider runs the Vagrant plugin's tests.
-  command -v vagrant >/dev/null 2>&1 || apt_install vagrant
-  # ZooKeeper ensembles for the zookeeper flavor's tests (run by the process plugin).
-  [ -e /usr/share/zookeeper/bin/zkServer.sh ] || apt_install zookeeper
-  # Network namespaces and veths for the Swarm flavor's engines.
-  command -v ip >/dev/null 2>&1 || apt_install iproute2
+  runs terraform version || fail "terraform does not run: the Terraform plugin's tests need it on PATH"
+  static_busybox || apt_install busybox-static
+  static_busybox || fail "no statically linked busybox at /usr/bin/busybox after installing busybox-static"
+  runs dockerd --version || apt_install docker.io
+  # Vagrant with its (built-in) docker provider, which drives the docker command.
+  runs vagrant --version || apt_install vagrant
+  runs docker --version || apt_install docker.io
+  # ZooKeeper ensembles for the zookeeper flavor's tests, run by the process plugin with java.
+  { [ -x /usr/share/zookeeper/bin/zkServer.sh ] && runs java -version && [ -f /usr/share/java/slf4j-simple.jar ]; } \
+    || apt_install zookeeper libslf4j-java
+  # Network namespaces and veths for the private Docker engines of the Swarm and engine tests.
+  runs ip netns list || apt_install iproute2
+  { runs nsenter --version && runs unshare --version; } || apt_install util-linux
   # Headless Chromium and its WebDriver for the dashboard's browser test.
-  { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || apt_install chromium chromium-driver
-  # moto's EC2 API server for the AWS plugin's tests (started by the tests themselves).
-  command -v moto_server >/dev/null 2>&1 || python3 -m pip install -q 'moto[server]'
+  { runs /usr/bin/chromium --version && runs /usr/bin/chromedriver --version; } \
+    || apt_install chromium chromium-driver
+  ensure_moto
 }
 
+# The tests that are not about the engine itself (it runs engines of its own) use one that
+# answers at DOCKER_HOST or the default socket; one is started only when none answers.
+ensure_docker() {
+  if runs docker version --format '{{.Server.Version}}'; then
+    return
+  fi
+  echo "starting dockerd (log: $CACHE/dockerd.log)"
+  as_root sh -c "nohup dockerd >'$CACHE/dockerd.log' 2>&1 &"
+  for _ in $(seq 1 120); do
+    if runs docker version --format '{{.Server.Version}}'; then
+      return
+    fi
+    sleep 0.5
+  done
+  tail -20 "$CACHE/dockerd.log" >&2 || true
+  fail "dockerd did not come up; see $CACHE/dockerd.log"
+}
+
+started=$(date +%s)
 echo "== services"
 ensure_tools
 ensure_docker
 
+echo "== default build needs no system package"
+scripts/check-default-build.sh
+
 echo "== formatting"
 cargo fmt --all -- --check
 
+# The etcd store is a feature of the CLI (its client needs protoc); the tests cover it.
+FEATURES=(--features infrakit/etcd)
+
 echo "== lints"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 
 echo "== tests"
-cargo test --workspace --locked --no-fail-fast
+cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
 
 echo "== benchmark smoke"
 cargo run -p infrakit-bench --locked -- --quick
 
 echo "== fuzzing"
 scripts/fuzz.sh "${INFRAKIT_FUZZ_SECONDS:-60}"
+
+echo "== done in $(( $(date +%s) - started )) s"

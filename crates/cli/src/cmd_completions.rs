@@ -33,7 +33,7 @@ pub fn man(dir: Option<&Path>) -> Result<()> {
                 .filter(|n| n.starts_with("infrakit") && n.ends_with(".1"))
                 .collect();
             pages.sort();
-            println!("wrote {} man pages to {}", pages.len(), dir.display());
+            outln!("wrote {} man pages to {}", pages.len(), dir.display());
             Ok(())
         }
         None => {

@@ -30,7 +30,7 @@ pub async fn run(args: FlavorArgs) -> Result<()> {
         } => {
             let props = io::read_document(&file)?;
             plugin.validate(&props, &allocation(&a)).await?;
-            println!("validate:ok");
+            outln!("validate:ok");
         }
         FlavorCommand::Prepare {
             flavor,
@@ -47,7 +47,7 @@ pub async fn run(args: FlavorArgs) -> Result<()> {
                 sequence: alloc.desired() as u64,
             };
             let out = plugin.prepare(&props, spec, &alloc, &index).await?;
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?);
         }
         FlavorCommand::Healthy {
             flavor,
@@ -61,8 +61,9 @@ pub async fn run(args: FlavorArgs) -> Result<()> {
                 logical_id,
                 tags: io::parse_tags(&tags)?,
                 properties: None,
+                created: None,
             };
-            println!("{}", plugin.healthy(&props, &d).await?);
+            outln!("{}", plugin.healthy(&props, &d).await?);
         }
     }
     Ok(())

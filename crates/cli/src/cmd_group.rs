@@ -57,23 +57,23 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             }
             if pretend {
                 let details = g.commit_group(spec.clone(), true).await?;
-                println!("Committing {id} would involve: {details}");
+                outln!("Committing {id} would involve: {details}");
                 // infrakit's group plugin also explains the plan step by step.
                 if let Ok(plan) = g.plan_group(spec).await {
                     for step in &plan.steps {
-                        println!("  {step}");
+                        outln!("  {step}");
                     }
-                    println!(
+                    outln!(
                         "  lowest number of healthy instances during the change: {}; most instances at once: {}",
                         plan.min_healthy, plan.max_instances
                     );
                 }
                 if let Some(d) = &destruction {
-                    println!("  {}", d.warning());
+                    outln!("  {}", d.warning());
                 }
             } else {
                 let details = g.commit_group(spec, false).await?;
-                println!("Committed {id}: {details}");
+                outln!("Committed {id}: {details}");
             }
         }
         GroupCommand::Describe { id, watch, out } => {
@@ -98,13 +98,13 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                     RolloutAction::Resume => "resumed",
                     RolloutAction::Undo => "undone: going back to the previous configuration",
                 };
-                println!("Rollout of {id} {done}");
+                outln!("Rollout of {id} {done}");
             }
             if watch {
                 watch_rollout(&g, &id).await?;
             } else {
                 let d = g.describe_group(&id).await?;
-                println!("{}", rollout_line(&id, &d));
+                outln!("{}", rollout_line(&id, &d));
             }
         }
         GroupCommand::Inspect { id, output } => {
@@ -118,17 +118,17 @@ pub async fn run(args: GroupArgs) -> Result<()> {
         }
         GroupCommand::Free { id } => {
             g.free_group(&id).await?;
-            println!("Freed {id}");
+            outln!("Freed {id}");
         }
         GroupCommand::Destroy { id } => {
             g.destroy_group(&id).await?;
-            println!("Destroyed {id}");
+            outln!("Destroyed {id}");
         }
         GroupCommand::Ls { out } => {
             let groups = g.inspect_groups().await?;
             if out.quiet {
                 for s in &groups {
-                    println!("{}", s.id);
+                    outln!("{}", s.id);
                 }
             } else if out.output != Format::Table {
                 io::print_value(&groups, out.output)?;
@@ -151,10 +151,10 @@ pub async fn run(args: GroupArgs) -> Result<()> {
         GroupCommand::Scale { id, size } => {
             let current = g.size(&id).await?;
             match size {
-                None => println!("Group {id} at {current} instances"),
+                None => outln!("Group {id} at {current} instances"),
                 Some(n) => {
                     g.set_size(&id, n).await?;
-                    println!("Group {id} at {current} instances, scale to {n}");
+                    outln!("Group {id} at {current} instances, scale to {n}");
                 }
             }
         }
@@ -164,7 +164,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             }
             g.destroy_instances(&id, &instances).await?;
             for i in &instances {
-                println!("Destroyed {i}");
+                outln!("Destroyed {i}");
             }
         }
     }
@@ -214,7 +214,7 @@ async fn watch_description(g: &GroupClient, id: &str) -> Result<()> {
                     Err(e) => format!("{id}: {e}"),
                 };
                 if text != last {
-                    println!("{text}\n");
+                    outln!("{text}\n");
                     last = text;
                 }
             }
@@ -293,7 +293,7 @@ async fn watch_rollout(g: &GroupClient, id: &str) -> Result<()> {
                 if line != last {
                     match &bar {
                         Some(bar) => bar.println(&line),
-                        None => println!("{line}"),
+                        None => outln!("{line}"),
                     }
                     last = line;
                 }
@@ -335,7 +335,7 @@ pub fn print_description(
 ) -> Result<()> {
     if quiet {
         for i in &d.instances {
-            println!("{}", i.id);
+            outln!("{}", i.id);
         }
         return Ok(());
     }
@@ -351,7 +351,7 @@ pub fn print_description(
         return io::print_value(&shown, format);
     }
     for line in description_lines(id, d) {
-        println!("{line}");
+        outln!("{line}");
     }
     Ok(())
 }

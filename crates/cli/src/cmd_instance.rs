@@ -35,7 +35,7 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
             }
             if out.quiet {
                 for d in &list {
-                    println!("{}", d.id);
+                    outln!("{}", d.id);
                 }
             } else if out.output != Format::Table {
                 io::print_value(&list, out.output)?;
@@ -68,20 +68,20 @@ pub async fn run(args: InstanceArgs) -> Result<()> {
             let doc = io::read_document(&file)?;
             let spec: Spec = infrakit_spi::error::decode_at("", &doc)
                 .with_context(|| format!("{file} is not an instance spec"))?;
-            println!("{}", plugin.provision(spec).await?);
+            outln!("{}", plugin.provision(spec).await?);
         }
         InstanceCommand::Destroy { ids } => {
             for id in ids {
                 plugin
                     .destroy(&id, &DestroyContext::reason("terminate"))
                     .await?;
-                println!("destroyed {id}");
+                outln!("destroyed {id}");
             }
         }
         InstanceCommand::Validate { file } => {
             let doc = io::read_document(&file)?;
             plugin.validate(&doc).await?;
-            println!("validate:ok");
+            outln!("validate:ok");
         }
         InstanceCommand::Import(_) => unreachable!("handled above"),
     }
@@ -137,6 +137,6 @@ async fn import_terraform(args: ImportArgs) -> Result<()> {
             logical_id: args.logical_id,
         })
         .await?;
-    println!("{id}");
+    outln!("{id}");
     Ok(())
 }

@@ -11,7 +11,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use infrakit_manager::{Leadership, LocalLeadership, Manager};
-use infrakit_manager_etcd::EtcdLeadership;
 use infrakit_rpc::{dir, Handlers, ManagerClient, PluginServer, Plugins, ServerOptions};
 use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
@@ -138,10 +137,12 @@ pub async fn start(
     })
 }
 
+#[cfg(feature = "etcd")]
 async fn etcd_backend(
     args: &ManagerRunArgs,
     location: &str,
 ) -> Result<(Arc<dyn Leadership>, Arc<dyn Store>, Value)> {
+    use infrakit_manager_etcd::EtcdLeadership;
     if args.etcd_endpoints.is_empty() {
         bail!("--store etcd needs --etcd-endpoints (or INFRAKIT_ETCD_ENDPOINTS)");
     }
@@ -157,10 +158,28 @@ async fn etcd_backend(
     Ok((Arc::new(leadership), Arc::new(store), info))
 }
 
+/// The etcd store is a cargo feature (its client needs `protoc` to build); without it, say how
+/// to get it.
+#[cfg(not(feature = "etcd"))]
+async fn etcd_backend(
+    _args: &ManagerRunArgs,
+    _location: &str,
+) -> Result<(Arc<dyn Leadership>, Arc<dyn Store>, Value)> {
+    bail!("{}", ETCD_MISSING)
+}
+
+/// What `--store etcd` says in a build without the etcd feature.
+#[cfg(not(feature = "etcd"))]
+pub const ETCD_MISSING: &str = "this infrakit was built without the etcd store; rebuild it with `cargo install --path crates/cli --features etcd` (needs protoc: apt install protobuf-compiler)";
+
 /// Runs a manager command.
 pub async fn run(args: ManagerArgs) -> Result<()> {
     match args.command {
         ManagerCommand::Start(run) => {
+            #[cfg(not(feature = "etcd"))]
+            if matches!(run.store, StoreKind::Etcd) {
+                bail!("{ETCD_MISSING}");
+            }
             let mut cmd: Vec<String> = vec![
                 "manager".into(),
                 "--name".into(),
@@ -215,8 +234,8 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             if output != Format::Table {
                 return io::print_value(&status, output);
             }
-            println!("name:       {}", status.name);
-            println!(
+            outln!("name:       {}", status.name);
+            outln!(
                 "leader:     {}",
                 if status.leader {
                     "yes (this manager)"
@@ -224,16 +243,16 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
                     "no"
                 }
             );
-            println!(
+            outln!(
                 "leader at:  {}",
                 status
                     .leader_location
                     .as_deref()
                     .unwrap_or("(none elected)")
             );
-            println!("location:   {}", status.location);
-            println!("store:      {}", status.store);
-            println!("leadership: {}", status.leadership);
+            outln!("location:   {}", status.location);
+            outln!("store:      {}", status.store);
+            outln!("leadership: {}", status.leadership);
             Ok(())
         }
         ManagerCommand::Commit {
@@ -255,7 +274,7 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
                 let client = crate::cmd_group::client(&plugin)?;
                 let id = entry.properties.id.clone();
                 let details = client.commit_group(entry.properties, pretend).await?;
-                println!("Group {id} with plugin {plugin} plan: {details}");
+                outln!("Group {id} with plugin {plugin} plan: {details}");
             }
             Ok(())
         }

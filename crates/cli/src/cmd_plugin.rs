@@ -110,7 +110,7 @@ async fn spawn_program(program: &Path, name: &str, args: &[String]) -> Result<()
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!(
+    outln!(
         "started {name} (pid {}, log {})",
         child.id(),
         log_path.display()
@@ -170,7 +170,7 @@ async fn ls(quiet: bool) -> Result<()> {
     let entries = dir::list(&plugin_dir)?;
     if quiet {
         for e in &entries {
-            println!("{}", e.name);
+            outln!("{}", e.name);
         }
         return Ok(());
     }
@@ -198,6 +198,20 @@ async fn ls(quiet: bool) -> Result<()> {
             e.socket.display().to_string(),
         ]);
     }
+    // Plugins still running whose socket is gone: nothing can reach them, `stop` can end them.
+    for name in dir::pid_names(&plugin_dir)? {
+        if entries.iter().any(|e| e.name == name) {
+            continue;
+        }
+        if let Some(pid) = dir::pid_file_process(&dir::pid_path(&plugin_dir, &name)) {
+            t.add_row(vec![
+                name,
+                pid.to_string(),
+                "(socket missing)".to_string(),
+                "-".to_string(),
+            ]);
+        }
+    }
     io::print_table(&t);
     Ok(())
 }
@@ -205,10 +219,15 @@ async fn ls(quiet: bool) -> Result<()> {
 async fn stop(names: Vec<String>, all: bool) -> Result<()> {
     let plugin_dir = dir::plugins_dir();
     let names: Vec<String> = if all {
-        dir::list(&plugin_dir)?
+        // Every socket and every pid file: a plugin whose socket was deleted still runs.
+        let mut names: Vec<String> = dir::list(&plugin_dir)?
             .into_iter()
             .map(|e| e.name)
-            .collect()
+            .chain(dir::pid_names(&plugin_dir)?)
+            .collect();
+        names.sort();
+        names.dedup();
+        names
     } else if names.is_empty() {
         bail!("name the plugins to stop, or use --all");
     } else {
@@ -218,13 +237,21 @@ async fn stop(names: Vec<String>, all: bool) -> Result<()> {
     for name in &names {
         let socket = dir::socket_path(&plugin_dir, name);
         let pid_file = dir::pid_path(&plugin_dir, name);
-        let Some(pid) = dir::read_pid(&pid_file) else {
-            if socket.exists() && !answers(&socket).await {
-                let _ = std::fs::remove_file(&socket);
-                println!("removed stale socket of {name}");
-                continue;
+        let remove_files = || {
+            let _ = std::fs::remove_file(&socket);
+            let _ = std::fs::remove_file(&pid_file);
+        };
+        let Some(pid) = dir::pid_file_process(&pid_file) else {
+            if pid_file.exists() {
+                // The process is gone, or its pid now belongs to a newer process.
+                remove_files();
+                outln!("removed stale files of {name}");
+            } else if socket.exists() && !answers(&socket).await {
+                remove_files();
+                outln!("removed stale socket of {name}");
+            } else {
+                failed.push(format!("{name}: no pid file"));
             }
-            failed.push(format!("{name}: no pid file"));
             continue;
         };
         if pid as u32 == std::process::id() {
@@ -234,9 +261,8 @@ async fn stop(names: Vec<String>, all: bool) -> Result<()> {
         match kill(Pid::from_raw(pid), Signal::SIGTERM) {
             Ok(()) => {}
             Err(nix::errno::Errno::ESRCH) => {
-                let _ = std::fs::remove_file(&socket);
-                let _ = std::fs::remove_file(&pid_file);
-                println!("removed stale files of {name}");
+                remove_files();
+                outln!("removed stale files of {name}");
                 continue;
             }
             Err(e) => {
@@ -245,15 +271,14 @@ async fn stop(names: Vec<String>, all: bool) -> Result<()> {
             }
         }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while kill(Pid::from_raw(pid), None).is_ok() && tokio::time::Instant::now() < deadline {
+        while dir::process_started(pid).is_some() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        if kill(Pid::from_raw(pid), None).is_ok() {
+        if dir::process_started(pid).is_some() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            let _ = std::fs::remove_file(&socket);
-            let _ = std::fs::remove_file(&pid_file);
         }
-        println!("stopped {name}");
+        remove_files();
+        outln!("stopped {name}");
     }
     if !failed.is_empty() {
         bail!("could not stop {}", failed.join("; "));

@@ -28,6 +28,15 @@ impl Stack {
     async fn start(opts: &PluginOptions, http: Option<(String, bool)>) -> Result<Stack> {
         const BUSY: &str = "is another `infrakit up` or `infrakit plugin start` running? stop it with `infrakit plugin stop --all`";
         let plugins = Arc::new(Plugins::new(dir::plugins_dir()));
+        // Refuse before any plugin opens its state: a running one may be creating instances
+        // there right now.
+        let names = EMBEDDED.iter().map(|k| k.default_name()).chain(["group"]);
+        for name in names {
+            let socket = dir::socket_path(plugins.dir(), name);
+            if crate::cmd_plugin::answers(&socket).await {
+                anyhow::bail!("{name} is already running: {BUSY}");
+            }
+        }
         let mut servers = Vec::new();
         for kind in EMBEDDED {
             servers.push(
@@ -91,7 +100,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
     }
     for spec in &specs {
         match stack.group().commit_group(spec.clone(), false).await {
-            Ok(details) => println!("Committed {}: {details}", spec.id),
+            Ok(details) => outln!("Committed {}: {details}", spec.id),
             Err(e) => {
                 stack.stop().await;
                 return Err(anyhow::anyhow!("committing {}: {e}", spec.id));
@@ -150,7 +159,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
                     .collect::<Vec<_>>()
                     .join("\n");
                 if text != last {
-                    println!("{text}");
+                    outln!("{text}");
                     last = text;
                 }
             }
@@ -161,7 +170,7 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
         }
     }
     stack.stop().await;
-    println!(
+    outln!(
         "\nStopped. The instances keep running: `infrakit up {}` resumes managing them, `infrakit down {}` destroys them.",
         args.specs.join(" "),
         args.specs.join(" ")
@@ -169,23 +178,46 @@ pub async fn run(args: UpArgs, log: &str) -> Result<()> {
     Ok(())
 }
 
-/// Runs `infrakit down`: destroys the groups of the given specs.
+/// Runs `infrakit down`: destroys the groups of the given specs, through the running controller
+/// when there is one (`infrakit up` in another terminal, or `plugin start group`), else through
+/// a controller started for the purpose.
 pub async fn down(args: DownArgs) -> Result<()> {
     let specs = read_specs(&args.specs)?;
+    let socket = dir::socket_path(&dir::plugins_dir(), "group");
+    if crate::cmd_plugin::answers(&socket).await {
+        let running = crate::cmd_group::client("group")?;
+        return destroy_groups(&running, specs).await;
+    }
     let stack = Stack::start(&args.options, None).await?;
+    let result = destroy_groups(stack.group(), specs).await;
+    stack.stop().await;
+    result
+}
+
+/// Destroys each spec's group; a group the controller does not watch yet is committed first,
+/// so that its instances are found and destroyed too.
+async fn destroy_groups(controller: &impl Group, specs: Vec<GroupSpec>) -> Result<()> {
+    let watched: Vec<String> = controller
+        .inspect_groups()
+        .await
+        .map_err(|e| anyhow::anyhow!("listing groups: {e}"))?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let mut result = Ok(());
     for spec in specs {
         let id = spec.id.clone();
         let outcome = async {
-            stack.group().commit_group(spec, false).await?;
-            stack.group().destroy_group(&id).await
+            if !watched.contains(&id) {
+                controller.commit_group(spec, false).await?;
+            }
+            controller.destroy_group(&id).await
         }
         .await;
         match outcome {
-            Ok(()) => println!("Destroyed {id}"),
+            Ok(()) => outln!("Destroyed {id}"),
             Err(e) => result = Err(anyhow::anyhow!("destroying {id}: {e}")),
         }
     }
-    stack.stop().await;
     result
 }

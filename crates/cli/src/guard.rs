@@ -132,6 +132,7 @@ mod tests {
                 logical_id: None,
                 tags: Tags::new(),
                 properties: None,
+                created: None,
             })
             .collect()
     }
@@ -143,6 +144,7 @@ mod tests {
                 logical_id: Some(l.to_string()),
                 tags: Tags::new(),
                 properties: None,
+                created: None,
             })
             .collect()
     }

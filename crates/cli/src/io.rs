@@ -13,6 +13,21 @@ use crate::cli::Format;
 use crate::style;
 use crate::template::{self, Origin};
 
+/// `println!` for command output. A reader that went away (`infrakit plugin ls | head -1`) ends
+/// the command quietly with success, as it does for `ls` or `rg`, instead of a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::io::print_fmt(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` for command output, with [`outln!`]'s handling of a closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::io::print_fmt(format_args!($($arg)*))
+    };
+}
+
 /// Sets up logging to stderr, or to `file` when given.
 pub fn init_logging(filter: &str, file: Option<&Path>) {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| filter.to_string());
@@ -63,11 +78,11 @@ pub use infrakit_template::parse_document;
 /// Prints a value as JSON or YAML.
 pub fn print_value<T: Serialize>(value: &T, format: Format) -> Result<()> {
     match format {
-        Format::Yaml => print!(
+        Format::Yaml => out!(
             "{}",
             serde_saphyr::to_string(value).context("encoding YAML")?
         ),
-        Format::Json | Format::Table => println!("{}", serde_json::to_string_pretty(value)?),
+        Format::Json | Format::Table => outln!("{}", serde_json::to_string_pretty(value)?),
     }
     Ok(())
 }
@@ -96,6 +111,33 @@ pub fn table_lines(t: &Table) -> Vec<String> {
         .collect()
 }
 
+/// Writes formatted output to stdout for [`outln!`] and [`out!`]: a closed pipe ends the
+/// process with success, any other write error with a one-line message and exit code 1.
+pub fn print_fmt(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        stdout_failed(&e)
+    }
+}
+
+/// Ends the process after stdout failed: quietly when the reader closed the pipe.
+pub fn stdout_failed(e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: writing to stdout: {e}");
+    std::process::exit(1)
+}
+
+/// Whether an error is stdout's reader going away (a closed pipe), which ends a command quietly.
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Writes `bytes` to stdout; a closed pipe (`infrakit man | head`) is not an error.
 pub fn write_stdout(bytes: &[u8]) -> Result<()> {
     use std::io::Write;
@@ -109,7 +151,7 @@ pub fn write_stdout(bytes: &[u8]) -> Result<()> {
 /// Prints a table with its trailing spaces trimmed.
 pub fn print_table(t: &Table) {
     for line in table_lines(t) {
-        println!("{line}");
+        outln!("{line}");
     }
 }
 

@@ -3,6 +3,8 @@
 //! Thin by design: it parses arguments, calls the library crates, and prints. Errors end the
 //! process with a one-line message on stderr and exit code 1 (2 for usage errors, from clap).
 
+#[macro_use]
+mod io;
 mod builtin;
 mod cli;
 mod cmd_completions;
@@ -15,7 +17,6 @@ mod cmd_plugin;
 mod cmd_template;
 mod cmd_up;
 mod guard;
-mod io;
 mod live;
 mod remote;
 mod style;
@@ -44,6 +45,8 @@ fn main() -> std::process::ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that closed the pipe (`| head`) ends the command quietly.
+        Err(e) if io::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

@@ -105,8 +105,11 @@ pub struct Member {
     pub current: bool,
     /// As judged by the flavor on this observation.
     pub health: Health,
-    /// Time since the controller first saw it.
+    /// Time since the controller first saw it (what scale-in order and grace periods use: a
+    /// monotonic clock of the controller's own).
     pub age: Duration,
+    /// When the instance plugin says it was created, if it knows: shown as the instance's age.
+    pub created: Option<std::time::SystemTime>,
     /// Tagged `infrakit.protect=true`: never chosen by scale-in.
     pub protected: bool,
     /// How long it has been Healthy without interruption (zero unless Healthy).
@@ -877,6 +880,7 @@ mod tests {
                     current,
                     health,
                     age: Duration::from_secs(age),
+                    created: None,
                     protected: protected && i.is_multiple_of(5),
                     healthy_for: if health == Healthy {
                         Duration::from_secs(age)

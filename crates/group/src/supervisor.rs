@@ -623,6 +623,7 @@ pub(crate) fn members(
             health: v.health,
             protected: d.tags.get(PROTECT_TAG) == Some("true"),
             unanswered: !v.answered,
+            created: d.created,
             ..Member::default()
         })
         .collect();
@@ -928,13 +929,22 @@ struct Listed {
     current: bool,
 }
 
+/// An instance's age as reported: since its creation where the plugin knows it (so a restarted
+/// controller does not make old instances look new), else since the controller first saw it.
+fn displayed_age(m: &Member) -> Duration {
+    m.created
+        .and_then(|c| std::time::SystemTime::now().duration_since(c).ok())
+        .map_or(m.age, |real| real.max(m.age))
+}
+
 impl From<Member> for Listed {
     fn from(m: Member) -> Listed {
+        let age = displayed_age(&m);
         Listed {
             // The IDs were cloned to their exact length: no copy here.
             id: m.id.into_boxed_str(),
             logical_id: m.logical_id.map(String::into_boxed_str),
-            age_seconds: m.age.as_secs(),
+            age_seconds: age.as_secs(),
             health: m.health,
             current: m.current,
         }

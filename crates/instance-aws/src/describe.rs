@@ -52,6 +52,9 @@ pub fn description(instance: &ec2::Instance, properties: bool) -> Description {
         logical_id: tags.get(LOGICAL_ID_TAG).map(str::to_string),
         tags,
         properties: properties.then(|| Properties::new(&properties_of(instance))),
+        created: instance
+            .launch_time()
+            .and_then(|t| std::time::SystemTime::try_from(*t).ok()),
     }
 }
 

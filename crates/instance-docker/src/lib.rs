@@ -818,6 +818,8 @@ struct Found {
     tags: Tags,
     /// Listed as running although its `die` was seen: the list may lag; inspect to be sure.
     suspect: bool,
+    /// When the engine created the container.
+    created: Option<std::time::SystemTime>,
 }
 
 #[async_trait]
@@ -1039,11 +1041,16 @@ impl Instance for DockerPlugin {
             }
             let suspect =
                 c.state == Some(ContainerSummaryStateEnum::RUNNING) && shared.died_recently(&id);
+            let created = c
+                .created
+                .and_then(|secs| u64::try_from(secs).ok())
+                .map(|secs| std::time::UNIX_EPOCH + Duration::from_secs(secs));
             found.push(Found {
                 id,
                 name,
                 tags: merged,
                 suspect,
+                created,
             });
         }
 
@@ -1084,6 +1091,7 @@ impl Found {
             id: self.name,
             tags: self.tags,
             properties: properties.as_ref().map(Properties::new),
+            created: self.created,
         }
     }
 }

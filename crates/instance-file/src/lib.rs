@@ -234,6 +234,7 @@ impl Instance for FilePlugin {
                     logical_id: file.logical_id,
                     tags: file.tags,
                     properties: props,
+                    created: None,
                 });
             }
             out.sort_by(|a, b| a.id.cmp(&b.id));

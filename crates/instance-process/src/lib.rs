@@ -697,6 +697,7 @@ impl Instance for ProcessPlugin {
                                 "Cmd": r.cmd,
                             }))
                         }),
+                        created: humantime::parse_rfc3339_weak(&r.started_at).ok(),
                     }
                 })
                 .collect()

@@ -468,6 +468,7 @@ impl Instance for Simulator {
                         })
                         .clone()
                 }),
+                created: None,
             })
         }));
         Ok(out)

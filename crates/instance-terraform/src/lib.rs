@@ -356,6 +356,7 @@ fn describe(found: state::Found, properties: bool) -> Description {
         logical_id,
         tags,
         properties: properties.then(|| Properties::new(&found.values)),
+        created: None,
     }
 }
 

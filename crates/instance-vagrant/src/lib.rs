@@ -440,6 +440,7 @@ impl Inner {
             id,
             tags,
             properties,
+            created: None,
         }))
     }
 

@@ -119,9 +119,86 @@ pub fn read_pid(path: &Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The names of every `.pid` file in `dir`, sorted: plugins that may still run even when their
+/// socket file is gone (deleted by hand, or by a crashed cleanup).
+pub fn pid_names(dir: &Path) -> io::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut names = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if let Some(plugin) = name.strip_suffix(".pid").filter(|n| !n.is_empty()) {
+            names.push(plugin.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The process a `.pid` file names, if it still runs and is the one that wrote the file: a pid
+/// recycled by a process started after the file was written is not ours to signal.
+pub fn pid_file_process(path: &Path) -> Option<i32> {
+    let pid = read_pid(path)?;
+    let written = std::fs::metadata(path).ok()?.modified().ok()?;
+    let started = process_started(pid)?;
+    // Start times are known to a clock tick; allow for it.
+    (started <= written + std::time::Duration::from_secs(1)).then_some(pid)
+}
+
+/// When process `pid` started (Linux `/proc`), or `None` if there is no such process.
+pub fn process_started(pid: i32) -> Option<std::time::SystemTime> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so fields start after the
+    // last ')'. The start time (in clock ticks after boot) is field 22, the 20th after comm.
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = std::fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100) as u64;
+    let since_boot = std::time::Duration::from_millis(ticks * 1000 / hz);
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(boot) + since_boot)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_owns_a_pid_file_it_wrote_and_not_one_older_than_itself() {
+        let tmp = tempfile::tempdir().unwrap();
+        let me = std::process::id() as i32;
+        let started = process_started(me).expect("our own start time");
+        let age = std::time::SystemTime::now()
+            .duration_since(started)
+            .unwrap();
+        assert!(age < std::time::Duration::from_secs(3600), "{age:?}");
+
+        let file = tmp.path().join("p.pid");
+        std::fs::write(&file, format!("{me}\n")).unwrap();
+        assert_eq!(pid_file_process(&file), Some(me));
+        // A file written long before this process started names a recycled pid.
+        let old = std::fs::File::options().write(true).open(&file).unwrap();
+        old.set_modified(started - std::time::Duration::from_secs(600))
+            .unwrap();
+        assert_eq!(pid_file_process(&file), None);
+
+        std::fs::write(tmp.path().join("q.pid"), "1\n").unwrap();
+        std::fs::write(tmp.path().join("q"), "").unwrap();
+        assert_eq!(pid_names(tmp.path()).unwrap(), ["p", "q"]);
+        assert_eq!(process_started(i32::MAX), None);
+    }
 
     #[test]
     fn directories_others_can_write_or_own_are_refused() {

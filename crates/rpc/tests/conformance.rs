@@ -73,6 +73,7 @@ impl Instance for MemInstances {
                 logical_id: s.logical_id.clone(),
                 tags: s.tags.clone(),
                 properties: properties.then(|| Properties::from_serialize(s).unwrap()),
+                created: None,
             })
             .collect())
     }

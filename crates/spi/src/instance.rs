@@ -94,6 +94,16 @@ pub struct Description {
         skip_serializing_if = "Option::is_none"
     )]
     pub properties: Option<Properties>,
+    /// When the instance was created, where the plugin knows it (a process's start, a
+    /// container's creation, an EC2 launch): an extension of InfraKit's description, absent from
+    /// the original's plugins, whose instances are aged from when the controller first saw them.
+    #[serde(
+        rename = "CreatedAt",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::rfc3339_opt"
+    )]
+    pub created: Option<std::time::SystemTime>,
 }
 
 impl Description {

@@ -1,31 +1,16 @@
 //! A real etcd cluster for tests: three members on loopback, data in a temporary directory,
 //! killed when dropped. Needs Debian's `etcd-server` (`scripts/test.sh` installs it).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions};
 
+use crate::ports::free_ports;
+
 /// Where Debian's `etcd-server` package puts etcd.
 const ETCD: &str = "/usr/bin/etcd";
-
-/// Polls `f` until it returns `Some`, failing the test after `within`.
-pub async fn eventually<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Member {
     name: String,
@@ -66,22 +51,6 @@ impl Member {
 pub struct EtcdCluster {
     members: Vec<Member>,
     _dir: tempfile::TempDir,
-}
-
-/// `n` distinct free TCP ports on loopback (all bound at once, so they differ).
-pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("bound").port())
-        .collect()
-}
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    free_ports(1)[0]
 }
 
 fn data_root() -> tempfile::TempDir {

@@ -84,8 +84,102 @@ impl Home {
 }
 
 impl Drop for Home {
+    /// Ends everything the test started in this home, even when it failed: the plugins and
+    /// managers (through `plugin stop --all`), then every process still working in the home or
+    /// told about it: foreground commands such as `up`, and the process plugin's instances,
+    /// which outlive their plugin by design.
     fn drop(&mut self) {
         let _ = self.run(&["plugin", "stop", "--all"]);
+        infrakit_testkit::process::kill_processes_in(self.path());
+    }
+}
+
+/// A command running in the background with its standard output read line by line on a
+/// thread of its own, so that a test waits for a line with a deadline instead of blocking.
+/// Killed when dropped.
+pub struct Background {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
+}
+
+impl Background {
+    pub fn spawn(mut cmd: Command) -> Background {
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("starting infrakit");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Background {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Reads lines until one satisfies `f`; fails the test after `within` or when output ends.
+    pub fn wait_for_line(
+        &mut self,
+        what: &str,
+        within: Duration,
+        f: impl Fn(&str) -> bool,
+    ) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if f(&line) {
+                        return line;
+                    }
+                }
+                Err(e) => panic!("no line {what} ({e:?}); output so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends `signal` and waits (at most `within`) for the command to exit; returns its status
+    /// and the rest of its output.
+    pub fn stop(
+        &mut self,
+        signal: nix::sys::signal::Signal,
+        within: Duration,
+    ) -> (std::process::ExitStatus, Vec<String>) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        let status = eventually("the command exits", within, || {
+            self.child.try_wait().unwrap()
+        });
+        // The reader ends at the end of the output.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            rest.push(line);
+        }
+        (status, rest)
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -38,9 +38,7 @@ pub async fn image() -> &'static str {
 }
 
 async fn build_image() {
-    let busybox = std::fs::read("/usr/bin/busybox")
-        .or_else(|_| std::fs::read("/bin/busybox"))
-        .expect("the tests need a static busybox at /usr/bin/busybox (Debian busybox-static)");
+    let busybox = infrakit_testkit::busybox::static_busybox();
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: &[u8], mode: u32| {
         let mut header = tar::Header::new_gnu();

@@ -4,7 +4,6 @@
 
 #![allow(dead_code)]
 
-use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -64,12 +63,17 @@ pub async fn ready() -> &'static str {
 }
 
 fn build_image() {
-    let busybox = ["/usr/bin/busybox", "/bin/busybox"]
-        .iter()
-        .find(|p| Path::new(p).exists())
-        .expect("the tests need a static busybox at /usr/bin/busybox (Debian busybox-static)");
     let context = tempfile::tempdir().unwrap();
-    std::fs::copy(busybox, context.path().join("busybox")).unwrap();
+    std::fs::write(
+        context.path().join("busybox"),
+        infrakit_testkit::busybox::static_busybox(),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        context.path().join("busybox"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     std::fs::write(context.path().join("Dockerfile"), DOCKERFILE).unwrap();
     let dir = context.path().to_str().unwrap();
     run("docker", &["build", "-q", "-t", IMAGE, dir])
