@@ -242,6 +242,13 @@ async fn stop(names: Vec<String>, all: bool) -> Result<()> {
             let _ = std::fs::remove_file(&pid_file);
         };
         let Some(pid) = dir::pid_file_process(&pid_file) else {
+            if !pid_file.exists() && !socket.exists() {
+                // `up` serves several plugins from one process: they went with the first.
+                if !all {
+                    failed.push(format!("{name}: not running"));
+                }
+                continue;
+            }
             if pid_file.exists() {
                 // The process is gone, or its pid now belongs to a newer process.
                 remove_files();

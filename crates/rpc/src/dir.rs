@@ -138,14 +138,33 @@ pub fn pid_names(dir: &Path) -> io::Result<Vec<String>> {
     Ok(names)
 }
 
-/// The process a `.pid` file names, if it still runs and is the one that wrote the file: a pid
-/// recycled by a process started after the file was written is not ours to signal.
+/// The process a `.pid` file names, if it still runs and is the one that wrote it: an infrakit
+/// program (`infrakit`, `infrakit-instance-aws`, ...) started before the file was written. A pid
+/// recycled by a newer process, or one that belongs to some other program, is not ours to
+/// signal.
 pub fn pid_file_process(path: &Path) -> Option<i32> {
     let pid = read_pid(path)?;
     let written = std::fs::metadata(path).ok()?.modified().ok()?;
     let started = process_started(pid)?;
     // Start times are known to a clock tick; allow for it.
-    (started <= written + std::time::Duration::from_secs(1)).then_some(pid)
+    let older = started <= written + std::time::Duration::from_secs(1);
+    (older && is_infrakit_program(pid)).then_some(pid)
+}
+
+/// Whether process `pid` runs an infrakit program (its executable's or `argv[0]`'s file name is
+/// `infrakit` or starts with `infrakit-`).
+fn is_infrakit_program(pid: i32) -> bool {
+    let named = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n == "infrakit" || n.starts_with("infrakit-"))
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|e| named(&e));
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+        let first = c.split(|b| *b == 0).next().unwrap_or_default();
+        named(Path::new(&*String::from_utf8_lossy(first)))
+    });
+    exe || argv0
 }
 
 /// When process `pid` started (Linux `/proc`), or `None` if there is no such process.
@@ -176,7 +195,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn this_process_owns_a_pid_file_it_wrote_and_not_one_older_than_itself() {
+    fn pid_files_name_only_live_infrakit_programs_older_than_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let me = std::process::id() as i32;
         let started = process_started(me).expect("our own start time");
@@ -184,20 +203,41 @@ mod tests {
             .duration_since(started)
             .unwrap();
         assert!(age < std::time::Duration::from_secs(3600), "{age:?}");
+        assert_eq!(process_started(i32::MAX), None);
 
+        // This test program is not an infrakit program: its pid file names nothing to signal.
         let file = tmp.path().join("p.pid");
         std::fs::write(&file, format!("{me}\n")).unwrap();
-        assert_eq!(pid_file_process(&file), Some(me));
-        // A file written long before this process started names a recycled pid.
+        assert!(!is_infrakit_program(me));
+        assert_eq!(pid_file_process(&file), None);
+
+        // A program called infrakit-*: ours while the file is younger than the process.
+        let mut child = std::process::Command::new("/bin/bash")
+            .args(["-c", "exec -a infrakit-probe sleep 60"])
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !is_infrakit_program(pid) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "exec -a infrakit-probe"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        std::fs::write(&file, format!("{pid}\n")).unwrap();
+        assert_eq!(pid_file_process(&file), Some(pid));
+        // A file written before the process started names a recycled pid.
         let old = std::fs::File::options().write(true).open(&file).unwrap();
         old.set_modified(started - std::time::Duration::from_secs(600))
             .unwrap();
         assert_eq!(pid_file_process(&file), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
 
         std::fs::write(tmp.path().join("q.pid"), "1\n").unwrap();
         std::fs::write(tmp.path().join("q"), "").unwrap();
         assert_eq!(pid_names(tmp.path()).unwrap(), ["p", "q"]);
-        assert_eq!(process_started(i32::MAX), None);
     }
 
     #[test]

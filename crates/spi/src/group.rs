@@ -337,7 +337,8 @@ pub struct InstanceStatus {
     /// Health as last reported by the flavor.
     #[serde(rename = "Health")]
     pub health: Health,
-    /// Seconds since the controller first saw the instance.
+    /// Seconds since the instance was created, where its plugin says (`CreatedAt`), else since
+    /// the controller first saw it.
     #[serde(rename = "AgeSeconds", default)]
     pub age_seconds: u64,
 }
