@@ -139,8 +139,11 @@ pub struct DownArgs {
 /// `infrakit plugin ...`.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Start built-in plugins in the background: `KIND[:NAME]...` (`group`, `instance-process`,
-    /// `instance-file`, `instance-simulator`, `instance-docker`, `flavor-vanilla`).
+    /// Start plugins in the background: `KIND[:NAME]...`. Built in: `group`, `instance-process`,
+    /// `instance-file`, `instance-simulator`, `instance-docker`, `instance-terraform`,
+    /// `flavor-vanilla`, `flavor-combo`, `flavor-zookeeper`, `flavor-swarm`. Any other KIND runs
+    /// the program `infrakit-KIND` found beside infrakit or on PATH (`instance-aws`,
+    /// `instance-vagrant`).
     Start {
         /// Plugins to start, e.g. `group instance-file flavor-vanilla` or `instance-file:files2`.
         #[arg(required = true)]
