@@ -99,7 +99,7 @@ impl EtcdCluster {
                     format!("--initial-cluster-token={token}"),
                     "--initial-cluster-state=new".into(),
                     "--heartbeat-interval=100".into(),
-                    "--election-timeout=500".into(),
+                    "--election-timeout=1000".into(),
                     "--logger=zap".into(),
                     "--log-level=warn".into(),
                 ];
