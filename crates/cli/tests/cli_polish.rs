@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver};
@@ -212,27 +212,12 @@ fn colours_only_on_a_terminal_and_never_with_no_color() {
         let out = home.ok(args);
         assert!(!out.contains('\x1b'), "{args:?} printed escapes: {out:?}");
     }
-    let mut watch = home
-        .command(&["group", "describe", "web", "--watch"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let mut block = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let done = line.contains("; converged");
-        block.push(line);
-        if done {
-            break;
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(watch.wait().unwrap().success());
+    let mut watch =
+        common::Background::spawn(home.command(&["group", "describe", "web", "--watch"]));
+    watch.wait_for_line("a converged summary", WAIT, |l| l.contains("; converged"));
+    let block = watch.seen.clone();
+    let (status, _) = watch.stop(nix::sys::signal::Signal::SIGINT, WAIT);
+    assert!(status.success());
     let text = block.join("\n");
     assert!(text.starts_with("ID"), "{text}");
     assert!(!text.contains('\x1b'), "plain watch output: {text:?}");
@@ -287,13 +272,9 @@ fn live_views_redraw_in_place_and_rollouts_show_progress() {
     assert!(moves_cursor_up(&text), "redrawn in place: {text:?}");
 
     // `rollout status --watch` without a terminal: a line per change until it completes.
-    let mut watch = home
-        .command(&["group", "rollout", "status", "web", "--watch"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut watch =
+        common::Background::spawn(home.command(&["group", "rollout", "status", "web", "--watch"]));
+    let first = watch.wait_for_line("the first line", WAIT, |_| true);
     assert!(
         first.starts_with("web: rollout progressing [######..............] 1/3 updated"),
         "the watch starts at the partition: {first}"
@@ -301,8 +282,9 @@ fn live_views_redraw_in_place_and_rollouts_show_progress() {
     assert!(home
         .ok(&["group", "rollout", "resume", "web"])
         .contains("resumed"));
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    assert!(watch.wait().unwrap().success(), "{rest:?}");
+    let (status, _) = watch.wait_exit(WAIT);
+    assert!(status.success(), "{:?}", watch.seen);
+    let rest = &watch.seen[1..];
     assert_eq!(
         rest.last().map(String::as_str),
         Some("web: rollout complete [####################] 3/3 updated"),

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::Stdio;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::{eventually, Home};
@@ -72,30 +71,21 @@ fn events_show_history_follow_new_ones_and_metrics_match() {
     );
 
     // Follow: a scale-up shows up as it happens.
-    let mut follow = home
-        .command(&["events", "--follow", "--group", "web", "-o", "json"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let mut follow = common::Background::spawn(
+        home.command(&["events", "--follow", "--group", "web", "-o", "json"]),
+    );
     let replayed = history
         .iter()
         .filter(|e| e["Topic"].as_str().unwrap().starts_with("/group/"))
         .count();
     for _ in 0..replayed {
-        lines.next().unwrap().unwrap();
+        follow.wait_for_line("a replayed event", Duration::from_secs(30), |_| true);
     }
     home.ok(&["group", "scale", "web", "3"]);
-    let mut seen = Vec::new();
-    while !seen
-        .iter()
-        .any(|e: &serde_json::Value| e["Type"] == "provisioned")
-    {
-        let line = lines.next().expect("the follower keeps printing").unwrap();
-        seen.push(serde_json::from_str(&line).unwrap());
-    }
-    let _ = follow.kill();
-    let _ = follow.wait();
+    follow.wait_for_line("a provisioned event", Duration::from_secs(60), |l| {
+        serde_json::from_str::<serde_json::Value>(l).unwrap()["Type"] == "provisioned"
+    });
+    drop(follow);
 
     // The listener's gauges agree with describe.
     eventually("metrics of the scaled group", WITHIN, || {

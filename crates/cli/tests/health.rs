@@ -3,7 +3,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use common::{eventually, Home};
@@ -122,37 +121,17 @@ fn rollouts_can_be_paused_resumed_and_watched() {
     );
 
     // Watch it live (plain output when not on a terminal) while it resumes.
-    let mut watch = home
-        .command(&["group", "describe", "web", "--watch"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let mut watch =
+        common::Background::spawn(home.command(&["group", "describe", "web", "--watch"]));
     assert!(home
         .ok(&["group", "rollout", "resume", "web"])
         .contains("Rollout of web resumed"));
-    let mut seen_complete = false;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match lines.next() {
-            Some(Ok(l)) if l.contains("; converged") => {
-                seen_complete = true;
-                break;
-            }
-            Some(Ok(_)) => {}
-            _ => break,
-        }
-    }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(watch.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    assert!(
-        watch.wait().unwrap().success(),
-        "watch exits cleanly on Ctrl-C"
-    );
-    assert!(seen_complete, "the watch showed the group converging");
+    // The watch shows the group converging.
+    watch.wait_for_line("the group converging", Duration::from_secs(60), |l| {
+        l.contains("; converged")
+    });
+    let (status, _) = watch.stop(nix::sys::signal::Signal::SIGINT, Duration::from_secs(30));
+    assert!(status.success(), "watch exits cleanly on Ctrl-C");
     assert!(home
         .ok(&["group", "rollout", "status", "web"])
         .contains("rollout complete [####################] 4/4 updated"));

@@ -281,10 +281,14 @@ async fn followers_forward_or_answer_at_once_never_hang() {
         file.to_str().unwrap(),
     ]);
     assert_eq!(out.trim(), "Committed web: Managing 1 instances");
-    eventually("the follower describes the leader's one instance", Duration::from_secs(30), || {
-        let out = home.ok(&["group", "--name", follower, "describe", "web", "-q"]);
-        (out.lines().count() == 1).then_some(())
-    });
+    eventually(
+        "the follower describes the leader's one instance",
+        Duration::from_secs(30),
+        || {
+            let out = home.ok(&["group", "--name", follower, "describe", "web", "-q"]);
+            (out.lines().count() == 1).then_some(())
+        },
+    );
 
     // When the leader cannot be reached from here, a follower says where it is, at once.
     let leader_socket = home.path().join(format!("plugins/{lead}"));

@@ -156,6 +156,21 @@ impl Background {
         }
     }
 
+    /// Waits (at most `within`) for the command to exit by itself; returns its status and the
+    /// rest of its output (also added to `seen`).
+    pub fn wait_exit(&mut self, within: Duration) -> (std::process::ExitStatus, Vec<String>) {
+        let status = eventually("the command exits", within, || {
+            self.child.try_wait().unwrap()
+        });
+        // The reader ends at the end of the output.
+        let mut rest = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(line.clone());
+            rest.push(line);
+        }
+        (status, rest)
+    }
+
     /// Sends `signal` and waits (at most `within`) for the command to exit; returns its status
     /// and the rest of its output.
     pub fn stop(
@@ -164,15 +179,7 @@ impl Background {
         within: Duration,
     ) -> (std::process::ExitStatus, Vec<String>) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-        let status = eventually("the command exits", within, || {
-            self.child.try_wait().unwrap()
-        });
-        // The reader ends at the end of the output.
-        let mut rest = Vec::new();
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(10)) {
-            rest.push(line);
-        }
-        (status, rest)
+        self.wait_exit(within)
     }
 }
 
