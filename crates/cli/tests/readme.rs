@@ -109,7 +109,16 @@ fn with_closed_stdout(home: &Home, args: &[&str]) {
 #[test]
 fn the_readme_tour_runs_against_up() {
     let home = Home::new();
-    let mut upped = up(&home, "quickstart.yaml");
+    // `up ... --http ADDR`: the dashboard and metrics listener.
+    let port = infrakit_testkit::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut upped = Background::spawn(home.command(&[
+        "up",
+        &example("quickstart.yaml"),
+        "--plain",
+        "--http",
+        &addr,
+    ]));
     upped.wait_for_line("Committed", WAIT, |l| {
         l == "Committed workers: Managing 3 instances"
     });
@@ -127,6 +136,22 @@ fn the_readme_tour_runs_against_up() {
         "{table:#?}"
     );
     let first = converged(&home, "workers", 3);
+
+    // `curl -s http://127.0.0.1:9090/metrics | grep infrakit_group`, and the dashboard's page.
+    let (code, metrics) = get(port, "/metrics").expect("the metrics listener answers");
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "infrakit_group_healthy_instances{group=\"workers\"} 3"),
+        "{metrics}"
+    );
+    let (code, page) = get(port, "/").expect("the dashboard answers");
+    assert_eq!(code, 200);
+    assert!(page.contains("<html") || page.contains("<!DOCTYPE"), "{page}");
+    // `infrakit events`: the group's lifecycle so far.
+    let events = home.ok(&["events", "--group", "workers"]);
+    assert!(events.contains("provisioned"), "{events}");
 
     // `instance describe -p`: what the process plugin sees, with PIDs.
     let procs = processes(&home);
