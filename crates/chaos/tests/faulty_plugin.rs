@@ -132,6 +132,11 @@ async fn a_plugin_that_fails_or_stalls_for_a_while_changes_nothing_it_should_not
     .finish();
 }
 
+/// The client's timeout of quick calls in the real-time test.
+const QUICK_TIMEOUT: Duration = Duration::from_secs(2);
+/// How late a listing answers during the fault: five times that timeout.
+const LATE: Duration = Duration::from_secs(10);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_answering_past_the_timeout_is_waited_out() {
     let tmp = tempfile::tempdir().unwrap();
@@ -157,8 +162,9 @@ async fn a_plugin_answering_past_the_timeout_is_waited_out() {
     )
     .await
     .unwrap();
-    // Quick calls (listings) time out after 300 ms.
-    let plugins = Arc::new(Plugins::new(&dir).with_timeout(Duration::from_millis(300)));
+    // Quick calls (listings) time out after 2 s: well above what a listing takes, even on a
+    // loaded machine, and well below the fault's delay.
+    let plugins = Arc::new(Plugins::new(&dir).with_timeout(QUICK_TIMEOUT));
     plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let store = Arc::new(MemoryStore::default());
     let group = GroupPlugin::with_store(plugins, common::config(), store.clone())
@@ -172,11 +178,11 @@ async fn a_plugin_answering_past_the_timeout_is_waited_out() {
 
     let v1 = specs::simulated(id, 4, 1);
     group.commit_group(v1.clone(), false).await.unwrap();
-    converged(&group, id, 4, Duration::from_secs(20)).await;
+    converged(&group, id, 4, Duration::from_secs(30)).await;
 
-    // Listings answer after 1 s, past the 300 ms timeout, while an instance dies. A commit
-    // that needs a listing fails, and changes nothing.
-    faulty.describe.set(Fault::Delay(Duration::from_secs(1)));
+    // Listings answer after 10 s, past the 2 s timeout, while an instance dies. A commit that
+    // needs a listing fails, and changes nothing.
+    faulty.describe.set(Fault::Delay(LATE));
     sim.kill_random(1);
     let grown = specs::resized(&v1, 5);
     let err = group.commit_group(grown.clone(), false).await.unwrap_err();
@@ -187,11 +193,12 @@ async fn a_plugin_answering_past_the_timeout_is_waited_out() {
     let e = group.describe_group(id).await.unwrap_err();
     assert!(e.to_string().contains("did not answer"), "{e}");
     let started = tap.in_flight().provisions_started;
-    // Hold the fault through a few reconciles (each one times out and backs off).
+    // Hold the fault through a few reconciles (each one times out and backs off: 2 s each,
+    // then 1, 2, 4, 8 s apart).
     let before = faulty.describe.injected();
     eventually(
         "three more listings cut off",
-        Duration::from_secs(20),
+        Duration::from_secs(90),
         || async { (faulty.describe.injected() >= before + 3).then_some(()) },
     )
     .await;
@@ -200,21 +207,21 @@ async fn a_plugin_answering_past_the_timeout_is_waited_out() {
     // Then they fail outright for a while.
     faulty.describe.set(Fault::Fail("internal error".into()));
     let before = faulty.describe.injected();
-    eventually("a listing failed", Duration::from_secs(40), || async {
+    eventually("a listing failed", Duration::from_secs(90), || async {
         (faulty.describe.injected() > before).then_some(())
     })
     .await;
     faulty.all_off();
     // Failed reconciles back off exponentially, up to 30 s: recovery may take that long.
     let t = tokio::time::Instant::now();
-    converged(&group, id, 4, Duration::from_secs(45)).await;
+    converged(&group, id, 4, Duration::from_secs(120)).await;
     let took = t.elapsed();
 
     // Provisions that take 2 s each (slow, not past their long timeout) while growing.
     faulty.provision.set(Fault::Delay(Duration::from_secs(2)));
     ledger.set_limit(6);
     group.commit_group(grown.clone(), false).await.unwrap();
-    converged(&group, id, 5, Duration::from_secs(40)).await;
+    converged(&group, id, 5, Duration::from_secs(60)).await;
     faulty.all_off();
     sampler.stop().await;
 
@@ -224,7 +231,7 @@ async fn a_plugin_answering_past_the_timeout_is_waited_out() {
     FaultReport::new(
         "instance plugin answers past the timeout (over a socket, real time)",
         faulty.injected(),
-        "listings late past the 300 ms client timeout, then failing; provisions taking 2 s; \
+        "listings late past the 2 s client timeout, then failing; provisions taking 2 s; \
          a commit refused meanwhile, 1 death",
         &ledger,
         extra,

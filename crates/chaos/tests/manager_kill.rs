@@ -6,8 +6,11 @@
 //! plugin through a tap served on a socket by this test, which records every destroy and
 //! counts the instances after every provision. Kills are timed four ways in turn: just after a
 //! provision returned, as soon as the restarted manager answers, while a destroy runs, and
-//! while a provision runs. After each restart the committed spec (`InspectGroups`) and the
-//! stored rollout state (phase, previous spec) are checked.
+//! while a provision runs. A kill meant to land mid-call waits until such a call is in flight
+//! and counts only if the tap saw that call cut off; one that missed (the call was answered
+//! first) is tried again at the step's next timed kill, and at least one kill must land during
+//! a provision and one during a destroy. After each restart the committed spec
+//! (`InspectGroups`) and the stored rollout state (phase, previous spec) are checked.
 
 mod common;
 
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use infrakit_chaos::check::{converged, record_kept, specs_kept};
 use infrakit_chaos::sampler::{Sampler, Source};
+use infrakit_chaos::tap::InFlight;
 use infrakit_chaos::{specs, FaultReport, Ledger};
 use infrakit_rpc::GroupClient;
 use infrakit_spi::{Group, GroupSpec};
@@ -24,6 +28,36 @@ use common::{members, unique, Home};
 
 const INIT: f64 = 0.2;
 const KILLS_PER_STEP: usize = 6;
+/// How long a kill meant to land mid-call waits for such a call (a step's work starts within a
+/// poll or two of the commit, but the machine may be loaded).
+const CALL_WINDOW: Duration = Duration::from_secs(30);
+/// How long a kill meant to follow a provision waits for one: only the timing of that kill
+/// depends on it, so it is short (the step's provisions may all be done).
+const ANSWER_WINDOW: Duration = Duration::from_secs(3);
+
+/// When a kill is timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Strike {
+    /// Just after a provision returned, before the next observation.
+    AfterProvision,
+    /// As soon as the restarted manager answers.
+    Restarted,
+    /// While a destroy runs.
+    MidDestroy,
+    /// While a provision runs.
+    MidProvision,
+}
+
+/// Calls of the kind `strike` aims at that have ended (answered or cut off), and those cut off.
+fn ended_and_cut_off(strike: Strike, f: &InFlight) -> (u64, u64) {
+    match strike {
+        Strike::MidProvision => (
+            f.provisions_answered + f.provisions_cut_off,
+            f.provisions_cut_off,
+        ),
+        _ => (f.destroys_answered + f.destroys_cut_off, f.destroys_cut_off),
+    }
+}
 
 /// Commits `spec`, retrying while a just-restarted manager is not ready yet.
 async fn commit(client: &GroupClient, spec: &GroupSpec) {
@@ -66,43 +100,81 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
 
     // Each step commits a change, then the manager is killed six times while it works. A
     // provision cut off by a kill counts as in flight for 60 s (it might still show up) and
-    // holds its place in the group meanwhile, so only the first two steps cut provisions off.
+    // holds its place in the group meanwhile, so only the first two steps cut provisions off:
+    // the scale-up of the first step and the rollout of the second certainly provision right
+    // after their commit. Every step but the first (a scale-up) rolls out, so destroys.
     let steps = [v(1, 6), v(2, 6), v(3, 8), v(4, 8)];
-    let (mut kills, mut mid_provision, mut mid_destroy, mut spec_checks) = (0u64, 0u64, 0u64, 0u64);
+    let (mut kills, mut spec_checks) = (0u64, 0u64);
+    // Kills that cut off a provision, a destroy; that followed a provision answered.
+    let (mut mid_provision, mut mid_destroy, mut after_provision) = (0u64, 0u64, 0u64);
     // The rollout state the store must keep: the spec a configuration change replaced.
     let mut previous: Option<GroupSpec> = None;
     for (step, spec) in steps.iter().enumerate() {
         let new_size = spec.properties["Allocation"]["Size"].as_u64().unwrap() as usize;
         ledger.set_limit(size.max(new_size) + 1);
         size = new_size;
-        if spec.properties["Instance"] != last.properties["Instance"] {
+        let rollout = spec.properties["Instance"] != last.properties["Instance"];
+        if rollout {
             previous = Some(last.clone());
         }
         commit(&client, spec).await;
         last = spec.clone();
+        // Mid-call kills that missed their call, tried again at the step's next kills meant to
+        // follow a provision.
+        let mut retries: Vec<Strike> = Vec::new();
         for round in 0..KILLS_PER_STEP {
+            let planned = match round {
+                1 | 4 => Strike::Restarted,
+                0 if step < 2 => Strike::MidProvision,
+                2 if rollout => Strike::MidDestroy,
+                _ => Strike::AfterProvision,
+            };
+            let strike = match planned {
+                Strike::AfterProvision if !retries.is_empty() => retries.remove(0),
+                _ => planned,
+            };
             let before = tap.in_flight();
-            let window = Duration::from_secs(3);
-            match round {
-                // While a provision runs.
-                5 if step < 2 => tap.wait_for(window, |f| f.provisions > 0).await,
-                // While a destroy runs.
-                2 => tap.wait_for(window, |f| f.destroys > 0).await,
-                // As soon as the restarted manager answers.
-                1 | 4 => true,
-                // Just after a provision returned, before the next observation.
-                _ => {
-                    tap.wait_for(window, |f| {
-                        f.provisions_answered > before.provisions_answered
-                    })
-                    .await
+            let mid_call = match strike {
+                Strike::MidProvision => tap.wait_for(CALL_WINDOW, |f| f.provisions > 0).await,
+                Strike::MidDestroy => tap.wait_for(CALL_WINDOW, |f| f.destroys > 0).await,
+                Strike::Restarted => false,
+                Strike::AfterProvision => {
+                    let answered = tap
+                        .wait_for(ANSWER_WINDOW, |f| {
+                            f.provisions_answered > before.provisions_answered
+                        })
+                        .await;
+                    after_provision += u64::from(answered);
+                    false
                 }
             };
-            let now = tap.in_flight();
-            mid_provision += (now.provisions > 0) as u64;
-            mid_destroy += (now.destroys > 0) as u64;
+            let at_kill = tap.in_flight();
             manager.kill();
             kills += 1;
+            if mid_call {
+                // Every call in flight at the kill ends: cut off with its caller, or answered
+                // if it was quicker than the kill. Only a cut-off one proves the timing.
+                let (ended, cut_off) = ended_and_cut_off(strike, &at_kill);
+                let started = ended
+                    + match strike {
+                        Strike::MidProvision => at_kill.provisions,
+                        _ => at_kill.destroys,
+                    } as u64;
+                assert!(
+                    tap.wait_for(CALL_WINDOW, |f| ended_and_cut_off(strike, f).0 >= started)
+                        .await,
+                    "the calls in flight when the manager was killed end: {:?}",
+                    tap.in_flight()
+                );
+                if ended_and_cut_off(strike, &tap.in_flight()).1 > cut_off {
+                    match strike {
+                        Strike::MidProvision => mid_provision += 1,
+                        _ => mid_destroy += 1,
+                    }
+                } else {
+                    retries.push(strike);
+                }
+            }
             manager.restart().await;
             // The committed spec survived the kill.
             let inspected = eventually("the manager answers", Duration::from_secs(20), || async {
@@ -141,7 +213,7 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
 
     let mut extra = specs_kept(&client, std::slice::from_ref(&last)).await;
     extra.extend(record_kept(&home.record(&id), &last, &["complete"]));
-    eventually("the census settles", Duration::from_secs(10), || async {
+    eventually("the census settles", Duration::from_secs(30), || async {
         (home.running().len() == size).then_some(())
     })
     .await;
@@ -151,9 +223,10 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
         "manager SIGKILLed in a loop during scale-ups and rollouts",
         kills,
         format!(
-            "SIGKILLs of `infrakit manager run`, {mid_provision} while a provision ran, \
-             {mid_destroy} while a destroy ran; {spec_checks} spec and rollout-state checks \
-             after restarts; {} provisions started, {} cut off; {} destroys, {} cut off",
+            "SIGKILLs of `infrakit manager run`, {mid_provision} cutting a provision off, \
+             {mid_destroy} cutting a destroy off, {after_provision} just after a provision \
+             returned; {spec_checks} spec and rollout-state checks after restarts; {} \
+             provisions started, {} cut off; {} destroys, {} cut off",
             flight.provisions_started,
             flight.provisions_cut_off,
             flight.destroys_answered + flight.destroys_cut_off,
@@ -165,9 +238,18 @@ async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
     );
 
     client.destroy_group(&id).await.unwrap();
-    eventually("no instance left", Duration::from_secs(20), || async {
+    eventually("no instance left", Duration::from_secs(30), || async {
         home.running().is_empty().then_some(())
     })
     .await;
     report.finish();
+    // The kills meant to land mid-call did.
+    assert!(
+        mid_provision >= 1,
+        "no kill landed while a provision ran: {flight:?}"
+    );
+    assert!(
+        mid_destroy >= 1,
+        "no kill landed while a destroy ran: {flight:?}"
+    );
 }

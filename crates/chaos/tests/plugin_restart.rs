@@ -4,7 +4,8 @@
 //! The process plugin runs out of process (`infrakit plugin run instance-process`); the group
 //! controller runs here, with a durable store, and reaches the plugin through a tap. Provisions
 //! are slowed by the flavor's `Init` (`sleep 0.5`, run inside `Provision`), and each kill is
-//! timed to land while an `Init` runs.
+//! timed to land while an `Init` runs. An `Init` script still running once the plugin is dead
+//! (it outlives a SIGKILLed plugin) proves that its provision was cut off; at least one must be.
 
 mod common;
 
@@ -70,7 +71,7 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         home.process.restart().await;
         let listed = eventually(
             "the instances adopted again",
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             || async {
                 let l = home
                     .process_client()
@@ -100,6 +101,8 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         ("roll out v2", v(2, 5)),
         ("grow to 7 with v3", v(3, 7)),
     ];
+    // Kills that cut a provision off: its Init outlived the plugin.
+    let mut cut_off = 0u64;
     for (what, spec) in steps {
         let new_size = spec.properties["Allocation"]["Size"].as_u64().unwrap() as usize;
         ledger.set_limit(size.max(new_size) + 1);
@@ -108,7 +111,7 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         // on a provision of this step.
         eventually(
             "earlier Init scripts gone",
-            Duration::from_secs(10),
+            Duration::from_secs(30),
             || async { (home.provisions_under_way(INIT) == 0).then_some(()) },
         )
         .await;
@@ -116,12 +119,15 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         last = spec;
         eventually(
             &format!("{what}: a provision under way"),
-            Duration::from_secs(20),
+            Duration::from_secs(30),
             || async { Some(home.provisions_under_way(INIT)).filter(|n| *n > 0) },
         )
         .await;
         home.process.kill();
         kills += 1;
+        // The plugin is dead and reaped: an Init still running belongs to a provision that
+        // can no longer answer (the plugin returns only once Init has finished).
+        cut_off += u64::from(home.provisions_under_way(INIT) > 0);
         home.process.restart().await;
     }
 
@@ -135,7 +141,7 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
     let mut extra = specs_kept(&group, std::slice::from_ref(&last)).await;
     let record = store.load().await.unwrap()[&id].clone();
     extra.extend(record_kept(&record, &last, &["complete"]));
-    let running = eventually("the census settles", Duration::from_secs(10), || async {
+    let running = eventually("the census settles", Duration::from_secs(30), || async {
         let r = home.running();
         (r.len() == size).then_some(r)
     })
@@ -148,7 +154,8 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
         kills,
         format!(
             "SIGKILLs of the process plugin, 2 while idle, the others while an Init ran; \
-             {} provisions started, {} cut off",
+             {cut_off} of those cutting a provision off (its Init outlived the plugin); {} \
+             provisions started, {} failed",
             flight.provisions_started, flight.provisions_failed
         ),
         &ledger,
@@ -157,9 +164,13 @@ async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
     );
 
     group.destroy_group(&id).await.unwrap();
-    eventually("no instance left", Duration::from_secs(20), || async {
+    eventually("no instance left", Duration::from_secs(30), || async {
         home.running().is_empty().then_some(())
     })
     .await;
     report.finish();
+    assert!(
+        cut_off >= 1,
+        "no kill landed while a provision's Init ran: {flight:?}"
+    );
 }

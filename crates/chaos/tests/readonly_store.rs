@@ -113,8 +113,13 @@ async fn a_read_only_store_stops_changes_and_loses_nothing() {
     // 2. In the middle of a rollout.
     let v2 = v(2, 4);
     client.commit_group(v2.clone(), false).await.unwrap();
-    tap.wait_for(Duration::from_secs(10), |f| f.provisions > 0)
-        .await;
+    // Struck while the rollout provisions a replacement: it is under way, not over.
+    assert!(
+        tap.wait_for(Duration::from_secs(30), |f| f.provisions > 0)
+            .await,
+        "the rollout provisions: {:?}",
+        tap.in_flight()
+    );
     disk.block(true).await.unwrap();
     deaths += kill_some(&home, 1);
     write_failure_seen(&client, &id).await;

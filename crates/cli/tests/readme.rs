@@ -148,7 +148,10 @@ fn the_readme_tour_runs_against_up() {
     );
     let (code, page) = get(port, "/").expect("the dashboard answers");
     assert_eq!(code, 200);
-    assert!(page.contains("<html") || page.contains("<!DOCTYPE"), "{page}");
+    assert!(
+        page.contains("<html") || page.contains("<!DOCTYPE"),
+        "{page}"
+    );
     // `infrakit events`: the group's lifecycle so far.
     let events = home.ok(&["events", "--group", "workers"]);
     assert!(events.contains("provisioned"), "{events}");

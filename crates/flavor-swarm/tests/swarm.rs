@@ -294,9 +294,14 @@ async fn the_init_script_labels_restarts_and_joins_an_engine() {
         "{e}"
     );
 
-    // The restart command: dockerd reloads its labels on SIGHUP; wait until it has.
+    // The restart command: dockerd reloads its labels on SIGHUP; wait until it has, for at
+    // most 600 looks (a minute and more), failing the Init otherwise.
     let restart = format!(
-        "kill -HUP $(cat {pid}) && until docker info --format '{{{{json .Labels}}}}' | grep -q infrakit-link; do sleep 0.1; done",
+        "kill -HUP $(cat {pid}) && n=0 && until docker info --format '{{{{json .Labels}}}}' | grep -q infrakit-link; do \
+           n=$((n + 1)); \
+           if [ $n -ge 600 ]; then echo 'dockerd did not reload its labels' >&2; exit 1; fi; \
+           sleep 0.1; \
+         done",
         pid = dir.join("docker.pid").display()
     );
     let props = json!({

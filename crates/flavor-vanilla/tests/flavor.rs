@@ -588,8 +588,14 @@ async fn probe_check_reports_why() {
         .check(&instance("i-1", json!({}), None))
         .await
         .unwrap_err();
-    assert!(matches!(err, ProbeError::Failed { .. }), "{err}");
-    assert!(err.to_string().contains('4'), "{err}");
+    match &err {
+        ProbeError::Failed { command, status } => {
+            assert_eq!(command, "sh");
+            assert_eq!(status, "exit status: 4");
+        }
+        other => panic!("unexpected error {other:?}"),
+    }
+    assert_eq!(err.to_string(), "'sh' exit status: 4");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! The group controller with real plugins, in-process and over sockets.
 
 use std::collections::BTreeSet;
+use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +34,48 @@ where
     }
 }
 
+/// A temporary directory for tests whose process plugin keeps its state in it. The plugin leaves
+/// its instances running when dropped (by design); dropping this kills every process working in
+/// the directory, so that a failing test leaves no `sleep` behind.
+struct ProcessDir(tempfile::TempDir);
+
+impl ProcessDir {
+    fn new() -> ProcessDir {
+        ProcessDir(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Deref for ProcessDir {
+    type Target = tempfile::TempDir;
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.0
+    }
+}
+
+impl Drop for ProcessDir {
+    fn drop(&mut self) {
+        // Before the directory is removed: a process's working directory is matched by path.
+        infrakit_testkit::process::kill_processes_in(self.0.path());
+    }
+}
+
+/// How long a test waits for what the plugin's events drive (a dead process replaced): several
+/// times what it takes on an idle machine (well under a second), and still below the 60 s poll
+/// that would otherwise find it. Reaching it in time is what shows the events work.
+const BEFORE_THE_POLL: Duration = Duration::from_secs(30);
+
+/// Reconcile passes of group `id` that failed so far, from the controller's metrics.
+fn reconcile_failures(group: &GroupPlugin, id: &str) -> u64 {
+    let prefix = format!("infrakit_reconcile_failures_total{{group=\"{id}\"}} ");
+    group
+        .telemetry()
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
 fn spec(id: &str, allocation: Value, instance: Value, flavor: Value) -> GroupSpec {
     GroupSpec {
         id: id.into(),
@@ -51,10 +94,12 @@ fn config(poll: Duration) -> ControllerConfig {
     }
 }
 
+/// Waits until group `id` has converged at `n` instances. In the tests with a 60 s poll, healing
+/// within this bound is driven by events.
 async fn converged(group: &GroupPlugin, id: &str, n: usize) -> GroupDescription {
     eventually(
         &format!("{id} converged at {n}"),
-        Duration::from_secs(20),
+        BEFORE_THE_POLL,
         || async {
             let d = group.describe_group(id).await.ok()?;
             (d.converged && d.instances.len() == n).then_some(d)
@@ -169,7 +214,7 @@ async fn group_methods_match_the_wire_captures() {
 async fn a_killed_process_is_replaced_without_waiting_for_the_poll() {
     // The process plugin runs behind its socket (not registered in-process), so the controller
     // has to follow its events over server-sent events.
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = ProcessDir::new();
     let dir = tmp.path().join("plugins");
     let procs = Arc::new(ProcessPlugin::open(tmp.path().join("procs")).unwrap());
     let _ps = PluginServer::start(
@@ -199,15 +244,14 @@ async fn a_killed_process_is_replaced_without_waiting_for_the_poll() {
     let before = ids(&converged(&group, "workers", 3).await);
     let victim = before.iter().next().unwrap().clone();
     let pid = procs.pid(&victim).unwrap();
-    let killed_at = Instant::now();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(pid as i32),
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     let after = eventually(
-        "a replacement process runs",
-        Duration::from_secs(10),
+        "a replacement process runs, before the 60 s poll",
+        BEFORE_THE_POLL,
         || async {
             let now: BTreeSet<String> = procs
                 .describe_instances(&Tags::new(), false)
@@ -220,11 +264,6 @@ async fn a_killed_process_is_replaced_without_waiting_for_the_poll() {
         },
     )
     .await;
-    let healed_in = killed_at.elapsed();
-    assert!(
-        healed_in < Duration::from_secs(10),
-        "healed in {healed_in:?}, the poll interval is 60s"
-    );
     assert_eq!(
         before.intersection(&after).count(),
         2,
@@ -274,7 +313,7 @@ async fn pets_are_recreated_with_their_logical_ids() {
         .id
         .clone();
     std::fs::remove_file(files.dir().join(&db2)).unwrap();
-    let d = eventually("db2 recreated", Duration::from_secs(10), || async {
+    let d = eventually("db2 recreated", Duration::from_secs(30), || async {
         let d = group.describe_group("db").await.ok()?;
         let new = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
         (new.id != db2 && d.instances.len() == 3).then(|| new.clone())
@@ -345,8 +384,14 @@ async fn an_unreachable_instance_plugin_destroys_nothing() {
     server.stop().await;
     let err = group.describe_group("web").await.unwrap_err();
     assert!(err.to_string().contains("instance-file"), "{err}");
-    // Let several reconciles fail (the poll interval is 20 ms); the assertion is that none acted.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Let several reconciles fail; the assertion is that none acted.
+    let failed = reconcile_failures(&group, "web");
+    eventually(
+        "three more reconciles fail",
+        Duration::from_secs(30),
+        || async { (reconcile_failures(&group, "web") >= failed + 3).then_some(()) },
+    )
+    .await;
     let on_disk: BTreeSet<String> = files
         .describe_instances(&Tags::new(), false)
         .await
@@ -401,7 +446,7 @@ async fn thousands_of_simulated_instances_converge_and_heal() {
 
 #[tokio::test]
 async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = ProcessDir::new();
     let plugins = Arc::new(Plugins::new(tmp.path().join("plugins")));
     let procs = Arc::new(ProcessPlugin::open(tmp.path().join("procs")).unwrap());
     plugins.register_instance("instance-process", procs.clone());
@@ -432,7 +477,7 @@ async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
     let history = procs.volume_dir("data-db2").unwrap().join("history");
     eventually(
         "db2 wrote to its volume",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             std::fs::read_to_string(&history)
                 .ok()
@@ -448,15 +493,19 @@ async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let new = eventually("db2 replaced", Duration::from_secs(10), || async {
-        let d = group.describe_group("db").await.ok()?;
-        let db2 = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
-        (db2.id != old).then(|| db2.id.clone())
-    })
+    let new = eventually(
+        "db2 replaced, before the 60 s poll",
+        BEFORE_THE_POLL,
+        || async {
+            let d = group.describe_group("db").await.ok()?;
+            let db2 = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
+            (db2.id != old).then(|| db2.id.clone())
+        },
+    )
     .await;
     let lines: Vec<String> = eventually(
         "the replacement wrote to the same volume",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let text = std::fs::read_to_string(&history).ok()?;
             let lines: Vec<String> = text.lines().map(str::to_string).collect();

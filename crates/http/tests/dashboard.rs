@@ -5,9 +5,8 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/test.sh` installs them).
 
-use std::net::TcpListener as StdListener;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,16 +19,30 @@ use infrakit_http::{HttpServer, Options, Sources};
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupSpec};
-use infrakit_testkit::eventually;
+use infrakit_testkit::process::kill_processes_in;
+use infrakit_testkit::{eventually, free_port, ProcessGroup};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
 /// A group of `size` `sleep` processes under an in-process controller, and the listener.
 struct Fixture {
-    _dir: tempfile::TempDir,
     process: Arc<ProcessPlugin>,
     group: Arc<GroupPlugin>,
     http: HttpServer,
+    // Dropped last, after the controller.
+    _dir: Reaped,
+}
+
+/// The process plugin's directory. The plugin leaves its instances running when dropped (by
+/// design); dropping this kills every process working in the directory, so that a failing test
+/// leaves no `sleep` behind.
+struct Reaped(tempfile::TempDir);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        // Before the directory is removed: a process's working directory is matched by path.
+        kill_processes_in(self.0.path());
+    }
 }
 
 impl Fixture {
@@ -71,10 +84,10 @@ impl Fixture {
         .await
         .unwrap();
         Fixture {
-            _dir: dir,
             process,
             group,
             http,
+            _dir: Reaped(dir),
         }
     }
 
@@ -160,10 +173,14 @@ async fn metrics_parse_as_prometheus_text_and_match_describe() {
     f.http.stop().await;
 }
 
-/// chromedriver on a free port, stopped on drop.
+/// chromedriver on a reserved port, with the WebDriver session it serves. On drop the session
+/// is deleted, then chromedriver is killed with its process group (Chromium included), and any
+/// Chromium process left working on the profile directory.
 struct Driver {
-    child: Child,
+    process: ProcessGroup,
     port: u16,
+    profile: tempfile::TempDir,
+    session: Option<Client>,
 }
 
 impl Driver {
@@ -174,21 +191,24 @@ impl Driver {
                 "{tool} is missing: install Debian's chromium and chromium-driver (scripts/test.sh does)"
             );
         }
-        let port = StdListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        Driver { child, port }
+        let port = free_port();
+        let process = ProcessGroup::spawn(
+            Command::new("/usr/bin/chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
+        Driver {
+            process,
+            port,
+            profile: tempfile::tempdir().unwrap(),
+            session: None,
+        }
     }
 
-    async fn client(&self) -> Client {
+    /// A new session, deleted when the driver is dropped (unless [`Driver::close`] did).
+    async fn client(&mut self) -> Client {
         let caps = json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -196,12 +216,13 @@ impl Driver {
                     "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                     "--disable-quic", "--no-first-run", "--disable-background-networking",
                     "--disable-component-update", "--disable-sync", "--window-size=1280,800",
+                    format!("--user-data-dir={}", self.profile.path().display()),
                 ],
             }
         });
         let caps = caps.as_object().unwrap().clone();
         let url = format!("http://127.0.0.1:{}", self.port);
-        eventually("chromedriver to accept a session", WITHIN, || {
+        let client = eventually("chromedriver to accept a session", WITHIN, || {
             let caps = caps.clone();
             let url = url.clone();
             async move {
@@ -212,14 +233,39 @@ impl Driver {
                     .ok()
             }
         })
-        .await
+        .await;
+        self.session = Some(client.clone());
+        client
+    }
+
+    /// Deletes the session.
+    async fn close(&mut self) {
+        if let Some(client) = self.session.take() {
+            client
+                .close()
+                .await
+                .expect("the WebDriver session is deleted");
+        }
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A test that failed left its session open: delete it while chromedriver still runs
+        // (this needs the tests' multi-threaded runtime).
+        if let Some(client) = self.session.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+                    tokio::task::block_in_place(|| {
+                        rt.block_on(async {
+                            let _ = tokio::time::timeout(WITHIN, client.close()).await;
+                        })
+                    });
+                }
+            }
+        }
+        self.process.kill();
+        kill_processes_in(self.profile.path());
     }
 }
 
@@ -231,7 +277,7 @@ async fn text_of(c: &Client, css: &str) -> Option<String> {
 async fn dashboard_follows_a_killed_instance_without_reloading() {
     let f = Fixture::start("web", 3).await;
     let before = f.converged("web", 3).await;
-    let driver = Driver::start();
+    let mut driver = Driver::start();
     let c = driver.client().await;
     c.goto(&f.url("/")).await.unwrap();
 
@@ -289,7 +335,7 @@ async fn dashboard_follows_a_killed_instance_without_reloading() {
     let png = c.screenshot().await.unwrap();
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
     std::fs::write(&out, png).unwrap();
-    c.close().await.unwrap();
+    driver.close().await;
     f.group.destroy_group("web").await.unwrap();
     f.http.stop().await;
 }

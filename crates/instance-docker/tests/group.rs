@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions};
 use serde_json::json;
@@ -15,6 +15,12 @@ use serde_json::json;
 use infrakit_spi::{Group, Instance};
 
 use common::{eventually, exec, fixture, image, kill, running_names, sleeper, unique, Cleanup};
+
+/// How long a test waits for what the plugin's events drive (a dead or unhealthy container
+/// replaced): several times what it takes on an idle machine (a few seconds), and still below
+/// the 60 s poll that would otherwise find it. Reaching it in time is what shows the events
+/// work.
+const BEFORE_THE_POLL: Duration = Duration::from_secs(30);
 
 #[tokio::test]
 async fn a_group_is_kept_at_its_size_through_kills_and_removals() {
@@ -52,20 +58,10 @@ async fn a_group_is_kept_at_its_size_through_kills_and_removals() {
 
     // A killed container is replaced long before the 60 s poll.
     let victim = before.iter().next().unwrap().clone();
-    let killed_at = Instant::now();
     kill(&f.docker, &victim).await;
     let after = f
-        .running(
-            5,
-            &BTreeSet::from([victim.clone()]),
-            Duration::from_secs(10),
-        )
+        .running(5, &BTreeSet::from([victim.clone()]), BEFORE_THE_POLL)
         .await;
-    let healed_in = killed_at.elapsed();
-    assert!(
-        healed_in < Duration::from_secs(10),
-        "healed in {healed_in:?}"
-    );
     assert_eq!(
         before.intersection(&after).count(),
         4,
@@ -88,7 +84,7 @@ async fn a_group_is_kept_at_its_size_through_kills_and_removals() {
     );
     ra.unwrap();
     rb.unwrap();
-    let healed = f.running(5, &removed, Duration::from_secs(10)).await;
+    let healed = f.running(5, &removed, BEFORE_THE_POLL).await;
     assert_eq!(after.intersection(&healed).count(), 3);
     let d = f.converged(5).await;
     assert_eq!(
@@ -159,7 +155,7 @@ async fn a_surge_rollout_never_drops_below_the_size_nor_exceeds_the_surge() {
     )
     .await;
     // Let the sampler see the settled state too.
-    let after = f.running(5, &before, Duration::from_secs(10)).await;
+    let after = f.running(5, &before, Duration::from_secs(30)).await;
     stop.store(true, Ordering::SeqCst);
     let samples = sampler.await.unwrap();
     let (min, max) = (
@@ -234,14 +230,14 @@ async fn a_replaced_pet_finds_its_volume() {
         }
     };
     let old = container_id(pet.clone()).await.unwrap();
-    eventually("db2 wrote to its volume", Duration::from_secs(10), || {
+    eventually("db2 wrote to its volume", Duration::from_secs(30), || {
         let h = history(pet.clone());
         async move { h.await.filter(|l| l.len() == 1) }
     })
     .await;
 
     kill(&f.docker, &pet).await;
-    let new = eventually("db2 replaced", Duration::from_secs(10), || {
+    let new = eventually("db2 replaced", BEFORE_THE_POLL, || {
         let c = container_id(pet.clone());
         let old = old.clone();
         async move { c.await.filter(|id| *id != old) }
@@ -249,7 +245,7 @@ async fn a_replaced_pet_finds_its_volume() {
     .await;
     let lines = eventually(
         "the replacement appended to the same volume",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || {
             let h = history(pet.clone());
             async move { h.await.filter(|l| l.len() == 2) }
@@ -291,7 +287,7 @@ async fn a_container_its_healthcheck_calls_unhealthy_is_replaced() {
     let members = [("infrakit.group".to_string(), f.id.clone())].into();
     eventually(
         "the plugin reports both healthy",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async {
             let list = f.plugin.describe_instances(&members, true).await.ok()?;
             (list.len() == 2
@@ -305,21 +301,11 @@ async fn a_container_its_healthcheck_calls_unhealthy_is_replaced() {
     f.converged(2).await;
 
     let victim = before.iter().next().unwrap().clone();
-    let sick_at = Instant::now();
     let (code, _) = exec(&f.docker, &victim, &["touch", "/sick"]).await;
     assert_eq!(code, 0);
     let after = f
-        .running(
-            2,
-            &BTreeSet::from([victim.clone()]),
-            Duration::from_secs(20),
-        )
+        .running(2, &BTreeSet::from([victim.clone()]), BEFORE_THE_POLL)
         .await;
-    assert!(
-        sick_at.elapsed() < Duration::from_secs(20),
-        "replaced after {:?}; the poll interval is 60 s",
-        sick_at.elapsed()
-    );
     assert_eq!(
         before.intersection(&after).count(),
         1,

@@ -1,6 +1,7 @@
 //! Tests of the process plugin with real processes (`sleep`, `sh`).
 
 use std::future::Future;
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -14,7 +15,33 @@ use serde_json::{json, Value};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-const DEADLINE: Duration = Duration::from_secs(10);
+/// How long to wait for something the plugin or its processes do: generous, for a loaded machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A temporary directory for the plugin's state (or an instance's `Dir`). The plugin leaves its
+/// instances running when it is dropped, by design; dropping this kills every process working
+/// in the directory (or naming it), so that a failing test leaves no `sleep` behind.
+struct TestDir(tempfile::TempDir);
+
+impl TestDir {
+    fn new() -> TestDir {
+        TestDir(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Deref for TestDir {
+    type Target = tempfile::TempDir;
+    fn deref(&self) -> &tempfile::TempDir {
+        &self.0
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        // Before the directory is removed: a process's working directory is matched by path.
+        infrakit_testkit::process::kill_processes_in(self.0.path());
+    }
+}
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs
@@ -92,7 +119,7 @@ fn instance_dirs(state: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn provision_starts_a_process_with_the_infrakit_environment() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let mut s = spec(
         json!({
@@ -148,8 +175,8 @@ async fn provision_starts_a_process_with_the_infrakit_environment() {
 
 #[tokio::test]
 async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
-    let state = tempfile::tempdir().unwrap();
-    let work = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
+    let work = TestDir::new();
     let p = open(state.path());
 
     let mut ok = spec(
@@ -170,12 +197,11 @@ async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
     let mut bad = sleeper("g");
     bad.init = "echo progress; echo 'disk full' >&2; exit 3".into();
     let err = p.provision(bad).await.unwrap_err().to_string();
-    assert!(err.contains("Init failed"), "{err}");
+    assert!(err.starts_with("Init failed (exit status: 3); "), "{err}");
     assert!(
         err.contains("disk full") && err.contains("progress"),
         "{err}"
     );
-    assert!(err.contains('3'), "{err}");
     assert!(
         instance_dirs(state.path()).is_empty(),
         "nothing is left behind"
@@ -185,7 +211,7 @@ async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
 
 #[tokio::test]
 async fn init_that_hangs_times_out() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path()).with_init_timeout(Duration::from_millis(300));
     let mut s = sleeper("g");
     s.init = "echo started; sleep 3600".into();
@@ -195,14 +221,15 @@ async fn init_that_hangs_times_out() {
         err.contains("timed out") && err.contains("started"),
         "{err}"
     );
-    assert!(started.elapsed() < DEADLINE);
+    // Not the hour the script would take.
+    assert!(started.elapsed() < Duration::from_secs(60));
     assert!(instance_dirs(state.path()).is_empty());
     assert!(ids(&p, &Tags::new()).await.is_empty());
 }
 
 #[tokio::test]
 async fn a_command_that_cannot_start_leaves_nothing() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let err = p
         .provision(spec(json!({"Cmd": "/nonexistent/program"}), "g"))
@@ -224,7 +251,7 @@ async fn a_command_that_cannot_start_leaves_nothing() {
 
 #[tokio::test]
 async fn validate_and_provision_reject_bad_properties_by_path() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     p.validate(&json!({"Cmd": "sleep", "Args": ["1"]}))
         .await
@@ -246,7 +273,7 @@ async fn validate_and_provision_reject_bad_properties_by_path() {
 
 #[tokio::test]
 async fn describe_filters_by_tags_and_label_merges_and_persists() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let a = p.provision(sleeper("a")).await.unwrap();
     let b = p.provision(sleeper("b")).await.unwrap();
@@ -283,7 +310,7 @@ async fn describe_filters_by_tags_and_label_merges_and_persists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_is_reported_at_once() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     let id = p.provision(sleeper("g")).await.unwrap();
@@ -294,15 +321,9 @@ async fn a_killed_process_is_reported_at_once() {
     let e = next_event(&mut events).await;
     assert_eq!(e.topic, "/instance/exited");
     assert_eq!(e.id, id);
-    assert!(
-        e.message.contains(&format!("process {pid} exited")),
-        "{}",
-        e.message
-    );
-    assert!(
-        e.message.contains("SIGKILL") || e.message.contains('9'),
-        "{}",
-        e.message
+    assert_eq!(
+        e.message,
+        format!("process {pid} exited: signal: 9 (SIGKILL)")
     );
     assert_eq!(e.data, json!({"Tags": {GROUP_TAG: "g"}}));
 
@@ -320,7 +341,7 @@ async fn a_killed_process_is_reported_at_once() {
 
 #[tokio::test]
 async fn an_instance_that_finishes_keeps_its_logs() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     let id = p
@@ -332,7 +353,15 @@ async fn an_instance_that_finishes_keeps_its_logs() {
         .unwrap();
     let e = next_event(&mut events).await;
     assert_eq!(e.id, id);
-    assert!(e.message.ends_with("exit status: 4"), "{}", e.message);
+    let pid = e
+        .message
+        .strip_prefix("process ")
+        .and_then(|m| m.strip_suffix(" exited: exit status: 4"));
+    assert!(
+        pid.is_some_and(|pid| pid.parse::<u32>().is_ok()),
+        "{}",
+        e.message
+    );
     assert!(ids(&p, &Tags::new()).await.is_empty());
     let log = p.instance_dir(&id).unwrap().join(STDOUT_LOG);
     assert_eq!(std::fs::read_to_string(log).unwrap(), "done\n");
@@ -340,7 +369,7 @@ async fn an_instance_that_finishes_keeps_its_logs() {
 
 #[tokio::test]
 async fn destroy_kills_the_group_and_is_idempotent() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     // A shell with a child: destroying the instance must reach both.
@@ -386,7 +415,7 @@ async fn destroy_kills_the_group_and_is_idempotent() {
 
 #[tokio::test]
 async fn destroy_escalates_to_sigkill_after_the_grace_period() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path()).with_grace_period(Duration::from_millis(300));
     let id = p
         .provision(spec(
@@ -410,7 +439,7 @@ async fn destroy_escalates_to_sigkill_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_adopts_running_processes_and_drops_dead_ones() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let (alive, alive_pid, dead, dead_pid) = {
         let p = open(state.path());
         let alive = p.provision(sleeper("g")).await.unwrap();
@@ -455,7 +484,7 @@ async fn reopening_adopts_running_processes_and_drops_dead_ones() {
 
 #[tokio::test]
 async fn an_adopted_process_can_be_destroyed() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let (id, pid) = {
         let p = open(state.path());
         let id = p.provision(sleeper("g")).await.unwrap();
@@ -476,7 +505,7 @@ async fn an_adopted_process_can_be_destroyed() {
 
 #[tokio::test]
 async fn a_recycled_pid_is_not_adopted() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let id = {
         let p = open(state.path());
         let id = p.provision(sleeper("g")).await.unwrap();
@@ -517,7 +546,7 @@ fn with_volume(props: Value, volume: &str) -> Spec {
 
 #[tokio::test]
 async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     let volume = p.volume_dir("data-db1").unwrap();
     assert_eq!(volume, state.path().join("volumes").join("data-db1"));
@@ -595,7 +624,7 @@ async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
 
 #[tokio::test]
 async fn a_bad_volume_id_is_rejected_and_leaves_nothing() {
-    let state = tempfile::tempdir().unwrap();
+    let state = TestDir::new();
     let p = open(state.path());
     for bad in ["", "..", "a/b", "../escape"] {
         let s = with_volume(json!({"Cmd": "sleep", "Args": ["3600"]}), bad);

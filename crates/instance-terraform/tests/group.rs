@@ -439,29 +439,31 @@ async fn drift_is_replaced_at_once_through_events_not_at_the_next_poll() {
         };
         async move { got }
     };
-    let created = eventually("a created event", Duration::from_secs(10), || {
+    let created = eventually("a created event", Duration::from_secs(30), || {
         next("created", victim.clone())
     })
     .await;
     assert_eq!(created.data["Tags"]["infrakit.group"], "evented");
+    // Healed before the 60 s poll could have found it: the bound is several times what the
+    // watch (1 s) and a `terraform apply` take on an idle machine, and still below the poll.
+    let bound = Duration::from_secs(40);
     state_rm(&f.dir, &victim);
     let removed_at = std::time::Instant::now();
-    let event = eventually("a destroyed event", Duration::from_secs(10), || {
+    let event = eventually("a destroyed event", bound, || {
         next("destroyed", victim.clone())
     })
     .await;
     assert_eq!(event.topic, "/instance/destroyed");
     assert_eq!(event.data["Tags"]["infrakit.group"], "evented");
-    eventually("the group replaced it", Duration::from_secs(20), || async {
-        let d = f.group.describe_group("evented").await.ok()?;
-        let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-        (ids.len() == 2 && !ids.contains(&victim)).then_some(())
-    })
+    eventually(
+        "the group replaced it within 40 s of its removal",
+        bound.saturating_sub(removed_at.elapsed()),
+        || async {
+            let d = f.group.describe_group("evented").await.ok()?;
+            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+            (ids.len() == 2 && !ids.contains(&victim)).then_some(())
+        },
+    )
     .await;
-    assert!(
-        removed_at.elapsed() < Duration::from_secs(30),
-        "healed after {:?}; the poll interval is 60 s",
-        removed_at.elapsed()
-    );
     f.group.destroy_group("evented").await.unwrap();
 }

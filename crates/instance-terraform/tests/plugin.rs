@@ -581,36 +581,71 @@ async fn a_restarted_plugin_knows_its_instances_and_finishes_destroys() {
 #[tokio::test]
 async fn an_apply_waits_for_terraform_state_lock() {
     let (p, dir) = plugin().await;
-    // Someone else's apply holds the state lock for a few seconds.
+    // Someone else's apply holds the state lock until this test says "go" (for a minute at
+    // most), and marks the end of its work while it still holds the lock.
+    let go = dir.path().join("go");
+    let finished = dir.path().join("other-apply-finished");
+    let command = format!(
+        "n=0; until [ -e '{go}' ]; do n=$((n + 1)); [ $n -lt 600 ] || exit 1; sleep 0.1; done; \
+         touch '{finished}'",
+        go = go.display(),
+        finished = finished.display()
+    );
     std::fs::write(
         dir.path().join("slow.tf.json"),
-        r#"{"resource": {"terraform_data": {"slow": {"provisioner": {"local-exec": {"command": "sleep 3"}}}}}}"#,
+        json!({"resource": {"terraform_data": {"slow": {"provisioner": {"local-exec": {"command": command}}}}}})
+            .to_string(),
     )
     .unwrap();
-    let mut other = std::process::Command::new("terraform")
-        .args(["apply", "-auto-approve", "-input=false", "-no-color"])
-        .current_dir(dir.path())
-        .env("CHECKPOINT_DISABLE", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // Killed with what it started if the test fails.
+    let mut other = infrakit_testkit::ProcessGroup::spawn(
+        std::process::Command::new("terraform")
+            .args(["apply", "-auto-approve", "-input=false", "-no-color"])
+            .current_dir(dir.path())
+            .env("CHECKPOINT_DISABLE", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    )
+    .unwrap();
     let lock_info = dir.path().join(".terraform.tfstate.lock.info");
     eventually(
         "the other apply holds the lock",
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         || async { lock_info.exists().then_some(()) },
     )
     .await;
 
-    let started = std::time::Instant::now();
-    let id = p.provision(spec(data(json!(1)), &[])).await.unwrap();
+    let provision = tokio::spawn({
+        let p = p.clone();
+        async move { p.provision(spec(data(json!(1)), &[])).await }
+    });
+    // The plugin's own apply (the one given a lock timeout) runs, waiting for the lock.
+    eventually(
+        "the plugin's apply waits for the lock",
+        Duration::from_secs(30),
+        || async {
+            infrakit_testkit::process::processes_in(dir.path())
+                .iter()
+                .any(|pid| {
+                    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                        c.split(|b| *b == 0)
+                            .any(|arg| arg.starts_with(b"-lock-timeout="))
+                    })
+                })
+                .then_some(())
+        },
+    )
+    .await;
+    assert!(!provision.is_finished(), "the provision waits");
+    assert!(!finished.exists());
+    std::fs::write(&go, "").unwrap();
+    let id = provision.await.unwrap().unwrap();
+    // The provision applied only once the other apply was done with the lock.
     assert!(
-        started.elapsed() >= Duration::from_secs(2),
-        "the provision waited for the other apply's 3 s (took {:?})",
-        started.elapsed()
+        finished.exists(),
+        "the provision applied while the other apply held the lock"
     );
-    assert!(other.wait().unwrap().success());
+    assert!(other.child().wait().unwrap().success());
     assert!(instance_resources(dir.path()).contains(&id));
     assert_eq!(p.stats().failed, 0, "waiting for the lock is no failure");
 }

@@ -49,8 +49,9 @@ impl Moto {
         Self::start_with(&[])
     }
 
-    /// Starts moto with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`) and waits until
-    /// it accepts connections. Fails the test with a clear message if `moto_server` is missing.
+    /// Starts moto with extra environment (e.g. `INITIAL_NO_AUTH_ACTION_COUNT`) on a port
+    /// reserved for this test process ([`free_port`]) and waits until it accepts connections.
+    /// Fails the test with a clear message if `moto_server` is missing.
     pub fn start_with(env: &[(&str, &str)]) -> Moto {
         let found = Command::new("moto_server")
             .arg("--help")
@@ -87,7 +88,11 @@ impl Moto {
             let addr: SocketAddr = ([127, 0, 0, 1], port).into();
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
-                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                // Listening, and still running: a port someone else holds (our moto then exits,
+                // unable to bind it) is not taken for ours.
+                if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+                    && matches!(moto.child.try_wait(), Ok(None))
+                {
                     return moto;
                 }
                 if let Ok(Some(status)) = moto.child.try_wait() {
