@@ -45,21 +45,26 @@ static_busybox() {
   return 1
 }
 
-# moto's EC2 server in a virtual environment of our own: the system Python may refuse
-# installs (PEP 668), and a user's Python is not ours to change.
-ensure_moto() {
-  if runs moto_server --help; then return; fi
+# moto's EC2 server and the aws CLI (the AWS page's example creates volumes with it), in a
+# virtual environment of our own: the system Python may refuse installs (PEP 668), and a user's
+# Python is not ours to change.
+ensure_python_tools() {
+  if runs moto_server --help && runs aws --version; then return; fi
   local venv="$CACHE/venv"
-  if ! runs "$venv/bin/moto_server" --help; then
-    if ! runs python3 -m venv "$venv"; then
-      apt_install python3-venv
+  if ! { runs "$venv/bin/moto_server" --help && runs "$venv/bin/aws" --version; }; then
+    if ! runs "$venv/bin/python" -m pip --version; then
       rm -rf "$venv"
-      python3 -m venv "$venv" || /usr/bin/python3 -m venv "$venv"
+      if ! runs python3 -m venv "$venv"; then
+        apt_install python3-venv
+        rm -rf "$venv"
+        python3 -m venv "$venv" || /usr/bin/python3 -m venv "$venv"
+      fi
     fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]'
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check 'moto[server]' awscli
   fi
   export PATH="$venv/bin:$PATH"
   runs moto_server --help || fail "moto_server does not run from $venv"
+  runs aws --version || fail "aws does not run from $venv"
 }
 
 ensure_tools() {
@@ -83,7 +88,7 @@ ensure_tools() {
   # Headless Chromium and its WebDriver for the dashboard's browser test.
   { runs /usr/bin/chromium --version && runs /usr/bin/chromedriver --version; } \
     || apt_install chromium chromium-driver
-  ensure_moto
+  ensure_python_tools
 }
 
 # The tests that are not about the engine itself (it runs engines of its own) use one that

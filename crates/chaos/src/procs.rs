@@ -16,7 +16,8 @@ use infrakit_rpc::Client;
 /// `cargo build -p infrakit` first).
 ///
 /// # Panics
-/// When there is no such file, with a message that says how to get one.
+/// When there is no such file, or when it is older than a source file of the workspace (a
+/// stale binary would test old code), with a message that says how to get a fresh one.
 pub fn infrakit_binary() -> PathBuf {
     if let Some(p) = std::env::var_os("INFRAKIT_BIN") {
         let p = PathBuf::from(p);
@@ -30,13 +31,51 @@ pub fn infrakit_binary() -> PathBuf {
         .and_then(Path::parent)
         .map(|d| d.join("infrakit"))
         .expect("the test binary sits in target/<profile>/deps");
-    assert!(
-        bin.is_file(),
-        "the infrakit binary is missing at {}: build it first (`cargo build -p infrakit`; \
-         `cargo test --workspace` does) or set INFRAKIT_BIN",
-        bin.display()
-    );
+    let build = "build it first (`cargo build -p infrakit`; `cargo test --workspace` does) or set \
+                 INFRAKIT_BIN";
+    let built = std::fs::metadata(&bin)
+        .and_then(|m| m.modified())
+        .unwrap_or_else(|_| {
+            panic!(
+                "the infrakit binary is missing at {}: {build}",
+                bin.display()
+            )
+        });
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    if let Some((newer, _)) = newest_source(&workspace).filter(|(_, at)| *at > built) {
+        panic!(
+            "the infrakit binary at {} is older than {}: {build}",
+            bin.display(),
+            newer.display()
+        );
+    }
     bin
+}
+
+/// The most recently modified source of the workspace (`Cargo.lock`, and every file under
+/// `crates/*/src` and `crates/*/Cargo.toml`), with its time.
+fn newest_source(workspace: &Path) -> Option<(PathBuf, std::time::SystemTime)> {
+    fn walk(path: &Path, newest: &mut Option<(PathBuf, std::time::SystemTime)>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
+                walk(&entry.path(), newest);
+            }
+        } else if let Ok(at) = meta.modified() {
+            if newest.as_ref().is_none_or(|(_, t)| at > *t) {
+                *newest = Some((path.to_path_buf(), at));
+            }
+        }
+    }
+    let mut newest = None;
+    walk(&workspace.join("Cargo.lock"), &mut newest);
+    for krate in std::fs::read_dir(workspace.join("crates")).ok()?.flatten() {
+        walk(&krate.path().join("src"), &mut newest);
+        walk(&krate.path().join("Cargo.toml"), &mut newest);
+    }
+    newest
 }
 
 /// An `infrakit` process (a plugin or a manager) serving a socket in a private home.
