@@ -91,14 +91,16 @@ ensure_tools() {
   ensure_python_tools
 }
 
-# The tests that are not about the engine itself (it runs engines of its own) use one that
-# answers at DOCKER_HOST or the default socket; one is started only when none answers.
+# The tests that are not about the engine itself (those run engines of their own) use one that
+# answers at DOCKER_HOST or the default socket. One is started only when none answers, and
+# stopped again when the suite ends: the machine is left as it was found.
 ensure_docker() {
   if runs docker version --format '{{.Server.Version}}'; then
     return
   fi
-  echo "starting dockerd (log: $CACHE/dockerd.log)"
-  as_root sh -c "nohup dockerd >'$CACHE/dockerd.log' 2>&1 &"
+  echo "starting dockerd for the suite (log: $CACHE/dockerd.log)"
+  as_root sh -c "nohup dockerd >'$CACHE/dockerd.log' 2>&1 & echo \$! >'$CACHE/dockerd.pid'"
+  trap stop_docker EXIT
   for _ in $(seq 1 120); do
     if runs docker version --format '{{.Server.Version}}'; then
       return
@@ -107,6 +109,18 @@ ensure_docker() {
   done
   tail -20 "$CACHE/dockerd.log" >&2 || true
   fail "dockerd did not come up; see $CACHE/dockerd.log"
+}
+
+stop_docker() {
+  local pid
+  pid=$(cat "$CACHE/dockerd.pid" 2>/dev/null) || return 0
+  echo "stopping the dockerd this run started (pid $pid)"
+  as_root kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 120); do
+    as_root kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  rm -f "$CACHE/dockerd.pid"
 }
 
 started=$(date +%s)
