@@ -70,17 +70,7 @@ fn commit_workers(home: &Home, size: usize) {
 
 /// Instance ID -> pid, from the process plugin.
 fn processes(home: &Home) -> Vec<(String, i32)> {
-    let v = home.json(&[
-        "instance",
-        "--name",
-        "instance-process",
-        "describe",
-        "-p",
-        "-o",
-        "json",
-    ]);
-    v.as_array()
-        .unwrap()
+    home.process_instances()
         .iter()
         .map(|d| {
             (

@@ -36,17 +36,7 @@ fn statuses(home: &Home, group: &str) -> BTreeMap<String, Value> {
 
 /// The process plugin's instances: ID -> (logical ID, PID).
 fn processes(home: &Home) -> BTreeMap<String, (Option<String>, i32)> {
-    let v = home.json(&[
-        "instance",
-        "--name",
-        "instance-process",
-        "describe",
-        "-p",
-        "-o",
-        "json",
-    ]);
-    v.as_array()
-        .unwrap()
+    home.process_instances()
         .iter()
         .map(|d| {
             (

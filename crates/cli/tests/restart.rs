@@ -54,16 +54,7 @@ fn sampler(
 }
 
 fn hashes(home: &Home) -> Vec<String> {
-    let v = home.json(&[
-        "instance",
-        "--name",
-        "instance-process",
-        "describe",
-        "-o",
-        "json",
-    ]);
-    v.as_array()
-        .unwrap()
+    home.process_instances()
         .iter()
         .map(|d| {
             d["Tags"]["infrakit.config.hash"]

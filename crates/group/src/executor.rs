@@ -123,7 +123,7 @@ pub(crate) async fn execute(
             }
         }
         // Record intent before acting: if this cannot be saved, nothing is provisioned.
-        if let Err(e) = shared.persist(ctx, settings).await {
+        if let Err(e) = shared.persist(ctx).await {
             shared
                 .rollout()
                 .pending
@@ -181,7 +181,7 @@ pub(crate) async fn execute(
         // count each one that has died since as still in flight, for up to `PENDING_GRACE`,
         // and not replace it. If this fails, the supervisor retries.
         shared.mark_unsaved();
-        if let Err(e) = shared.persist(ctx, settings).await {
+        if let Err(e) = shared.persist(ctx).await {
             tracing::debug!(group = %settings.id, error = %e, "cannot save the pending provisions; will retry");
         }
     }

@@ -128,6 +128,10 @@ pub(crate) struct Shared {
     /// showed up, or expired): saving is retried until it succeeds, or else a controller taking
     /// over would count them as still in flight and not replace those that died meanwhile.
     unsaved: AtomicBool,
+    /// Serialises writes of the record with changes of the settings in force, so that every
+    /// write holds the settings in force: a pass that started before a commit must not store
+    /// the spec the commit replaced (a restart would then bring the old spec back).
+    writes: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -139,8 +143,20 @@ impl Shared {
         json!({"Spec": settings.spec, "Rollout": rollout})
     }
 
-    /// Persists `settings` with the current rollout state.
-    pub(crate) async fn persist(&self, ctx: &Context, settings: &Settings) -> Result<()> {
+    /// Persists the settings in force with the current rollout state.
+    pub(crate) async fn persist(&self, ctx: &Context) -> Result<()> {
+        let _writing = self.writes.lock().await;
+        let settings = self.settings.borrow().clone();
+        self.write(ctx, &settings).await
+    }
+
+    /// Whether `settings` are still the ones in force (a pass may outlive them).
+    pub(crate) fn is_current(&self, settings: &Arc<Settings>) -> bool {
+        Arc::ptr_eq(&self.settings.borrow(), settings)
+    }
+
+    /// Writes `settings` with the current rollout state. Callers hold `writes`.
+    async fn write(&self, ctx: &Context, settings: &Settings) -> Result<()> {
         let Some(store) = &ctx.store else {
             return Ok(());
         };
@@ -151,6 +167,35 @@ impl Shared {
             self.unsaved.store(true, AtomicOrdering::SeqCst);
         }
         saved.map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+    }
+
+    /// Changes the rollout state with `change` and stores it with `next` settings (or the ones in
+    /// force), putting `next` in force, as one step no other write can come between; on a failed
+    /// write the rollout state is put back and nothing changes.
+    pub(crate) async fn change(
+        &self,
+        ctx: &Context,
+        next: Option<Settings>,
+        change: impl FnOnce(&mut RolloutState),
+    ) -> Result<()> {
+        let _writing = self.writes.lock().await;
+        let before = self.rollout().clone();
+        change(&mut self.rollout());
+        let written = match &next {
+            Some(settings) => self.write(ctx, settings).await,
+            None => {
+                let settings = self.settings.borrow().clone();
+                self.write(ctx, &settings).await
+            }
+        };
+        if let Err(e) = written {
+            *self.rollout() = before;
+            return Err(e);
+        }
+        if let Some(settings) = next {
+            self.settings.send_replace(Arc::new(settings));
+        }
+        Ok(())
     }
 
     /// Notes that the stored record lists provisions that are no longer pending.
@@ -189,6 +234,7 @@ impl Supervisor {
             wake: Notify::new(),
             restart_clock: AtomicBool::new(false),
             unsaved: AtomicBool::new(false),
+            writes: tokio::sync::Mutex::new(()),
         });
         let control = tokio::spawn(run(ctx.clone(), shared.clone(), rx.clone()));
         let events = tokio::spawn(watch_events(ctx.clone(), rx, shared.clone()));
@@ -202,64 +248,58 @@ impl Supervisor {
     /// Persists and applies new settings; the loop reconciles against them at once.
     pub async fn commit(&self, settings: Settings) -> Result<()> {
         let old = self.settings();
-        let before = self.shared.rollout().clone();
-        self.shared.rollout().on_commit(&old, &settings);
-        if let Err(e) = self.shared.persist(&self.ctx, &settings).await {
-            *self.shared.rollout() = before;
-            return Err(e);
-        }
+        self.shared
+            .change(&self.ctx, Some(settings.clone()), |r| {
+                r.on_commit(&old, &settings)
+            })
+            .await?;
         self.shared
             .restart_clock
             .store(true, AtomicOrdering::SeqCst);
-        self.shared.settings.send_replace(Arc::new(settings));
         Ok(())
     }
 
     /// Writes the current spec and rollout state (e.g. the first time a group is managed).
     pub async fn save(&self) -> Result<()> {
-        self.shared.persist(&self.ctx, &self.settings()).await
+        self.shared.persist(&self.ctx).await
     }
 
     /// Pauses, resumes or undoes the rollout.
     pub async fn rollout(&self, action: RolloutAction) -> Result<()> {
         let settings = self.settings();
-        let before = self.shared.rollout().clone();
-        let mut next_settings = None;
-        {
-            let mut r = self.shared.rollout();
-            match action {
-                RolloutAction::Pause => r.paused = Some("paused by an operator".into()),
-                RolloutAction::Resume => {
+        let next = match action {
+            RolloutAction::Undo => {
+                let Some(previous) = self.shared.rollout().previous.clone() else {
+                    return Err(Error::plugin(format!(
+                        "group {} has no previous configuration to go back to",
+                        self.shared.id
+                    )));
+                };
+                Some(Settings::parse(&previous)?)
+            }
+            RolloutAction::Pause | RolloutAction::Resume => None,
+        };
+        let undo_to = next.clone();
+        self.shared
+            .change(&self.ctx, next, |r| match undo_to {
+                Some(previous) => {
+                    r.on_commit(&settings, &previous);
+                    r.reason = "undone by an operator".into();
+                }
+                None if action == RolloutAction::Pause => {
+                    r.paused = Some("paused by an operator".into())
+                }
+                None => {
                     r.paused = None;
                     r.partition_released = true;
                 }
-                RolloutAction::Undo => {
-                    let Some(previous) = r.previous.clone() else {
-                        return Err(Error::plugin(format!(
-                            "group {} has no previous configuration to go back to",
-                            self.shared.id
-                        )));
-                    };
-                    let previous = Settings::parse(&previous)?;
-                    r.on_commit(&settings, &previous);
-                    r.reason = "undone by an operator".into();
-                    next_settings = Some(previous);
-                }
-            }
-        }
-        let target = next_settings.clone().unwrap_or_else(|| (*settings).clone());
-        if let Err(e) = self.shared.persist(&self.ctx, &target).await {
-            *self.shared.rollout() = before;
-            return Err(e);
-        }
+            })
+            .await?;
         self.shared
             .restart_clock
             .store(true, AtomicOrdering::SeqCst);
-        match next_settings {
-            Some(s) => {
-                self.shared.settings.send_replace(Arc::new(s));
-            }
-            None => self.shared.wake.notify_one(),
+        if action != RolloutAction::Undo {
+            self.shared.wake.notify_one();
         }
         Ok(())
     }
@@ -696,7 +736,7 @@ async fn reconcile(
         shared.mark_unsaved();
     }
     if shared.unsaved.load(AtomicOrdering::SeqCst) {
-        if let Err(e) = shared.persist(ctx, settings).await {
+        if let Err(e) = shared.persist(ctx).await {
             tracing::debug!(group = %settings.id, error = %e, "cannot save the pending provisions; will retry");
         }
     }
@@ -736,7 +776,13 @@ async fn reconcile(
     let stalled = progress.observe(updated, old, now);
     let held = matches!(gate, Gate::Partition(p) if current_count >= p.min(n));
     let done = old == 0 && updated >= n && plan.actions.is_empty();
-    let transition = rollout::decide(&shared.rollout(), settings, done, held, stalled);
+    // A pass that began before a commit decides nothing about the rollout: the next pass
+    // judges the settings now in force.
+    let transition = if shared.is_current(settings) {
+        rollout::decide(&shared.rollout(), settings, done, held, stalled)
+    } else {
+        Transition::None
+    };
     match transition {
         Transition::None => {}
         Transition::Complete => {
@@ -758,7 +804,7 @@ async fn reconcile(
                     settings.config_hash
                 ),
             );
-            shared.persist(ctx, settings).await?;
+            shared.persist(ctx).await?;
         }
         Transition::Pause(why) => {
             tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing");
@@ -769,7 +815,7 @@ async fn reconcile(
                 format!("rollout failed, paused: {why}"),
             );
             shared.rollout().paused = Some(format!("rollout failed: {why}"));
-            shared.persist(ctx, settings).await?;
+            shared.persist(ctx).await?;
             let st = status(settings, &shared.rollout(), members, &plan);
             return Ok((Outcome::Acted, st));
         }
@@ -787,15 +833,14 @@ async fn reconcile(
                 None,
                 format!("rollout failed, rolling back: {why}"),
             );
-            {
-                let mut r = shared.rollout();
-                r.on_commit(settings, &previous);
-                r.phase = Phase::RollingBack;
-                r.reason = format!("rolled back: {why}");
-            }
-            shared.persist(ctx, &previous).await?;
+            shared
+                .change(ctx, Some(previous.clone()), |r| {
+                    r.on_commit(settings, &previous);
+                    r.phase = Phase::RollingBack;
+                    r.reason = format!("rolled back: {why}");
+                })
+                .await?;
             progress.reset(now);
-            shared.settings.send_replace(Arc::new(previous));
             let st = status(settings, &shared.rollout(), members, &plan);
             return Ok((Outcome::Acted, st));
         }
@@ -875,7 +920,7 @@ async fn reconcile(
                 format!("rollout paused: {why}"),
             );
             shared.rollout().paused = Some(format!("rollout paused: {why}"));
-            shared.persist(ctx, settings).await?;
+            shared.persist(ctx).await?;
         }
         if !report.errors.is_empty() {
             return Err(Error::plugin(format!(

@@ -710,3 +710,97 @@ async fn completed_provisions_are_cleared_from_the_saved_state() {
     let record = store.load().await.unwrap().remove("web").unwrap();
     assert_eq!(record["Rollout"]["Pending"], json!([]), "{record}");
 }
+
+/// A store whose next write, once armed, waits until released (a slow disk or a busy etcd), and
+/// that logs the spec version of every write as it lands.
+#[derive(Debug, Default)]
+struct SlowStore {
+    inner: MemoryStore,
+    landed: Mutex<Vec<String>>,
+    armed: AtomicBool,
+    held: tokio::sync::Notify,
+    holding: AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Store for SlowStore {
+    async fn load(&self) -> infrakit_store::Result<std::collections::BTreeMap<String, Value>> {
+        self.inner.load().await
+    }
+    async fn put(&self, key: &str, value: &Value) -> infrakit_store::Result<()> {
+        let held = self.armed.swap(false, Ordering::SeqCst);
+        if held {
+            let released = self.release.notified();
+            self.holding.store(true, Ordering::SeqCst);
+            self.held.notify_one();
+            released.await;
+        }
+        let put = self.inner.put(key, value).await;
+        let version = &value["Spec"]["Properties"]["Instance"]["Properties"]["Version"];
+        self.landed.lock().unwrap().push(version.to_string());
+        if held {
+            self.holding.store(false, Ordering::SeqCst);
+        }
+        put
+    }
+    async fn delete(&self, key: &str) -> infrakit_store::Result<()> {
+        self.inner.delete(key).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_is_not_overwritten_by_a_pass_that_began_before_it() {
+    let store = Arc::new(SlowStore::default());
+    let f = fixture(Some(store.clone() as Arc<dyn Store>)).await;
+    f.group
+        .commit_group(spec(2, "v1", json!({})), false)
+        .await
+        .unwrap();
+    let v1 = ids(&converged(&f.group, 2).await);
+
+    // An instance dies: the controller's next pass records the replacement it is about to
+    // provision, and that write is slow.
+    let held = store.held.notified();
+    store.armed.store(true, Ordering::SeqCst);
+    let victim = v1.iter().next().unwrap().clone();
+    f.sim
+        .destroy(&victim, &DestroyContext::reason("killed"))
+        .await
+        .unwrap();
+    held.await;
+    assert!(store.holding.load(Ordering::SeqCst));
+
+    // A commit arrives meanwhile. It may wait for the write in progress, but it must not be
+    // acknowledged and then overwritten by that older write.
+    let group = Arc::new(f.group);
+    let committing = tokio::spawn({
+        let group = group.clone();
+        async move { group.commit_group(spec(2, "v2", json!({})), false).await }
+    });
+    let mut committing = std::pin::pin!(committing);
+    // Paused time: the five seconds pass the moment every task waits.
+    let early = tokio::time::timeout(Duration::from_secs(5), &mut committing).await;
+    match early {
+        Ok(done) => done.unwrap().unwrap(),
+        Err(_) => {
+            store.release.notify_one();
+            committing.await.unwrap().unwrap()
+        }
+    };
+    store.release.notify_one();
+    wait_for("the slow write lands", Duration::from_secs(60), || async {
+        (!store.holding.load(Ordering::SeqCst)).then_some(())
+    })
+    .await;
+    // Once the commit is stored, a controller restarted at any moment loads it: no later write
+    // stores the spec it replaced.
+    let landed = store.landed.lock().unwrap().clone();
+    let first_v2 = landed.iter().position(|v| v == "\"v2\"").unwrap();
+    assert!(
+        landed[first_v2..].iter().all(|v| v == "\"v2\""),
+        "writes in the order they landed: {landed:?}"
+    );
+    // And the pass that was slow to write still completes the heal, on the new spec.
+    converged(&group, 2).await;
+}

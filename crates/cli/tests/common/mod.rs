@@ -76,6 +76,21 @@ impl Home {
         serde_json::from_str(&self.ok(args)).unwrap()
     }
 
+    /// What the process plugin (`instance-process`) describes, with properties: one JSON
+    /// object per instance (`ID`, `LogicalID`, `Tags`, `Properties.PID`, ...).
+    pub fn process_instances(&self) -> Vec<Value> {
+        let v = self.json(&[
+            "instance",
+            "--name",
+            "instance-process",
+            "describe",
+            "-p",
+            "-o",
+            "json",
+        ]);
+        v.as_array().cloned().unwrap_or_default()
+    }
+
     pub fn write(&self, name: &str, content: &str) -> PathBuf {
         let p = self.path().join(name);
         std::fs::write(&p, content).unwrap();
