@@ -1073,9 +1073,13 @@ fn swarm_page_example() {
 
     home.ok(&["group", "destroy", "swarm-workers"]);
     home.ok(&["group", "destroy", "swarm-managers"]);
-    eventually("only the bootstrap manager is left", GONE, || {
-        let nodes = lab.nodes();
-        (nodes.len() == 1 && nodes[0]["ManagerStatus"] == "Leader").then_some(())
-    });
+    let mut last = Vec::new();
+    let left = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually("only the bootstrap manager is left", GONE, || {
+            last = lab.nodes();
+            (last.len() == 1 && last[0]["ManagerStatus"] == "Leader").then_some(())
+        })
+    }));
+    assert!(left.is_ok(), "nodes left after destroy: {last:#?}");
     drop(home);
 }

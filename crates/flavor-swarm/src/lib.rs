@@ -95,6 +95,10 @@ struct Shared {
     engines: Engines,
     /// When the down nodes of (endpoint, group) were last looked for.
     sweeps: Mutex<HashMap<(String, String), Instant>>,
+    /// Held while a manager leaves the swarm: membership of the managers' Raft changes one
+    /// manager at a time. Two managers of three demoted and stopped at once can leave the
+    /// Raft with one live member of two, without a quorum, and the swarm stuck.
+    manager_changes: tokio::sync::Mutex<()>,
 }
 
 impl SwarmFlavor {
@@ -249,6 +253,10 @@ impl Flavor for SwarmFlavor {
             .engines
             .manager(props.docker_host.as_deref())
             .await?;
+        let _one_at_a_time = match self.role {
+            Role::Manager => Some(self.shared.manager_changes.lock().await),
+            Role::Worker => None,
+        };
         for node in manager.nodes_labelled(LINK_TAG, link).await? {
             let id = node.id.unwrap_or_default();
             tracing::info!(instance = %instance.id, node = %id, role = %self.role, "taking the instance's node out of the swarm");

@@ -354,11 +354,13 @@ impl Fixture {
     /// The swarm's nodes, by the engine's `infrakit-link` label (the bootstrap manager, which
     /// has none, under "").
     pub async fn nodes(&self) -> BTreeMap<String, Vec<Node>> {
-        let nodes = self
-            .manager
-            .list_nodes(None::<ListNodesOptions>)
-            .await
-            .unwrap();
+        // A swarm busy electing or re-joining a manager may time out a listing: ask again.
+        let nodes = eventually(
+            "the swarm lists its nodes",
+            Duration::from_secs(60),
+            || async { self.manager.list_nodes(None::<ListNodesOptions>).await.ok() },
+        )
+        .await;
         let mut out: BTreeMap<String, Vec<Node>> = BTreeMap::new();
         for n in nodes {
             let link = engine_labels(&n).get(LINK_TAG).cloned().unwrap_or_default();
