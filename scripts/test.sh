@@ -124,29 +124,31 @@ stop_docker() {
 }
 
 started=$(date +%s)
-echo "== services"
+# Each step's header says how long the run has taken so far.
+step() { echo "== $* ($(( $(date +%s) - started )) s)"; }
+step services
 ensure_tools
 ensure_docker
 
-echo "== default build needs no system package"
+step default build needs no system package
 scripts/check-default-build.sh
 
-echo "== formatting"
+step formatting
 cargo fmt --all -- --check
 
 # The etcd store is a feature of the CLI (its client needs protoc); the tests cover it.
 FEATURES=(--features infrakit/etcd)
 
-echo "== lints"
+step lints
 cargo clippy --workspace --all-targets --locked "${FEATURES[@]}" -- -D warnings
 
-echo "== tests"
+step tests
 cargo test --workspace --locked --no-fail-fast "${FEATURES[@]}"
 
-echo "== benchmark smoke"
+step benchmark smoke
 cargo run -p infrakit-bench --locked -- --quick
 
-echo "== fuzzing"
+step fuzzing
 scripts/fuzz.sh "${INFRAKIT_FUZZ_SECONDS:-60}"
 
 echo "== done in $(( $(date +%s) - started )) s"
