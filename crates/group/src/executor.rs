@@ -9,10 +9,12 @@ use futures::StreamExt;
 use infrakit_spi::instance::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
 use infrakit_spi::{Description, DestroyContext, Error, Flavor, Index, Instance, Result, Spec};
 
+use crate::context::Context;
+use crate::observe::membership;
 use crate::planner::{Action, Plan, Reason};
 use crate::rollout::{self, Pending, TOKEN_TAG};
 use crate::settings::Settings;
-use crate::supervisor::{membership, Context, Shared};
+use crate::state::GroupState;
 use crate::telemetry::kind;
 
 /// What running a plan produced.
@@ -38,7 +40,7 @@ fn token() -> String {
 /// Provisions are recorded (persisted) before they start.
 pub(crate) async fn execute(
     ctx: &Context,
-    shared: &Shared,
+    state: &GroupState,
     settings: &Settings,
     instance: &dyn Instance,
     flavor: &dyn Flavor,
@@ -112,24 +114,16 @@ pub(crate) async fn execute(
     }
     if durable {
         let since_ms = rollout::now_ms();
-        {
-            let mut r = shared.rollout();
-            for (token, logical_id, _) in &provisions {
-                r.pending.push(Pending {
-                    token: token.clone(),
-                    logical_id: logical_id.clone(),
-                    since_ms,
-                });
-            }
-        }
+        let pending = provisions
+            .iter()
+            .map(|(token, logical_id, _)| Pending {
+                token: token.clone(),
+                logical_id: logical_id.clone(),
+                since_ms,
+            })
+            .collect();
         // Record intent before acting: if this cannot be saved, nothing is provisioned.
-        if let Err(e) = shared.persist(ctx).await {
-            shared
-                .rollout()
-                .pending
-                .retain(|p| !provisions.iter().any(|(t, _, _)| t == &p.token));
-            return Err(e);
-        }
+        state.begin_provisions(ctx, pending).await?;
     }
     let futures: Vec<_> = provisions
         .iter()
@@ -160,31 +154,19 @@ pub(crate) async fn execute(
         .buffer_unordered(parallel)
         .collect()
         .await;
-    let settled = {
-        let mut r = shared.rollout();
-        let before = r.pending.len();
-        for (token, _, result) in &results {
-            // A provision that timed out or lost its connection may still complete: keep
-            // counting it until it shows up or its grace expires.
-            let maybe_in_flight = matches!(
+    // A provision that timed out or lost its connection may still complete: keep counting it
+    // until it shows up or its grace expires. The others are settled.
+    let settled: Vec<&str> = results
+        .iter()
+        .filter(|(_, _, result)| {
+            !matches!(
                 result,
                 Err(Error::Timeout { .. }) | Err(Error::Unavailable { .. })
-            );
-            if !maybe_in_flight {
-                r.pending.retain(|p| &p.token != token);
-            }
-        }
-        r.pending.len() != before
-    };
-    if durable && settled {
-        // The stored record must not keep listing them: a controller that takes over would
-        // count each one that has died since as still in flight, for up to `PENDING_GRACE`,
-        // and not replace it. If this fails, the supervisor retries.
-        shared.mark_unsaved();
-        if let Err(e) = shared.persist(ctx).await {
-            tracing::debug!(group = %settings.id, error = %e, "cannot save the pending provisions; will retry");
-        }
-    }
+            )
+        })
+        .map(|(token, _, _)| token.as_str())
+        .collect();
+    state.end_provisions(ctx, &settled).await;
     for (_, logical_id, result) in results {
         match result {
             Ok(id) => report.provisioned.push((id, logical_id)),

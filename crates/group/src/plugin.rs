@@ -15,15 +15,18 @@ use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{Error, Group, GroupDescription, GroupSpec, Result};
 use infrakit_store::Store;
 
+pub use crate::context::ControllerConfig;
+use crate::context::{plugins_of, Context};
 use crate::executor;
 use crate::explain;
 use crate::fence::{Fence, Unfenced};
 use crate::history::History;
+use crate::observe::{self, membership};
 use crate::preview;
 use crate::rollout::RolloutState;
 use crate::settings::Settings;
-pub use crate::supervisor::ControllerConfig;
-use crate::supervisor::{self, decode_record, membership, plugins_of, Context, Supervisor};
+use crate::state::{self, decode_record};
+use crate::supervisor::{self, Supervisor};
 use crate::telemetry::{kind, Telemetry};
 
 /// The group controller, served as a Group plugin.
@@ -158,19 +161,6 @@ impl GroupPlugin {
         Ok(settings)
     }
 
-    async fn save(&self, settings: &Settings, rollout: &RolloutState) -> Result<()> {
-        if let Some(store) = &self.ctx.store {
-            store
-                .put(
-                    &settings.id,
-                    &json!({"Spec": settings.spec, "Rollout": rollout}),
-                )
-                .await
-                .map_err(|e| Error::plugin(format!("cannot save group {}: {e}", settings.id)))?;
-        }
-        Ok(())
-    }
-
     /// The current settings of group `id`.
     async fn settings_of(&self, id: &str) -> Result<Arc<Settings>> {
         let groups = self.groups.lock().await;
@@ -213,7 +203,7 @@ impl Group for GroupPlugin {
             let details = explain::new_group(&settings);
             if !pretend {
                 let rollout = RolloutState::default();
-                self.save(&settings, &rollout).await?;
+                state::save_new(&self.ctx, &settings, &rollout).await?;
                 tracing::info!(group = %settings.id, "managing group");
                 self.telemetry().events.group(
                     kind::COMMITTED,
@@ -392,13 +382,13 @@ impl Group for GroupPlugin {
         };
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
         let observed =
-            supervisor::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
+            observe::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
         // Treat what is healthy now as established, so the simulation starts from a steady view.
         let mut history = History::default();
         let then = Instant::now();
         history.observe(observed.health(), then, drop);
         let later = then + Duration::from_secs(86_400);
-        let members = supervisor::members(&settings, &observed, &mut history, later);
+        let members = observe::members(&settings, &observed, &mut history, later);
         let gate = RolloutState::default().gate(&settings);
         let sim = preview::simulate(&supervisor::target(&settings, gate), &members, 10_000);
         let details = match &old {

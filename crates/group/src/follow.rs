@@ -1,0 +1,68 @@
+//! Event following: a supervisor reconciles at once when the instance plugin publishes an event
+//! about one of its group's instances, and falls back on polling while the plugin has no events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::sync::watch;
+
+use infrakit_spi::event::INSTANCE_TOPIC;
+use infrakit_spi::instance::GROUP_TAG;
+
+use crate::context::Context;
+use crate::settings::Settings;
+use crate::state::GroupState;
+
+/// Longest wait before subscribing again to a plugin that has no events.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Follows the instance plugin's events and wakes the supervisor on any about this group.
+pub(crate) async fn watch_events(
+    ctx: Arc<Context>,
+    mut settings: watch::Receiver<Arc<Settings>>,
+    state: Arc<GroupState>,
+) {
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let current = settings.borrow_and_update().clone();
+        match ctx
+            .plugins
+            .subscribe(&current.props.instance.plugin, INSTANCE_TOPIC)
+            .await
+        {
+            Ok(stream) => {
+                backoff = Duration::from_millis(500);
+                // Something may have happened while we were not listening.
+                state.wake();
+                let mut stream = stream.map(Ok::<_, ()>);
+                loop {
+                    tokio::select! {
+                        event = stream.try_next() => match event {
+                            Ok(Some(e)) => {
+                                let group = e.data.get("Tags").and_then(|t| t.get(GROUP_TAG)).and_then(|g| g.as_str());
+                                if group.is_none() || group == Some(current.id.as_str()) {
+                                    tracing::debug!(group = %current.id, event = %e.topic, instance = %e.id, "instance event");
+                                    state.wake();
+                                }
+                            }
+                            _ => break,
+                        },
+                        changed = settings.changed() => {
+                            if changed.is_err() { return; }
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::debug!(plugin = %current.props.instance.plugin, error = %e, "no instance events; relying on polling");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    changed = settings.changed() => if changed.is_err() { return },
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
+}

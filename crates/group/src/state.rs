@@ -1,0 +1,312 @@
+//! A group's shared state: the settings in force, the rollout state, the last pass's view, and
+//! the signals between a supervisor's handle, its loop, its event follower and the executor.
+//!
+//! This is the only place the stored record `{"Spec", "Rollout"}` is built and written. Every
+//! write of a managed group's record holds the settings in force, under one lock with the changes
+//! of those settings (commits, operator commands, rollbacks), so a pass that began before a commit
+//! never stores the spec the commit replaced.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use serde_json::{json, Value};
+use tokio::sync::{watch, Notify};
+
+use infrakit_spi::group::RolloutAction;
+use infrakit_spi::{Error, GroupSpec, Result};
+
+use crate::context::Context;
+use crate::rollout::{Pending, RolloutState};
+use crate::settings::Settings;
+use crate::view::{Snapshot, Stored};
+
+/// The record stored for a group with `spec` and `rollout`: the only place it is built.
+fn record(spec: &GroupSpec, rollout: &RolloutState) -> Value {
+    json!({"Spec": spec, "Rollout": rollout})
+}
+
+/// The record stored for a group.
+pub fn decode_record(value: &Value) -> Result<(GroupSpec, RolloutState)> {
+    let spec = infrakit_spi::error::decode_at("Spec", &value["Spec"])?;
+    let rollout = match value.get("Rollout") {
+        Some(r) if !r.is_null() => infrakit_spi::error::decode_at("Rollout", r)?,
+        _ => RolloutState::default(),
+    };
+    Ok((spec, rollout))
+}
+
+/// Saves the record of a group that is not managed yet (its first commit), if there is a store.
+pub(crate) async fn save_new(
+    ctx: &Context,
+    settings: &Settings,
+    rollout: &RolloutState,
+) -> Result<()> {
+    if let Some(store) = &ctx.store {
+        store
+            .put(&settings.id, &record(&settings.spec, rollout))
+            .await
+            .map_err(|e| Error::plugin(format!("cannot save group {}: {e}", settings.id)))?;
+    }
+    Ok(())
+}
+
+/// State shared by a supervisor's handle, its loop, its event follower and the executor.
+pub(crate) struct GroupState {
+    id: String,
+    settings: watch::Sender<Arc<Settings>>,
+    rollout: Mutex<RolloutState>,
+    snapshot: RwLock<Stored>,
+    wake: Notify,
+    restart_clock: AtomicBool,
+    /// Set when the stored record lists provisions that are no longer pending (they completed,
+    /// showed up, or expired): saving is retried until it succeeds, or else a controller taking
+    /// over would count them as still in flight and not replace those that died meanwhile.
+    unsaved: AtomicBool,
+    /// Serialises writes of the record with changes of the settings in force, so that every
+    /// write holds the settings in force: a pass that started before a commit must not store
+    /// the spec the commit replaced (a restart would then bring the old spec back).
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl GroupState {
+    /// The state of a group starting with `settings` and `rollout`, and a receiver that sees
+    /// every change of the settings in force.
+    pub(crate) fn new(
+        settings: Settings,
+        rollout: RolloutState,
+    ) -> (Arc<GroupState>, watch::Receiver<Arc<Settings>>) {
+        let id = settings.id.clone();
+        let (tx, rx) = watch::channel(Arc::new(settings));
+        let state = GroupState {
+            id,
+            settings: tx,
+            rollout: Mutex::new(rollout),
+            snapshot: RwLock::new(Stored::default()),
+            wake: Notify::new(),
+            restart_clock: AtomicBool::new(false),
+            unsaved: AtomicBool::new(false),
+            writes: tokio::sync::Mutex::new(()),
+        };
+        (Arc::new(state), rx)
+    }
+
+    /// The rollout state, locked (changes are persisted separately).
+    pub(crate) fn rollout(&self) -> MutexGuard<'_, RolloutState> {
+        self.rollout.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The settings in force.
+    pub(crate) fn settings(&self) -> Arc<Settings> {
+        self.settings.borrow().clone()
+    }
+
+    /// Whether `settings` are still the ones in force (a pass may outlive them).
+    pub(crate) fn is_current(&self, settings: &Arc<Settings>) -> bool {
+        Arc::ptr_eq(&self.settings.borrow(), settings)
+    }
+
+    /// Persists the settings in force with the current rollout state.
+    pub(crate) async fn persist(&self, ctx: &Context) -> Result<()> {
+        let _writing = self.writes.lock().await;
+        let settings = self.settings();
+        self.write(ctx, &settings).await
+    }
+
+    /// Writes `settings` with the current rollout state. Callers hold `writes`.
+    async fn write(&self, ctx: &Context, settings: &Settings) -> Result<()> {
+        let Some(store) = &ctx.store else {
+            return Ok(());
+        };
+        let unsaved = self.unsaved.swap(false, Ordering::SeqCst);
+        let record = record(&settings.spec, &self.rollout());
+        let saved = store.put(&self.id, &record).await;
+        if saved.is_err() && unsaved {
+            self.unsaved.store(true, Ordering::SeqCst);
+        }
+        saved.map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+    }
+
+    /// Changes the rollout state with `change` and stores it with `next` settings (or the ones in
+    /// force), putting `next` in force, as one step no other write can come between; on a failed
+    /// write the rollout state is put back and nothing changes.
+    pub(crate) async fn change(
+        &self,
+        ctx: &Context,
+        next: Option<Settings>,
+        change: impl FnOnce(&mut RolloutState),
+    ) -> Result<()> {
+        let _writing = self.writes.lock().await;
+        let before = self.rollout().clone();
+        change(&mut self.rollout());
+        let written = match &next {
+            Some(settings) => self.write(ctx, settings).await,
+            None => {
+                let settings = self.settings();
+                self.write(ctx, &settings).await
+            }
+        };
+        if let Err(e) = written {
+            *self.rollout() = before;
+            return Err(e);
+        }
+        if let Some(settings) = next {
+            self.settings.send_replace(Arc::new(settings));
+        }
+        Ok(())
+    }
+
+    /// Notes that the stored record lists provisions that are no longer pending.
+    pub(crate) fn mark_unsaved(&self) {
+        self.unsaved.store(true, Ordering::SeqCst);
+    }
+
+    /// Keeps the pending provisions `keep` accepts, marking the record unsaved when any was
+    /// dropped; returns those left. `keep` is asked nothing when none are pending; `prepare`
+    /// (run only when some are, before `keep`) gathers what it needs.
+    pub(crate) fn retain_pending<T>(
+        &self,
+        prepare: impl FnOnce() -> T,
+        mut keep: impl FnMut(&T, &Pending) -> bool,
+    ) -> Vec<Pending> {
+        let (pending, changed) = {
+            let mut r = self.rollout();
+            let before = r.pending.len();
+            if before > 0 {
+                let gathered = prepare();
+                r.pending.retain(|p| keep(&gathered, p));
+            }
+            (r.pending.clone(), r.pending.len() != before)
+        };
+        if changed {
+            self.mark_unsaved();
+        }
+        pending
+    }
+
+    /// Saves the record if it lists provisions that are no longer pending (a failure is retried
+    /// on the next pass).
+    pub(crate) async fn flush(&self, ctx: &Context) {
+        if self.unsaved.load(Ordering::SeqCst) {
+            if let Err(e) = self.persist(ctx).await {
+                tracing::debug!(group = %self.id, error = %e, "cannot save the pending provisions; will retry");
+            }
+        }
+    }
+
+    /// Records provisions before they start: if that cannot be saved, they are forgotten again
+    /// and the error returned (nothing may be provisioned).
+    pub(crate) async fn begin_provisions(
+        &self,
+        ctx: &Context,
+        pending: Vec<Pending>,
+    ) -> Result<()> {
+        let tokens: Vec<String> = pending.iter().map(|p| p.token.clone()).collect();
+        self.rollout().pending.extend(pending);
+        if let Err(e) = self.persist(ctx).await {
+            self.rollout()
+                .pending
+                .retain(|p| !tokens.iter().any(|t| t == &p.token));
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Provisions with these tokens settled (they returned, or failed for sure): they are no
+    /// longer pending, and with a store the record says so as soon as it can (a controller that
+    /// takes over would otherwise count each one that has died since as still in flight, for up
+    /// to `PENDING_GRACE`, and not replace it). A failed save is retried by later passes.
+    pub(crate) async fn end_provisions(&self, ctx: &Context, settled: &[&str]) {
+        let dropped = {
+            let mut r = self.rollout();
+            let before = r.pending.len();
+            for token in settled {
+                r.pending.retain(|p| p.token != *token);
+            }
+            r.pending.len() != before
+        };
+        if ctx.store.is_some() && dropped {
+            self.mark_unsaved();
+            if let Err(e) = self.persist(ctx).await {
+                tracing::debug!(group = %self.id, error = %e, "cannot save the pending provisions; will retry");
+            }
+        }
+    }
+
+    /// Persists and puts in force new settings, and restarts the rollout's progress clock.
+    pub(crate) async fn commit(&self, ctx: &Context, settings: Settings) -> Result<()> {
+        let old = self.settings();
+        self.change(ctx, Some(settings.clone()), |r| {
+            r.on_commit(&old, &settings)
+        })
+        .await?;
+        self.restart_clock.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// An operator's command: pauses, resumes or undoes the rollout.
+    pub(crate) async fn operate(&self, ctx: &Context, action: RolloutAction) -> Result<()> {
+        let settings = self.settings();
+        let next = match action {
+            RolloutAction::Undo => {
+                let Some(previous) = self.rollout().previous.clone() else {
+                    return Err(Error::plugin(format!(
+                        "group {} has no previous configuration to go back to",
+                        self.id
+                    )));
+                };
+                Some(Settings::parse(&previous)?)
+            }
+            RolloutAction::Pause | RolloutAction::Resume => None,
+        };
+        let undo_to = next.clone();
+        self.change(ctx, next, |r| match undo_to {
+            Some(previous) => {
+                r.on_commit(&settings, &previous);
+                r.reason = "undone by an operator".into();
+            }
+            None if action == RolloutAction::Pause => {
+                r.paused = Some("paused by an operator".into())
+            }
+            None => {
+                r.paused = None;
+                r.partition_released = true;
+            }
+        })
+        .await?;
+        self.restart_clock.store(true, Ordering::SeqCst);
+        if action != RolloutAction::Undo {
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// True once after a commit or an operator's command: the progress clock starts again.
+    pub(crate) fn take_restart_clock(&self) -> bool {
+        self.restart_clock.swap(false, Ordering::SeqCst)
+    }
+
+    /// Asks the loop for a pass now.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Resolves when a pass is asked for.
+    pub(crate) async fn woken(&self) {
+        self.wake.notified().await
+    }
+
+    /// The last pass's view, as `DescribeGroup` reports it.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let stored = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        stored.snapshot(&self.settings())
+    }
+
+    /// Updates the last pass's view.
+    pub(crate) fn record_pass(&self, update: impl FnOnce(&mut Stored)) {
+        update(&mut self.snapshot.write().unwrap_or_else(|p| p.into_inner()));
+    }
+}

@@ -1,0 +1,205 @@
+//! What a pass saw, as `DescribeGroup` reports it: the [`View`] each reconcile leaves behind, the
+//! [`Snapshot`] built from it on demand, and the words for what a plan is doing or waiting for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutStatus};
+use infrakit_spi::Health;
+
+use crate::planner::{Member, Plan};
+use crate::rollout::RolloutState;
+use crate::settings::Settings;
+
+/// The last reconcile's view of a group, as stored between reconciles.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Stored {
+    view: Arc<View>,
+    /// Replaces the view's message (e.g. why the last reconcile failed).
+    message: Option<String>,
+    converged: bool,
+    observed: bool,
+    settings: Option<Arc<Settings>>,
+}
+
+/// The last reconcile's view of a group.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Extended status for `DescribeGroup`.
+    pub status: GroupStatus,
+    /// True when the last plan had nothing to do or wait for.
+    pub converged: bool,
+    /// True once an observation has succeeded.
+    pub observed: bool,
+    /// The settings this view was computed against.
+    pub settings: Option<Arc<Settings>>,
+}
+
+impl Stored {
+    /// Keeps the view of a pass against `settings` that succeeded.
+    pub(crate) fn passed(&mut self, settings: Arc<Settings>, converged: bool, view: View) {
+        self.settings = Some(settings);
+        self.converged = converged;
+        self.observed = true;
+        self.view = Arc::new(view);
+        self.message = None;
+    }
+
+    /// Notes that a pass against `settings` failed: the last view stays, with `message` instead
+    /// of its own.
+    pub(crate) fn failed(&mut self, settings: Arc<Settings>, message: String) {
+        self.settings = Some(settings);
+        self.converged = false;
+        self.message = Some(message);
+    }
+
+    /// The snapshot reported while `current` are the settings in force: not converged unless
+    /// the last pass ran against them.
+    pub(crate) fn snapshot(self, current: &Arc<Settings>) -> Snapshot {
+        let mut status = self.view.status();
+        if let Some(message) = self.message {
+            status.message = message;
+        }
+        let mut snap = Snapshot {
+            status,
+            converged: self.converged,
+            observed: self.observed,
+            settings: self.settings,
+        };
+        if !snap
+            .settings
+            .as_ref()
+            .is_some_and(|s| Arc::ptr_eq(s, current))
+        {
+            snap.converged = false;
+        }
+        snap
+    }
+}
+
+/// What a reconcile saw, kept for `DescribeGroup` until the next one. The status with its
+/// per-instance entries is only built when someone asks for it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct View {
+    desired: usize,
+    config_hash: String,
+    instances: Vec<Listed>,
+    message: String,
+    rollout: Option<RolloutStatus>,
+}
+
+/// One instance in a [`View`]: what the status reports of it and no more (a view of every
+/// group is kept between passes, and overlaps the next pass's members while it runs).
+#[derive(Debug, Clone)]
+struct Listed {
+    id: Box<str>,
+    logical_id: Option<Box<str>>,
+    age_seconds: u64,
+    health: Health,
+    current: bool,
+}
+
+/// An instance's age as reported: since its creation where the plugin knows it (so a restarted
+/// controller does not make old instances look new), else since the controller first saw it.
+fn displayed_age(m: &Member) -> Duration {
+    m.created
+        .and_then(|c| std::time::SystemTime::now().duration_since(c).ok())
+        .map_or(m.age, |real| real.max(m.age))
+}
+
+impl From<Member> for Listed {
+    fn from(m: Member) -> Listed {
+        let age = displayed_age(&m);
+        Listed {
+            // The IDs were cloned to their exact length: no copy here.
+            id: m.id.into_boxed_str(),
+            logical_id: m.logical_id.map(String::into_boxed_str),
+            age_seconds: age.as_secs(),
+            health: m.health,
+            current: m.current,
+        }
+    }
+}
+
+impl View {
+    /// Sets the group's gauges.
+    pub(crate) fn record(&self, group: &str, metrics: &crate::telemetry::Metrics) {
+        metrics.group_seen(group, self.desired, self.instances.len(), self.healthy());
+        match &self.rollout {
+            Some(r) => metrics.rollout(group, r.updated, r.total),
+            None => metrics.rollout(group, 0, 0),
+        }
+    }
+
+    /// The extended status `DescribeGroup` reports.
+    fn status(&self) -> GroupStatus {
+        GroupStatus {
+            desired: self.desired,
+            actual: self.instances.len(),
+            healthy: self.healthy(),
+            config_hash: self.config_hash.clone(),
+            message: self.message.clone(),
+            instances: self
+                .instances
+                .iter()
+                .map(|m| InstanceStatus {
+                    id: m.id.to_string(),
+                    logical_id: m.logical_id.as_deref().map(str::to_string),
+                    config: if m.current {
+                        ConfigState::Current
+                    } else {
+                        ConfigState::Old
+                    },
+                    health: m.health,
+                    age_seconds: m.age_seconds,
+                })
+                .collect(),
+            rollout: self.rollout.clone(),
+        }
+    }
+
+    fn healthy(&self) -> usize {
+        self.instances
+            .iter()
+            .filter(|m| m.health == Health::Healthy)
+            .count()
+    }
+}
+
+/// What a plan with actions is doing, in words.
+pub(crate) fn status_message(plan: &Plan) -> String {
+    format!(
+        "provisioning {}, destroying {}",
+        plan.provisions(),
+        plan.destroyed().count()
+    )
+}
+
+pub(crate) fn status(
+    settings: &Settings,
+    rollout: &RolloutState,
+    members: Vec<Member>,
+    plan: &Plan,
+) -> View {
+    let message = if !plan.actions.is_empty() {
+        status_message(plan)
+    } else {
+        plan.waiting
+            .clone()
+            .or_else(|| rollout.paused.clone())
+            .unwrap_or_default()
+    };
+    let updated = members.iter().filter(|m| !m.pending && m.current).count();
+    View {
+        desired: settings.desired(),
+        config_hash: settings.config_hash.clone(),
+        rollout: rollout.status(updated, settings.desired()),
+        // Only real instances: provisions not seen yet are not reported.
+        instances: members
+            .into_iter()
+            .filter(|m| !m.pending)
+            .map(Listed::from)
+            .collect(),
+        message,
+    }
+}
