@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use comfy_table::{Cell, Color};
 use indicatif::{ProgressBar, ProgressDrawTarget};
 
-use infrakit_group::supervisor::PROTECT_TAG;
 use infrakit_rpc::{dir, GroupClient, Plugins};
 use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction, RolloutStatus};
+use infrakit_spi::instance::PROTECT_TAG;
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
 use crate::cli::{Format, GroupArgs, GroupCommand, RolloutVerb};

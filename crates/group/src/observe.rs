@@ -16,8 +16,7 @@ use crate::history::History;
 use crate::planner::Member;
 use crate::settings::Settings;
 
-/// Tag that keeps an instance from being chosen by scale-in.
-pub const PROTECT_TAG: &str = "infrakit.protect";
+pub use infrakit_spi::instance::PROTECT_TAG;
 
 /// Tags that select the members of group `id`.
 pub fn membership(id: &str) -> Tags {

@@ -21,8 +21,7 @@ use infrakit_spi::GroupSpec;
 use crate::planner::Gate;
 use crate::settings::Settings;
 
-/// Tag carrying the token of the provision that created an instance.
-pub const TOKEN_TAG: &str = "infrakit.provision.token";
+pub use infrakit_spi::instance::TOKEN_TAG;
 /// How long an unobserved provision recorded before a restart still counts as in flight.
 pub const PENDING_GRACE: Duration = Duration::from_secs(60);
 

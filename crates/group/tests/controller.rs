@@ -1,7 +1,6 @@
 //! The group controller with real plugins, in-process and over sockets.
 
 use std::collections::BTreeSet;
-use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
 use infrakit_spi::{Group, GroupDescription, GroupSpec, Instance, Tags};
+use infrakit_testkit::ProcessDir;
 
 async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
 where
@@ -31,31 +31,6 @@ where
             "timed out after {timeout:?} waiting for: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A temporary directory for tests whose process plugin keeps its state in it. The plugin leaves
-/// its instances running when dropped (by design); dropping this kills every process working in
-/// the directory, so that a failing test leaves no `sleep` behind.
-struct ProcessDir(tempfile::TempDir);
-
-impl ProcessDir {
-    fn new() -> ProcessDir {
-        ProcessDir(tempfile::tempdir().unwrap())
-    }
-}
-
-impl Deref for ProcessDir {
-    type Target = tempfile::TempDir;
-    fn deref(&self) -> &tempfile::TempDir {
-        &self.0
-    }
-}
-
-impl Drop for ProcessDir {
-    fn drop(&mut self) {
-        // Before the directory is removed: a process's working directory is matched by path.
-        infrakit_testkit::process::kill_processes_in(self.0.path());
     }
 }
 

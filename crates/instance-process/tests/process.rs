@@ -1,7 +1,6 @@
 //! Tests of the process plugin with real processes (`sleep`, `sh`).
 
 use std::future::Future;
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -9,6 +8,7 @@ use infrakit_instance_process::{ProcessPlugin, STDOUT_LOG};
 use infrakit_spi::event::{Event, Publisher};
 use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Attachment, DestroyContext, Error, Instance, Spec, Tags};
+use infrakit_testkit::ProcessDir;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -17,31 +17,6 @@ use tokio::time::Instant;
 
 /// How long to wait for something the plugin or its processes do: generous, for a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A temporary directory for the plugin's state (or an instance's `Dir`). The plugin leaves its
-/// instances running when it is dropped, by design; dropping this kills every process working
-/// in the directory (or naming it), so that a failing test leaves no `sleep` behind.
-struct TestDir(tempfile::TempDir);
-
-impl TestDir {
-    fn new() -> TestDir {
-        TestDir(tempfile::tempdir().unwrap())
-    }
-}
-
-impl Deref for TestDir {
-    type Target = tempfile::TempDir;
-    fn deref(&self) -> &tempfile::TempDir {
-        &self.0
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        // Before the directory is removed: a process's working directory is matched by path.
-        infrakit_testkit::process::kill_processes_in(self.0.path());
-    }
-}
 
 fn tags(pairs: &[(&str, &str)]) -> Tags {
     pairs
@@ -119,7 +94,7 @@ fn instance_dirs(state: &Path) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn provision_starts_a_process_with_the_infrakit_environment() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let mut s = spec(
         json!({
@@ -175,8 +150,8 @@ async fn provision_starts_a_process_with_the_infrakit_environment() {
 
 #[tokio::test]
 async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
-    let state = TestDir::new();
-    let work = TestDir::new();
+    let state = ProcessDir::new();
+    let work = ProcessDir::new();
     let p = open(state.path());
 
     let mut ok = spec(
@@ -211,7 +186,7 @@ async fn init_runs_first_in_dir_and_its_failure_leaves_nothing() {
 
 #[tokio::test]
 async fn init_that_hangs_times_out() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path()).with_init_timeout(Duration::from_millis(300));
     let mut s = sleeper("g");
     s.init = "echo started; sleep 3600".into();
@@ -229,7 +204,7 @@ async fn init_that_hangs_times_out() {
 
 #[tokio::test]
 async fn a_command_that_cannot_start_leaves_nothing() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let err = p
         .provision(spec(json!({"Cmd": "/nonexistent/program"}), "g"))
@@ -251,7 +226,7 @@ async fn a_command_that_cannot_start_leaves_nothing() {
 
 #[tokio::test]
 async fn validate_and_provision_reject_bad_properties_by_path() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     p.validate(&json!({"Cmd": "sleep", "Args": ["1"]}))
         .await
@@ -273,7 +248,7 @@ async fn validate_and_provision_reject_bad_properties_by_path() {
 
 #[tokio::test]
 async fn describe_filters_by_tags_and_label_merges_and_persists() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let a = p.provision(sleeper("a")).await.unwrap();
     let b = p.provision(sleeper("b")).await.unwrap();
@@ -310,7 +285,7 @@ async fn describe_filters_by_tags_and_label_merges_and_persists() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_process_is_reported_at_once() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     let id = p.provision(sleeper("g")).await.unwrap();
@@ -341,7 +316,7 @@ async fn a_killed_process_is_reported_at_once() {
 
 #[tokio::test]
 async fn an_instance_that_finishes_keeps_its_logs() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     let id = p
@@ -369,7 +344,7 @@ async fn an_instance_that_finishes_keeps_its_logs() {
 
 #[tokio::test]
 async fn destroy_kills_the_group_and_is_idempotent() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let mut events = p.subscribe();
     // A shell with a child: destroying the instance must reach both.
@@ -415,7 +390,7 @@ async fn destroy_kills_the_group_and_is_idempotent() {
 
 #[tokio::test]
 async fn destroy_escalates_to_sigkill_after_the_grace_period() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path()).with_grace_period(Duration::from_millis(300));
     let id = p
         .provision(spec(
@@ -439,7 +414,7 @@ async fn destroy_escalates_to_sigkill_after_the_grace_period() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopening_adopts_running_processes_and_drops_dead_ones() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let (alive, alive_pid, dead, dead_pid) = {
         let p = open(state.path());
         let alive = p.provision(sleeper("g")).await.unwrap();
@@ -484,7 +459,7 @@ async fn reopening_adopts_running_processes_and_drops_dead_ones() {
 
 #[tokio::test]
 async fn an_adopted_process_can_be_destroyed() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let (id, pid) = {
         let p = open(state.path());
         let id = p.provision(sleeper("g")).await.unwrap();
@@ -505,7 +480,7 @@ async fn an_adopted_process_can_be_destroyed() {
 
 #[tokio::test]
 async fn a_recycled_pid_is_not_adopted() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let id = {
         let p = open(state.path());
         let id = p.provision(sleeper("g")).await.unwrap();
@@ -546,7 +521,7 @@ fn with_volume(props: Value, volume: &str) -> Spec {
 
 #[tokio::test]
 async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     let volume = p.volume_dir("data-db1").unwrap();
     assert_eq!(volume, state.path().join("volumes").join("data-db1"));
@@ -624,7 +599,7 @@ async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
 
 #[tokio::test]
 async fn a_bad_volume_id_is_rejected_and_leaves_nothing() {
-    let state = TestDir::new();
+    let state = ProcessDir::new();
     let p = open(state.path());
     for bad in ["", "..", "a/b", "../escape"] {
         let s = with_volume(json!({"Cmd": "sleep", "Args": ["3600"]}), bad);

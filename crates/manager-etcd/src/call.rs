@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// How long one request to etcd may take (campaigns, which wait for the election, excepted).
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Pause between attempts.
 const RETRY_PAUSE: Duration = Duration::from_millis(50);
 

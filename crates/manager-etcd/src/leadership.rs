@@ -29,15 +29,14 @@ use tokio_util::sync::CancellationToken;
 use infrakit_group::Fence;
 use infrakit_manager::{Leadership, ManagerError, Term};
 
-use crate::call::{call, transient, CallError};
+use crate::call::{call, transient, CallError, REQUEST_TIMEOUT};
 use crate::endpoints_list;
+use crate::session::{lock, Current, ElectionKey, Session};
 use crate::store::EtcdStore;
 
 /// The lease TTL when none is configured.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(3);
 
-/// How long one request to etcd may take (campaigns, which wait for the election, excepted).
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long `connect` waits for the cluster to answer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often the member list shown by `info` is refreshed.
@@ -47,113 +46,9 @@ const OBSERVE_RETRY: Duration = Duration::from_millis(200);
 /// Pause before campaigning again after the request failed on its way.
 const CAMPAIGN_RETRY: Duration = Duration::from_millis(50);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 fn backend(message: impl Into<String>) -> ManagerError {
     ManagerError::Backend(message.into())
 }
-
-/// The election key of a won campaign: the store's writes are conditional on it.
-#[derive(Debug, Clone)]
-pub(crate) struct ElectionKey {
-    /// The key, `<cluster>/leader/<lease in hex>`.
-    pub(crate) key: Vec<u8>,
-    /// Its create revision: it changes if the key is deleted and created again.
-    pub(crate) rev: i64,
-    /// All of it, as etcd's election API names it (to resign).
-    leader: LeaderKey,
-}
-
-/// One lease and what became of it: a campaign, then perhaps a term.
-#[derive(Debug)]
-pub(crate) struct Session {
-    lease: i64,
-    /// The TTL the fence assumes (the requested one; etcd may grant more, never less).
-    ttl: Duration,
-    margin: Duration,
-    valid_until: Mutex<Instant>,
-    /// Cancelled when the session is over, for whatever reason; ends the keepalive task.
-    lost: CancellationToken,
-    reason: Mutex<Option<String>>,
-    /// Set once the campaign is won.
-    elected: Mutex<Option<ElectionKey>>,
-}
-
-impl Session {
-    fn new(lease: i64, ttl: Duration, margin: Duration, sent: Instant) -> Session {
-        Session {
-            lease,
-            ttl,
-            margin,
-            valid_until: Mutex::new(sent + ttl - margin),
-            lost: CancellationToken::new(),
-            reason: Mutex::new(None),
-            elected: Mutex::new(None),
-        }
-    }
-
-    /// Records an acknowledged keepalive that was sent at `sent`, granting `ttl_secs`.
-    fn renewed(&self, sent: Instant, ttl_secs: i64) {
-        let granted = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(0));
-        let until = sent + granted.min(self.ttl) - self.margin;
-        let mut valid = lock(&self.valid_until);
-        if until > *valid {
-            *valid = until;
-        }
-    }
-
-    fn valid_until(&self) -> Instant {
-        *lock(&self.valid_until)
-    }
-
-    /// Ends the session (first reason wins).
-    fn lose(&self, why: impl Into<String>) {
-        {
-            let mut reason = lock(&self.reason);
-            if reason.is_none() {
-                *reason = Some(why.into());
-            }
-        }
-        self.lost.cancel();
-    }
-
-    fn reason(&self) -> String {
-        lock(&self.reason)
-            .clone()
-            .unwrap_or_else(|| "the term ended".to_string())
-    }
-
-    pub(crate) fn elected(&self) -> Option<ElectionKey> {
-        lock(&self.elected).clone()
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if self.lost.is_cancelled() {
-            return Err(format!(
-                "leadership lost (lease {:x}): {}",
-                self.lease,
-                self.reason()
-            ));
-        }
-        let now = Instant::now();
-        let until = self.valid_until();
-        if now >= until {
-            return Err(format!(
-                "lease {:x} is not known to be valid: its last acknowledged renewal is {:?} old (TTL {:?}, safety margin {:?})",
-                self.lease,
-                (now - until) + self.ttl - self.margin,
-                self.ttl,
-                self.margin
-            ));
-        }
-        Ok(())
-    }
-}
-
-/// Where the store finds the current term's election key.
-pub(crate) type Current = Arc<Mutex<Option<Arc<Session>>>>;
 
 /// The fence of one term; dropping its last reference ends the term.
 #[derive(Debug)]

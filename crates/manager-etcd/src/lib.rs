@@ -20,6 +20,7 @@
 
 mod call;
 mod leadership;
+mod session;
 mod store;
 
 pub use leadership::{EtcdLeadership, DEFAULT_TTL};

@@ -10,9 +10,9 @@ use serde_json::{json, Value};
 
 use infrakit_store::{Result, Store, StoreError};
 
-use crate::call::{call, CallError};
+use crate::call::{call, CallError, REQUEST_TIMEOUT};
 use crate::endpoints_list;
-use crate::leadership::{Current, REQUEST_TIMEOUT};
+use crate::session::Current;
 
 /// Group records under `<cluster>/groups/<id>`, one JSON document each.
 ///

@@ -7,6 +7,7 @@
 //! name the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -16,9 +17,17 @@ use serde_json::{json, Value};
 use infrakit_spi::group::RolloutAction;
 use infrakit_spi::{Allocation, Description, DestroyContext, Error, GroupSpec, Index, Spec, Tags};
 
+use crate::handlers::Handlers;
 use crate::jsonrpc::{self, Request};
-use crate::serve::Caller;
-use crate::server::Handlers;
+
+/// Who is calling, for the audit log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Caller {
+    /// A process on this host, over the Unix socket (its pid from `SO_PEERCRED`).
+    Local(Option<i32>),
+    /// A client over TCP, by address.
+    Remote(SocketAddr),
+}
 
 /// Messages of protocol errors (not the plugin's own) are cut to this many bytes: some echo the
 /// input (a method name, a bad value, a map key).

@@ -18,6 +18,7 @@ pub mod client;
 pub mod dir;
 pub mod dispatch;
 pub mod events;
+mod handlers;
 pub mod jsonrpc;
 pub mod limits;
 pub mod registry;

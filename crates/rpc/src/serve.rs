@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use infrakit_spi::secret::Secret;
 
+use crate::handlers::Handlers;
 use crate::limits::Limits;
-use crate::server::Handlers;
 use crate::{dispatch, events, tcp};
 
 /// What every connection of one server shares.
@@ -30,15 +30,6 @@ pub(crate) struct ServerInfo {
     pub(crate) name: String,
     pub(crate) handlers: Handlers,
     pub(crate) limits: Limits,
-}
-
-/// Who is calling, for the audit log.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Caller {
-    /// A process on this host, over the Unix socket (its pid from `SO_PEERCRED`).
-    Local(Option<i32>),
-    /// A client over TCP, by address.
-    Remote(SocketAddr),
 }
 
 /// Serves HTTP/1.1 on `io` until the client goes away, the connection idles past

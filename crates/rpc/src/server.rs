@@ -22,103 +22,17 @@ use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-use infrakit_spi::event::Publisher;
-use infrakit_spi::manager::Manager;
 use infrakit_spi::secret::Secret;
-use infrakit_spi::{Flavor, Group, Instance, InterfaceSpec};
 
+use crate::dispatch::Caller;
+pub use crate::handlers::Handlers;
 use crate::limits::Limits;
-use crate::serve::{self, Caller, ServerInfo};
+use crate::serve::{self, ServerInfo};
 use crate::tcp::TcpListenerConfig;
 use crate::{dir, tls};
 
 /// Largest request body accepted by default (larger ones get HTTP 413); see [`Limits`].
 pub const MAX_BODY_BYTES: usize = crate::limits::DEFAULT_MAX_BODY_BYTES;
-
-/// The trait objects one server exposes, keyed by subtype (`""` is the default plugin).
-#[derive(Default, Clone)]
-pub struct Handlers {
-    pub(crate) instances: BTreeMap<String, Arc<dyn Instance>>,
-    pub(crate) flavors: BTreeMap<String, Arc<dyn Flavor>>,
-    pub(crate) group: Option<Arc<dyn Group>>,
-    pub(crate) publisher: Option<Arc<dyn Publisher>>,
-    pub(crate) manager: Option<Arc<dyn Manager>>,
-}
-
-impl Handlers {
-    /// No handlers yet.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Serves an Instance plugin of subtype `kind` (`""` for the default).
-    pub fn instance(mut self, kind: &str, plugin: Arc<dyn Instance>) -> Self {
-        self.instances.insert(kind.to_string(), plugin);
-        self
-    }
-
-    /// Serves a Flavor plugin of subtype `kind` (`""` for the default).
-    pub fn flavor(mut self, kind: &str, plugin: Arc<dyn Flavor>) -> Self {
-        self.flavors.insert(kind.to_string(), plugin);
-        self
-    }
-
-    /// Serves the Group API.
-    pub fn group(mut self, plugin: Arc<dyn Group>) -> Self {
-        self.group = Some(plugin);
-        self
-    }
-
-    /// Serves the Manager API.
-    pub fn manager(mut self, manager: Arc<dyn Manager>) -> Self {
-        self.manager = Some(manager);
-        self
-    }
-
-    /// Publishes events on `/events`.
-    pub fn publisher(mut self, publisher: Arc<dyn Publisher>) -> Self {
-        self.publisher = Some(publisher);
-        self
-    }
-
-    /// Every interface version served, with the subtypes served under it.
-    pub(crate) fn interfaces(&self) -> Vec<(InterfaceSpec, Vec<String>)> {
-        let mut out = Vec::new();
-        let mut add = |ifaces: &[InterfaceSpec], types: Vec<String>| {
-            for i in ifaces {
-                out.push((*i, types.clone()));
-            }
-        };
-        if !self.instances.is_empty() {
-            add(
-                infrakit_spi::instance::INTERFACES,
-                self.instances.keys().cloned().collect(),
-            );
-        }
-        if !self.flavors.is_empty() {
-            add(
-                infrakit_spi::flavor::INTERFACES,
-                self.flavors.keys().cloned().collect(),
-            );
-        }
-        if self.group.is_some() {
-            add(infrakit_spi::group::INTERFACES, vec![String::new()]);
-        }
-        if self.manager.is_some() {
-            add(infrakit_spi::manager::INTERFACES, vec![String::new()]);
-        }
-        if self.publisher.is_some() {
-            add(
-                &[InterfaceSpec {
-                    name: "Event",
-                    version: "0.1.0",
-                }],
-                vec![String::new()],
-            );
-        }
-        out
-    }
-}
 
 /// How a [`PluginServer`] serves, beyond its Unix socket.
 #[derive(Debug, Clone, Default)]

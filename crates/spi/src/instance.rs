@@ -18,6 +18,11 @@ pub const CONFIG_HASH_TAG: &str = "infrakit.config.hash";
 pub const LOGICAL_ID_TAG: &str = "infrakit.logical_id";
 /// Tag written by InfraKit before 2018 for the configuration hash; read for compatibility.
 pub const LEGACY_CONFIG_TAG: &str = "infrakit.config_sha";
+/// Tag that keeps an instance from being chosen by scale-in (`infrakit.protect=true`).
+pub const PROTECT_TAG: &str = "infrakit.protect";
+/// Tag carrying the token of the provision that created an instance, so a provision whose
+/// answer was lost is recognised when its instance shows up.
+pub const TOKEN_TAG: &str = "infrakit.provision.token";
 
 /// The versions of the Instance API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[

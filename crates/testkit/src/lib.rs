@@ -18,5 +18,5 @@ pub mod wait;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdCluster;
 pub use ports::{free_port, free_ports};
-pub use process::ProcessGroup;
+pub use process::{ProcessDir, ProcessGroup};
 pub use wait::eventually;

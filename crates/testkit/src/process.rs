@@ -53,6 +53,37 @@ impl Drop for ProcessGroup {
     }
 }
 
+/// A temporary directory that ends every process working in it (or naming it) when dropped,
+/// before it is removed: for state directories of the process plugin, whose instances outlive
+/// the plugin by design, so that a failing test leaves no `sleep` behind.
+#[derive(Debug)]
+pub struct ProcessDir(tempfile::TempDir);
+
+impl ProcessDir {
+    /// A new empty directory.
+    pub fn new() -> ProcessDir {
+        ProcessDir(tempfile::tempdir().expect("a temporary directory"))
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Default for ProcessDir {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for ProcessDir {
+    fn drop(&mut self) {
+        // Before the directory is removed: a process's working directory is matched by path.
+        kill_processes_in(self.0.path());
+    }
+}
+
 /// The processes (other than this one) whose working directory is under `dir`, or whose
 /// command line or environment mentions it.
 pub fn processes_in(dir: &Path) -> Vec<i32> {
