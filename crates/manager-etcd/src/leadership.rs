@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -24,7 +24,6 @@ use etcd_client::{
     Client, ConnectOptions, LeaderKey, LeaseKeepAliveStream, LeaseKeeper, ResignOptions,
 };
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
 use infrakit_group::Fence;
 use infrakit_manager::{Leadership, ManagerError, Term};

@@ -7,7 +7,6 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -21,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use infrakit_spi::secret::Secret;
 
+use crate::dispatch::Caller;
 use crate::handlers::Handlers;
 use crate::limits::Limits;
 use crate::{dispatch, events, tcp};

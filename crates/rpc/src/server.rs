@@ -8,7 +8,6 @@
 //! [`Limits`] of every connection and an optional authenticated TCP listener
 //! ([`TcpListenerConfig`]) serving the same handlers.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
