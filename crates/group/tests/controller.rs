@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -14,25 +14,7 @@ use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
 use infrakit_spi::{Group, GroupDescription, GroupSpec, Instance, Tags};
-use infrakit_testkit::ProcessDir;
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+use infrakit_testkit::{eventually, ProcessDir};
 
 /// How long a test waits for what the plugin's events drive (a dead process replaced): several
 /// times what it takes on an idle machine (well under a second), and still below the 60 s poll

@@ -20,6 +20,7 @@ use infrakit_spi::{
     Description, DestroyContext, Group, GroupDescription, GroupSpec, Instance, Result, Spec, Tags,
 };
 use infrakit_store::{MemoryStore, Store};
+use infrakit_testkit::eventually as wait_for;
 
 /// The simulator behind knobs the tests turn. It records the group's size and healthy count at
 /// every `DescribeInstances` (that is, at every reconcile), can refuse to list anything (`down`),
@@ -149,21 +150,6 @@ fn spec(size: usize, version: &str, extra: Value) -> GroupSpec {
     GroupSpec {
         id: "web".into(),
         properties: props,
-    }
-}
-
-async fn wait_for<T, F, Fut>(what: &str, within: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
