@@ -19,6 +19,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{eventually, Home};
+use infrakit_testkit::process::is_running as alive;
 use serde_json::Value;
 
 /// How long a group may take to converge (engines, JVMs and Vagrant on a busy 2-core machine).
@@ -316,15 +317,6 @@ fn terraform_state(dir: &Path) -> BTreeSet<String> {
     .filter(|l| !l.is_empty())
     .map(str::to_string)
     .collect()
-}
-
-fn alive(pid: i32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
 }
 
 #[test]

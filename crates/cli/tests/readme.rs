@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{eventually, example, Background, Home};
+use infrakit_testkit::process::is_running as alive;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -61,15 +62,6 @@ fn converged(home: &Home, group: &str, n: usize) -> BTreeSet<String> {
         (d["Converged"] == true && instances.len() == n && all_good)
             .then(|| instances.into_keys().collect())
     })
-}
-
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .is_some_and(|r| r.trim_start().starts_with('Z'))
-        })
 }
 
 /// Runs `infrakit args` with its standard output closed before it writes anything: it must end

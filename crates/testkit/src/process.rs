@@ -131,6 +131,12 @@ pub fn kill_processes_in(dir: &Path) -> usize {
     }
 }
 
+/// Whether process `pid` runs: it exists and has not exited (an exited process waiting for its
+/// parent to reap it does not count).
+pub fn is_running(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
+}
+
 /// A process that has exited and waits for its parent to reap it.
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
