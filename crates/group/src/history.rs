@@ -257,18 +257,58 @@ impl History {
         }
     }
 
-    /// How many of `wanted` provisions may run now, and why not all, for a group of `desired`.
-    pub fn allow_provisions(
-        &mut self,
-        wanted: usize,
-        desired: usize,
-        now: Instant,
-    ) -> (usize, Option<String>) {
+    /// Whether crash-loop back-off holds provisions back at `now`, for a group of `desired`
+    /// (a query: [`History::spend_backoff`] records that a provision went ahead).
+    pub fn throttle(&self, desired: usize, now: Instant) -> Throttle {
         let deaths = self.young_deaths.len();
-        if wanted == 0 || deaths <= desired.max(1) + 2 {
-            return (wanted, None);
+        if deaths <= desired.max(1) + 2 {
+            return Throttle::Free;
         }
-        let why = |wait: Duration| {
+        match self.next_allowed {
+            Some(t) if now < t => Throttle::Hold {
+                deaths,
+                wait: t - now,
+            },
+            _ => Throttle::One {
+                deaths,
+                wait: self.backoff,
+            },
+        }
+    }
+
+    /// Notes that the one provision [`Throttle::One`] allowed went ahead at `now`: the next
+    /// waits the back-off, which doubles (up to [`MAX_BACKOFF`]).
+    pub fn spend_backoff(&mut self, now: Instant) {
+        self.next_allowed = Some(now + self.backoff);
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// What crash-loop back-off allows now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Throttle {
+    /// No crash loop: provisions run at full speed.
+    Free,
+    /// In a crash loop, and the next provision must wait `wait` more.
+    Hold {
+        /// Young deaths in the window.
+        deaths: usize,
+        /// Until the next provision.
+        wait: Duration,
+    },
+    /// In a crash loop, and one provision may go now; the next waits `wait`.
+    One {
+        /// Young deaths in the window.
+        deaths: usize,
+        /// The back-off after this one.
+        wait: Duration,
+    },
+}
+
+impl Throttle {
+    /// How many of `wanted` provisions may run, and why not all.
+    pub fn allow(self, wanted: usize) -> (usize, Option<String>) {
+        let why = |deaths: usize, wait: Duration| {
             format!(
                 "crash loop: {deaths} instances died within {}s of starting in the last {}s; next provision in {}s",
                 YOUNG.as_secs(),
@@ -276,14 +316,11 @@ impl History {
                 wait.as_secs().max(1)
             )
         };
-        match self.next_allowed {
-            Some(t) if now < t => (0, Some(why(t - now))),
-            _ => {
-                self.next_allowed = Some(now + self.backoff);
-                let wait = self.backoff;
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                (1, Some(why(wait)))
-            }
+        match self {
+            _ if wanted == 0 => (0, None),
+            Throttle::Free => (wanted, None),
+            Throttle::Hold { deaths, wait } => (0, Some(why(deaths, wait))),
+            Throttle::One { deaths, wait } => (1, Some(why(deaths, wait))),
         }
     }
 }
@@ -291,6 +328,22 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Asks for `wanted` provisions, spending the back-off when one goes ahead (as the
+    /// supervisor does).
+    fn allow(
+        h: &mut History,
+        wanted: usize,
+        desired: usize,
+        now: Instant,
+    ) -> (usize, Option<String>) {
+        let throttle = h.throttle(desired, now);
+        let (n, why) = throttle.allow(wanted);
+        if n > 0 && matches!(throttle, Throttle::One { .. }) {
+            h.spend_backoff(now);
+        }
+        (n, why)
+    }
 
     fn ids<'a>(list: &'a [&'a str]) -> impl Iterator<Item = (&'a str, Health)> + 'a {
         list.iter().map(|id| (*id, Health::Healthy))
@@ -305,7 +358,7 @@ mod tests {
         h.observe(ids(&old), t0, drop);
         h.observe(ids(&[]), t0 + Duration::from_secs(30), drop);
         assert_eq!(
-            h.allow_provisions(10, 10, t0 + Duration::from_secs(30)),
+            allow(&mut h, 10, 10, t0 + Duration::from_secs(30)),
             (10, None)
         );
 
@@ -316,21 +369,21 @@ mod tests {
             now += Duration::from_millis(100);
             h.observe(ids(&[]), now, drop);
         }
-        let (n, why) = h.allow_provisions(1, 1, now);
+        let (n, why) = allow(&mut h, 1, 1, now);
         assert_eq!(n, 1);
         assert!(why.unwrap().starts_with("crash loop: 4 instances"));
-        assert_eq!(h.allow_provisions(1, 1, now).0, 0, "waits for the back-off");
-        assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(1)).0, 1);
+        assert_eq!(allow(&mut h, 1, 1, now).0, 0, "waits for the back-off");
+        assert_eq!(allow(&mut h, 1, 1, now + Duration::from_secs(1)).0, 1);
         assert_eq!(
-            h.allow_provisions(1, 1, now + Duration::from_secs(2)).0,
+            allow(&mut h, 1, 1, now + Duration::from_secs(2)).0,
             0,
             "back-off doubled to 2s"
         );
-        assert_eq!(h.allow_provisions(1, 1, now + Duration::from_secs(3)).0, 1);
+        assert_eq!(allow(&mut h, 1, 1, now + Duration::from_secs(3)).0, 1);
 
         let later = now + WINDOW + Duration::from_secs(1);
         h.observe(ids(&[]), later, drop);
-        assert_eq!(h.allow_provisions(1, 1, later), (1, None));
+        assert_eq!(allow(&mut h, 1, 1, later), (1, None));
     }
 
     #[tokio::test(start_paused = true)]
@@ -343,10 +396,7 @@ mod tests {
             h.destroyed(&id);
             h.observe(ids(&[]), t0 + Duration::from_millis(10), drop);
         }
-        assert_eq!(
-            h.allow_provisions(1, 1, t0 + Duration::from_secs(1)),
-            (1, None)
-        );
+        assert_eq!(allow(&mut h, 1, 1, t0 + Duration::from_secs(1)), (1, None));
     }
 
     #[tokio::test(start_paused = true)]

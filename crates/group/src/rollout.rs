@@ -150,11 +150,41 @@ impl RolloutState {
         })
     }
 
-    /// Pending provisions still worth waiting for at `now_ms`.
-    pub fn live_pending(&self, now_ms: u64) -> impl Iterator<Item = &Pending> {
+    /// Keeps the pending provisions still worth waiting for at `now_ms`: not yet `seen` (an
+    /// observation listed an instance with its token) and recorded less than [`PENDING_GRACE`]
+    /// ago. True when any was dropped (the stored record is then out of date).
+    pub fn retain_pending(&mut self, seen: impl Fn(&str) -> bool, now_ms: u64) -> bool {
+        let before = self.pending.len();
         self.pending
-            .iter()
-            .filter(move |p| now_ms.saturating_sub(p.since_ms) < PENDING_GRACE.as_millis() as u64)
+            .retain(|p| !seen(&p.token) && p.is_live(now_ms));
+        self.pending.len() != before
+    }
+
+    /// Applies a rollout transition decided against `settings` (the settings in force).
+    pub fn apply(&mut self, transition: &Transition, settings: &Settings) {
+        match transition {
+            Transition::None => {}
+            Transition::Complete => {
+                self.phase = if self.phase == Phase::RollingBack {
+                    Phase::RolledBack
+                } else {
+                    Phase::Complete
+                };
+            }
+            Transition::Pause(why) => self.paused = Some(format!("rollout failed: {why}")),
+            Transition::Rollback { why, to } => {
+                self.on_commit(settings, to);
+                self.phase = Phase::RollingBack;
+                self.reason = format!("rolled back: {why}");
+            }
+        }
+    }
+}
+
+impl Pending {
+    /// Whether it is still worth waiting for at `now_ms`.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.since_ms) < PENDING_GRACE.as_millis() as u64
     }
 }
 
@@ -191,7 +221,7 @@ impl Progress {
 }
 
 /// What the supervisor must do after an observation, decided from the rollout's point of view.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Transition {
     /// Nothing changes.
     None,
@@ -199,8 +229,13 @@ pub enum Transition {
     Complete,
     /// The deadline passed: pause with this reason.
     Pause(String),
-    /// The deadline passed: go back to the previous spec.
-    Rollback(String),
+    /// The deadline passed: go back to the previous spec, `to`.
+    Rollback {
+        /// Why.
+        why: String,
+        /// The settings rolled back to.
+        to: Box<Settings>,
+    },
 }
 
 /// Decides the rollout transition after an observation (pure).
@@ -229,11 +264,18 @@ pub fn decide(
         humantime::format_duration(Duration::from_secs(stalled_for.as_secs())),
         humantime::format_duration(settings.progress_deadline())
     );
-    match settings.on_failure() {
-        crate::settings::OnFailure::Rollback
-            if state.previous.is_some() && state.phase == Phase::Progressing =>
+    match (settings.on_failure(), &state.previous) {
+        (crate::settings::OnFailure::Rollback, Some(previous))
+            if state.phase == Phase::Progressing =>
         {
-            Transition::Rollback(why)
+            match Settings::parse(previous) {
+                Ok(to) => Transition::Rollback {
+                    why,
+                    to: Box::new(to),
+                },
+                // A previous spec this version cannot parse cannot be rolled back to.
+                Err(e) => Transition::Pause(format!("{why}; cannot roll back: {e}")),
+            }
         }
         _ => Transition::Pause(why),
     }
@@ -288,10 +330,13 @@ mod tests {
             decide(&s, &v2, false, false, Duration::from_secs(29)),
             Transition::None
         );
-        assert!(matches!(
-            decide(&s, &v2, false, false, Duration::from_secs(30)),
-            Transition::Rollback(_)
-        ));
+        match decide(&s, &v2, false, false, Duration::from_secs(30)) {
+            Transition::Rollback { why, to } => {
+                assert!(why.starts_with("no progress for 30s"), "{why}");
+                assert_eq!(to.spec, v1.spec, "rolls back to the spec before");
+            }
+            other => panic!("expected a rollback, got {other:?}"),
+        }
         assert_eq!(
             decide(&s, &v2, false, true, Duration::from_secs(99)),
             Transition::None,
@@ -335,23 +380,75 @@ mod tests {
     }
 
     #[test]
-    fn pending_provisions_expire() {
-        let s = RolloutState {
+    fn pending_provisions_expire_or_show_up() {
+        let pending = |token: &str, since_ms| Pending {
+            token: token.into(),
+            logical_id: None,
+            since_ms,
+        };
+        let mut s = RolloutState {
             pending: vec![
-                Pending {
-                    token: "a".into(),
-                    logical_id: None,
-                    since_ms: 1_000,
-                },
-                Pending {
-                    token: "b".into(),
-                    logical_id: None,
-                    since_ms: 100_000,
-                },
+                pending("a", 1_000),
+                pending("b", 100_000),
+                pending("c", 100_000),
             ],
             ..Default::default()
         };
-        let live: Vec<_> = s.live_pending(120_000).map(|p| p.token.as_str()).collect();
-        assert_eq!(live, vec!["b"]);
+        assert!(!s.retain_pending(|_| false, 60_999), "none expired yet");
+        assert!(s.retain_pending(|t| t == "c", 120_000));
+        let live: Vec<_> = s.pending.iter().map(|p| p.token.as_str()).collect();
+        assert_eq!(live, vec!["b"], "a expired, c showed up");
+    }
+
+    #[test]
+    fn a_rollback_that_cannot_parse_its_spec_pauses() {
+        let v2 = settings(
+            "v2",
+            json!({"ProgressDeadline": "30s", "OnFailure": "rollback"}),
+        );
+        let s = RolloutState {
+            phase: Phase::Progressing,
+            previous: Some(GroupSpec {
+                id: "g".into(),
+                properties: json!({"Allocation": {"Size": "three"}}),
+            }),
+            ..Default::default()
+        };
+        match decide(&s, &v2, false, false, Duration::from_secs(30)) {
+            Transition::Pause(why) => assert!(why.contains("cannot roll back"), "{why}"),
+            other => panic!("expected a pause, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transitions_apply_to_the_state() {
+        let v1 = settings("v1", json!(null));
+        let v2 = settings("v2", json!(null));
+        let mut s = RolloutState::default();
+        s.on_commit(&v1, &v2);
+        s.apply(&Transition::Pause("stuck".into()), &v2);
+        assert_eq!(s.paused.as_deref(), Some("rollout failed: stuck"));
+        s.paused = None;
+        s.apply(
+            &Transition::Rollback {
+                why: "stuck".into(),
+                to: Box::new(v1.clone()),
+            },
+            &v2,
+        );
+        assert_eq!(
+            (s.phase, s.reason.as_str()),
+            (Phase::RollingBack, "rolled back: stuck")
+        );
+        assert_eq!(
+            s.previous.as_ref(),
+            Some(&v2.spec),
+            "undo goes forward again"
+        );
+        s.apply(&Transition::Complete, &v1);
+        assert_eq!(s.phase, Phase::RolledBack);
+        s.phase = Phase::Progressing;
+        s.apply(&Transition::Complete, &v1);
+        assert_eq!(s.phase, Phase::Complete);
     }
 }

@@ -160,22 +160,22 @@ impl GroupState {
         self.unsaved.store(true, Ordering::SeqCst);
     }
 
-    /// Keeps the pending provisions `keep` accepts, marking the record unsaved when any was
-    /// dropped; returns those left. `keep` is asked nothing when none are pending; `prepare`
-    /// (run only when some are, before `keep`) gathers what it needs.
-    pub(crate) fn retain_pending<T>(
+    /// Keeps the pending provisions still worth waiting for at `now_ms` (see
+    /// [`RolloutState::retain_pending`]), marking the record unsaved when any was dropped;
+    /// returns those left. `seen` (the tokens an observation listed) is gathered only when some
+    /// are pending.
+    pub(crate) fn retain_pending<S: std::borrow::Borrow<str> + Eq + std::hash::Hash>(
         &self,
-        prepare: impl FnOnce() -> T,
-        mut keep: impl FnMut(&T, &Pending) -> bool,
+        seen: impl FnOnce() -> std::collections::HashSet<S>,
+        now_ms: u64,
     ) -> Vec<Pending> {
         let (pending, changed) = {
             let mut r = self.rollout();
-            let before = r.pending.len();
-            if before > 0 {
-                let gathered = prepare();
-                r.pending.retain(|p| keep(&gathered, p));
-            }
-            (r.pending.clone(), r.pending.len() != before)
+            let changed = !r.pending.is_empty() && {
+                let seen = seen();
+                r.retain_pending(|token| seen.contains(token), now_ms)
+            };
+            (r.pending.clone(), changed)
         };
         if changed {
             self.mark_unsaved();
