@@ -9,7 +9,9 @@ use comfy_table::{Cell, Color};
 use indicatif::{ProgressBar, ProgressDrawTarget};
 
 use infrakit_rpc::{dir, GroupClient, Plugins};
-use infrakit_spi::group::{GroupDescription, InstanceStatus, RolloutAction, RolloutStatus};
+use infrakit_spi::group::{
+    GroupDescription, InstanceStatus, RolloutAction, RolloutPhase, RolloutStatus, Wait,
+};
 use infrakit_spi::instance::PROTECT_TAG;
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
@@ -255,9 +257,14 @@ pub fn rollout_outcome(id: &str, r: Option<&RolloutStatus>) -> RolloutOutcome {
     let Some(r) = r else {
         return RolloutOutcome::Done;
     };
-    match r.phase.as_str() {
-        "complete" => RolloutOutcome::Done,
-        "rolled back" | "failed" => RolloutOutcome::Failed(format!(
+    if r.phase == RolloutPhase::Complete {
+        return RolloutOutcome::Done;
+    }
+    match r.pause() {
+        Some(pause) if r.failed() => {
+            RolloutOutcome::Failed(format!("the rollout of {id} is paused: {pause}"))
+        }
+        None if r.failed() => RolloutOutcome::Failed(format!(
             "the rollout of {id} {}{}",
             r.phase,
             if r.reason.is_empty() {
@@ -266,9 +273,6 @@ pub fn rollout_outcome(id: &str, r: Option<&RolloutStatus>) -> RolloutOutcome {
                 format!(" ({})", r.reason)
             }
         )),
-        "paused" if r.reason.starts_with("rollout failed") => {
-            RolloutOutcome::Failed(format!("the rollout of {id} is paused: {}", r.reason))
-        }
         _ => RolloutOutcome::Waiting,
     }
 }
@@ -360,10 +364,20 @@ pub fn print_description(
 /// lines.
 pub fn description_lines(id: &str, d: &GroupDescription) -> Vec<String> {
     let mut lines = table_and_summary(id, d);
-    if rollout_of(d).is_some_and(|r| r.phase != "complete") {
+    if rollout_of(d).is_some_and(|r| r.phase != RolloutPhase::Complete) {
         lines.push(rollout_line(id, d));
     }
     lines
+}
+
+/// What a group waits for, in words, with the command that moves it on where there is one.
+pub fn wait_text(wait: &Wait) -> String {
+    match wait {
+        Wait::AtPartition { .. } | Wait::RolloutPaused { .. } => {
+            format!("{wait}; `infrakit group rollout resume` continues")
+        }
+        _ => wait.to_string(),
+    }
 }
 
 /// The table of a group's members and the summary line under it.
@@ -417,7 +431,10 @@ pub fn table_and_summary(id: &str, d: &GroupDescription) -> Vec<String> {
         let state = if d.converged {
             style::paint("converged", Color::Green)
         } else {
-            s.message.clone()
+            match &s.waiting {
+                Some(wait) => wait_text(wait),
+                None => s.message.clone(),
+            }
         };
         lines.push(String::new());
         lines.push(format!(
@@ -441,11 +458,27 @@ mod tests {
 
     fn rollout(phase: &str, reason: &str) -> RolloutStatus {
         RolloutStatus {
-            phase: phase.into(),
+            phase: serde_json::from_value(phase.into()).unwrap(),
             updated: 1,
             total: 3,
             reason: reason.into(),
         }
+    }
+
+    #[test]
+    fn a_held_rollout_says_how_to_go_on() {
+        let held = Wait::AtPartition {
+            updated: 1,
+            total: 3,
+            partition: 1,
+            pets: false,
+        };
+        assert_eq!(
+            wait_text(&held),
+            "rollout paused at partition: 1 of 3 updated (Partition 1); `infrakit group rollout resume` continues"
+        );
+        let unhealthy = Wait::NotHealthy { count: 2 };
+        assert_eq!(wait_text(&unhealthy), "2 instance(s) not healthy");
     }
 
     #[test]

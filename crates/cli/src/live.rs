@@ -119,7 +119,7 @@ pub fn set_rollout(bar: &ProgressBar, id: &str, r: &RolloutStatus) {
     bar.set_prefix(id.to_string());
     bar.set_length(r.total as u64);
     bar.set_position(r.updated.min(r.total) as u64);
-    let mut msg = style::paint(&r.phase, style::phase_color(&r.phase));
+    let mut msg = style::paint(r.phase.as_str(), style::phase_color(r.phase));
     if !r.reason.is_empty() {
         msg.push_str(&format!(" ({})", r.reason));
     }
@@ -154,5 +154,5 @@ impl Interrupt {
 
 /// True while a rollout is under way (worth a progress bar).
 pub fn in_progress(r: &RolloutStatus) -> bool {
-    matches!(r.phase.as_str(), "progressing" | "paused" | "rolling back")
+    r.phase.in_progress()
 }

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::sync::OnceLock;
 
 use comfy_table::{Attribute, Cell, Color};
+use infrakit_spi::group::RolloutPhase;
 
 /// Whether output to stdout may carry colours (decided once per process).
 pub fn colors_enabled() -> bool {
@@ -37,12 +38,12 @@ pub fn health_color(health: &str) -> Color {
 }
 
 /// The colour of a rollout phase.
-pub fn phase_color(phase: &str) -> Color {
+pub fn phase_color(phase: RolloutPhase) -> Color {
     match phase {
-        "complete" => Color::Green,
-        "progressing" | "rolling back" => Color::Cyan,
-        "rolled back" | "failed" => Color::Red,
-        _ => Color::Yellow,
+        RolloutPhase::Complete => Color::Green,
+        RolloutPhase::Progressing | RolloutPhase::RollingBack => Color::Cyan,
+        RolloutPhase::RolledBack => Color::Red,
+        RolloutPhase::Paused | RolloutPhase::Unknown => Color::Yellow,
     }
 }
 

@@ -22,10 +22,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use infrakit_spi::group::Pause;
 use infrakit_spi::Health;
 
 use crate::history::Throttle;
-use crate::planner::{self, Action, Desired, Gate, Member, Plan, Target};
+use crate::planner::{self, Action, Desired, Gate, Member, Plan, Target, Wait};
 use crate::rollout::{self, Pending, Phase, Progress, RolloutState, Transition};
 use crate::settings::Settings;
 use crate::telemetry::kind;
@@ -245,7 +246,7 @@ pub(crate) fn decide(
         // again soon: this is not a failure to back off from.
         if let Err(why) = may_act() {
             plan.actions.clear();
-            plan.waiting = Some(format!("not acting: {why}"));
+            plan.waiting = Some(Wait::NotActing { why });
             return Decision {
                 events,
                 transition,
@@ -280,7 +281,7 @@ pub(crate) fn decide(
             .filter(|m| m.health != Health::Healthy)
             .count();
         if unhealthy > 0 {
-            plan.waiting = Some(format!("{unhealthy} instance(s) not healthy"));
+            plan.waiting = Some(Wait::NotHealthy { count: unhealthy });
             Outcome::Waiting
         } else {
             Outcome::Converged
@@ -341,8 +342,8 @@ pub(crate) struct Executed<'a> {
 pub(crate) struct Settled {
     /// Events to publish.
     pub events: Vec<Event>,
-    /// Pause the rollout with this reason (a drain failed: the rollout must not go on).
-    pub pause: Option<String>,
+    /// Pause the rollout (a drain failed: the rollout must not go on).
+    pub pause: Option<Pause>,
     /// The pass's outcome, or why it failed (the loop backs off).
     pub outcome: Result<Outcome, String>,
 }
@@ -351,11 +352,9 @@ pub(crate) struct Settled {
 pub(crate) fn settle(executed: &Executed<'_>) -> Settled {
     let mut events = Vec::new();
     let pause = executed.drain_failure.map(|why| {
-        events.push(Event::group(
-            kind::ROLLOUT_PAUSED,
-            format!("rollout paused: {why}"),
-        ));
-        format!("rollout paused: {why}")
+        let pause = Pause::Drain(why.to_string());
+        events.push(Event::group(kind::ROLLOUT_PAUSED, pause.to_string()));
+        pause
     });
     let outcome = if !executed.errors.is_empty() {
         Err(format!(
@@ -510,7 +509,11 @@ mod tests {
         });
         let d = pass(&s, &RolloutState::default(), &members);
         assert_eq!(d.outcome, Outcome::Waiting);
-        assert_eq!(d.plan.waiting.as_deref(), Some("1 instance(s) not healthy"));
+        assert_eq!(d.plan.waiting, Some(Wait::NotHealthy { count: 1 }));
+        assert_eq!(
+            d.plan.waiting.unwrap().to_string(),
+            "1 instance(s) not healthy"
+        );
         assert!(d.plan.actions.is_empty());
     }
 
@@ -598,7 +601,7 @@ mod tests {
         let d = decide(&input, &mut Progress::new(input.now), never_asked);
         assert!(d.plan.actions.is_empty(), "held: nothing provisioned");
         assert_eq!(d.outcome, Outcome::Waiting);
-        let why = d.plan.waiting.unwrap();
+        let why = d.plan.waiting.unwrap().to_string();
         assert!(why.starts_with("crash loop: 6 instances"), "{why}");
         assert!(why.ends_with("next provision in 4s"), "{why}");
         assert!(!d.spends_backoff);
@@ -632,7 +635,10 @@ mod tests {
             Err("lease expired".into())
         });
         assert!(d.plan.actions.is_empty());
-        assert_eq!(d.plan.waiting.as_deref(), Some("not acting: lease expired"));
+        assert_eq!(
+            d.plan.waiting.unwrap().to_string(),
+            "not acting: lease expired"
+        );
         assert_eq!(d.outcome, Outcome::Waiting);
         assert!(
             !d.spends_backoff,
@@ -741,7 +747,8 @@ mod tests {
             errors: &[],
         });
         assert_eq!(drained.outcome, Ok(Outcome::Waiting));
-        assert_eq!(drained.pause.as_deref(), Some("rollout paused: node busy"));
+        assert_eq!(drained.pause, Some(Pause::Drain("node busy".into())));
+        assert_eq!(drained.events[0].message, "rollout paused: node busy");
         assert_eq!(drained.events[0].kind, kind::ROLLOUT_PAUSED);
 
         let errors = ["a: refused".to_string(), "b: timed out".to_string()];

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use infrakit_spi::group::Wait;
 use infrakit_spi::Health;
 
 /// An instance that dies within this time of being first seen died young.
@@ -307,14 +308,12 @@ pub enum Throttle {
 
 impl Throttle {
     /// How many of `wanted` provisions may run, and why not all.
-    pub fn allow(self, wanted: usize) -> (usize, Option<String>) {
-        let why = |deaths: usize, wait: Duration| {
-            format!(
-                "crash loop: {deaths} instances died within {}s of starting in the last {}s; next provision in {}s",
-                YOUNG.as_secs(),
-                WINDOW.as_secs(),
-                wait.as_secs().max(1)
-            )
+    pub fn allow(self, wanted: usize) -> (usize, Option<Wait>) {
+        let why = |deaths: usize, wait: Duration| Wait::CrashLoop {
+            deaths,
+            young_secs: YOUNG.as_secs(),
+            window_secs: WINDOW.as_secs(),
+            next_secs: wait.as_secs().max(1),
         };
         match self {
             _ if wanted == 0 => (0, None),
@@ -342,7 +341,7 @@ mod tests {
         if n > 0 && matches!(throttle, Throttle::One { .. }) {
             h.spend_backoff(now);
         }
-        (n, why)
+        (n, why.map(|w| w.to_string()))
     }
 
     fn ids<'a>(list: &'a [&'a str]) -> impl Iterator<Item = (&'a str, Health)> + 'a {

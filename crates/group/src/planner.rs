@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+pub use infrakit_spi::group::Wait;
 use infrakit_spi::Health;
 
 use crate::settings::{DeletePolicy, Ordering};
@@ -221,7 +222,7 @@ pub struct Plan {
     /// What to do now: destroys, then provisions.
     pub actions: Vec<Action>,
     /// Why the group is not converged although nothing (more) can be done now.
-    pub waiting: Option<String>,
+    pub waiting: Option<Wait>,
     /// True when the remediation brake held back replacements.
     pub braked: bool,
 }
@@ -243,7 +244,7 @@ impl Plan {
         self.actions.push(Action::Provision { logical_id });
     }
 
-    fn wait(&mut self, why: String) {
+    fn wait(&mut self, why: Wait) {
         if self.waiting.is_none() {
             self.waiting = Some(why);
         }
@@ -293,11 +294,11 @@ pub fn plan(target: &Target, members: &[Member]) -> Plan {
     if unhealthy > target.max_unhealthy && remaining.iter().any(|m| m.failed(target)) {
         let mut plan = base;
         plan.braked = true;
-        plan.waiting = Some(format!(
-            "remediation paused: {unhealthy} of {} unhealthy, above the limit of {}",
-            remaining.len(),
-            target.max_unhealthy
-        ));
+        plan.waiting = Some(Wait::RemediationBraked {
+            unhealthy,
+            of: remaining.len(),
+            limit: target.max_unhealthy,
+        });
         return plan.ordered();
     }
     let mut plan = Plan::default();
@@ -380,10 +381,10 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
             removed += 1;
         }
         if removed < excess {
-            plan.wait(format!(
-                "{} instance(s) above the size of {n} are kept: protected, or the only available ones",
-                excess - removed
-            ));
+            plan.wait(Wait::KeptAboveSize {
+                kept: excess - removed,
+                size: n,
+            });
         }
     }
 
@@ -428,21 +429,28 @@ fn plan_cattle(t: &Target, n: usize, members: &[&Member], plan: &mut Plan) {
     if old_left > keep_old && plan.actions.is_empty() {
         let starting = current.iter().filter(|m| !m.available(t)).count();
         plan.wait(if starting > 0 {
-            format!("rolling update: waiting for {starting} new instance(s) to become available ({old_left} old left)")
+            Wait::NewInstancesStarting { starting, old_left }
         } else {
-            format!(
-                "rolling update: cannot replace {old_left} old instance(s) within MaxSurge {} and MaxUnavailable {}",
-                t.max_surge, t.max_unavailable
-            )
+            Wait::CannotReplace {
+                old_left,
+                max_surge: t.max_surge,
+                max_unavailable: t.max_unavailable,
+            }
         });
     }
     if old_left > 0 && old_left <= keep_old {
         match t.gate {
-            Gate::Partition(p) => plan.wait(format!(
-                "rollout paused at partition: {} of {n} updated (Partition {p}); `infrakit group rollout resume` continues",
-                current_count
-            )),
-            Gate::Paused => plan.wait(format!("rollout paused: {current_count} of {n} updated")),
+            Gate::Partition(partition) => plan.wait(Wait::AtPartition {
+                updated: current_count,
+                total: n,
+                partition,
+                pets: false,
+            }),
+            Gate::Paused => plan.wait(Wait::RolloutPaused {
+                updated: current_count,
+                total: n,
+                pets: false,
+            }),
             Gate::Open => {}
         }
     }
@@ -540,24 +548,26 @@ fn plan_pets(t: &Target, ids: &[String], members: &[&Member], plan: &mut Plan) {
         }
     }
     if waiting > 0 && plan.actions.is_empty() {
-        plan.wait(format!(
-            "{waiting} member(s) wait for others to become available (MaxUnavailable {}{})",
-            t.max_unavailable,
-            if t.ordering == Ordering::Ordered {
-                ", ordered creation"
-            } else {
-                ""
-            }
-        ));
+        plan.wait(Wait::MembersWaiting {
+            waiting,
+            max_unavailable: t.max_unavailable,
+            ordered: t.ordering == Ordering::Ordered,
+        });
     }
     if held > 0 {
+        let (updated, total) = (ids.len() - held, ids.len());
         plan.wait(match t.gate {
-            Gate::Partition(p) => format!(
-                "rollout paused at partition: {} of {} members updated (Partition {p}); `infrakit group rollout resume` continues",
-                ids.len() - held,
-                ids.len()
-            ),
-            _ => format!("rollout paused: {} of {} members updated", ids.len() - held, ids.len()),
+            Gate::Partition(partition) => Wait::AtPartition {
+                updated,
+                total,
+                partition,
+                pets: true,
+            },
+            _ => Wait::RolloutPaused {
+                updated,
+                total,
+                pets: true,
+            },
         });
     }
 }
@@ -659,7 +669,10 @@ mod tests {
             "healthy for 1s < MinHealthyTime 5s: {p:?}"
         );
         assert!(
-            p.waiting.as_deref().unwrap().contains("waiting for 1 new"),
+            matches!(
+                p.waiting,
+                Some(Wait::NewInstancesStarting { starting: 1, .. })
+            ),
             "{p:?}"
         );
         ms[3].healthy_for = Duration::from_secs(5);
@@ -754,7 +767,7 @@ mod tests {
         let p = plan(&t, &ms);
         assert!(p.actions.is_empty() && p.braked);
         assert_eq!(
-            p.waiting.as_deref(),
+            p.waiting.as_ref().map(ToString::to_string).as_deref(),
             Some("remediation paused: 6 of 10 unhealthy, above the limit of 4")
         );
         for m in ms.iter_mut().take(3) {
@@ -777,7 +790,15 @@ mod tests {
         ];
         let p = plan(&t, &ms);
         assert!(p.actions.is_empty());
-        assert!(p.waiting.unwrap().contains("partition: 2 of 4"));
+        assert_eq!(
+            p.waiting,
+            Some(Wait::AtPartition {
+                updated: 2,
+                total: 4,
+                partition: 2,
+                pets: false
+            })
+        );
         t.gate = Gate::Open;
         assert_eq!(plan(&t, &ms).provisions(), 1);
     }

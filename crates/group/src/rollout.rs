@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use infrakit_spi::group::RolloutStatus;
+use infrakit_spi::group::{Pause, RolloutPhase, RolloutStatus};
 use infrakit_spi::GroupSpec;
 
 use crate::planner::Gate;
@@ -47,13 +47,13 @@ pub enum Phase {
 }
 
 impl Phase {
-    fn as_str(self) -> &'static str {
+    /// As `DescribeGroup` reports it (`None` is never reported).
+    fn reported(self) -> RolloutPhase {
         match self {
-            Phase::None => "none",
-            Phase::Progressing => "progressing",
-            Phase::Complete => "complete",
-            Phase::RollingBack => "rolling back",
-            Phase::RolledBack => "rolled back",
+            Phase::None | Phase::Progressing => RolloutPhase::Progressing,
+            Phase::Complete => RolloutPhase::Complete,
+            Phase::RollingBack => RolloutPhase::RollingBack,
+            Phase::RolledBack => RolloutPhase::RolledBack,
         }
     }
 
@@ -85,9 +85,9 @@ pub struct RolloutState {
     /// The spec before the current one (for undo and rollback).
     #[serde(rename = "Previous", default)]
     pub previous: Option<GroupSpec>,
-    /// Why it is paused, if it is.
+    /// Why it is paused, if it is (stored as its text).
     #[serde(rename = "Paused", default)]
-    pub paused: Option<String>,
+    pub paused: Option<Pause>,
     /// True once an operator resumed past the spec's `Partition`.
     #[serde(rename = "PartitionReleased", default)]
     pub partition_released: bool,
@@ -138,15 +138,18 @@ impl RolloutState {
             return None;
         }
         let phase = if self.paused.is_some() {
-            "paused"
+            RolloutPhase::Paused
         } else {
-            self.phase.as_str()
+            self.phase.reported()
         };
         Some(RolloutStatus {
-            phase: phase.to_string(),
+            phase,
             updated,
             total,
-            reason: self.paused.clone().unwrap_or_else(|| self.reason.clone()),
+            reason: match &self.paused {
+                Some(pause) => pause.to_string(),
+                None => self.reason.clone(),
+            },
         })
     }
 
@@ -171,7 +174,7 @@ impl RolloutState {
                     Phase::Complete
                 };
             }
-            Transition::Pause(why) => self.paused = Some(format!("rollout failed: {why}")),
+            Transition::Pause(why) => self.paused = Some(Pause::Failed(why.clone())),
             Transition::Rollback { why, to } => {
                 self.on_commit(settings, to);
                 self.phase = Phase::RollingBack;
@@ -312,9 +315,13 @@ mod tests {
         assert_eq!(s.gate(&v2), Gate::Partition(1));
         s.partition_released = true;
         assert_eq!(s.gate(&v2), Gate::Open);
-        s.paused = Some("operator".into());
+        s.paused = Some(Pause::Operator);
         assert_eq!(s.gate(&v2), Gate::Paused);
-        assert_eq!(s.status(1, 3).unwrap().phase, "paused");
+        let status = s.status(1, 3).unwrap();
+        assert_eq!(
+            (status.phase, status.reason.as_str()),
+            (RolloutPhase::Paused, "paused by an operator")
+        );
     }
 
     #[test]
@@ -427,7 +434,13 @@ mod tests {
         let mut s = RolloutState::default();
         s.on_commit(&v1, &v2);
         s.apply(&Transition::Pause("stuck".into()), &v2);
-        assert_eq!(s.paused.as_deref(), Some("rollout failed: stuck"));
+        assert_eq!(s.paused, Some(Pause::Failed("stuck".into())));
+        let stored = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            stored["Paused"], "rollout failed: stuck",
+            "stored as before"
+        );
+        assert_eq!(serde_json::from_value::<RolloutState>(stored).unwrap(), s);
         s.paused = None;
         s.apply(
             &Transition::Rollback {

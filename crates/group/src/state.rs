@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
-use infrakit_spi::group::RolloutAction;
+use infrakit_spi::group::{Pause, RolloutAction};
 use infrakit_spi::{Error, GroupSpec, Result};
 
 use crate::context::Context;
@@ -264,9 +264,7 @@ impl GroupState {
                 r.on_commit(&settings, &previous);
                 r.reason = "undone by an operator".into();
             }
-            None if action == RolloutAction::Pause => {
-                r.paused = Some("paused by an operator".into())
-            }
+            None if action == RolloutAction::Pause => r.paused = Some(Pause::Operator),
             None => {
                 r.paused = None;
                 r.partition_released = true;

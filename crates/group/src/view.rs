@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutStatus};
+use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutStatus, Wait};
 use infrakit_spi::Health;
 
 use crate::planner::{Member, Plan};
@@ -85,6 +85,7 @@ pub(crate) struct View {
     config_hash: String,
     instances: Vec<Listed>,
     message: String,
+    waiting: Option<Wait>,
     rollout: Option<RolloutStatus>,
 }
 
@@ -155,6 +156,7 @@ impl View {
                 })
                 .collect(),
             rollout: self.rollout.clone(),
+            waiting: self.waiting.clone(),
         }
     }
 
@@ -181,12 +183,14 @@ pub(crate) fn status(
     members: Vec<Member>,
     plan: &Plan,
 ) -> View {
+    let waiting = plan.waiting.clone().filter(|_| plan.actions.is_empty());
     let message = if !plan.actions.is_empty() {
         status_message(plan)
     } else {
-        plan.waiting
-            .clone()
-            .or_else(|| rollout.paused.clone())
+        waiting
+            .as_ref()
+            .map(ToString::to_string)
+            .or_else(|| rollout.paused.as_ref().map(ToString::to_string))
             .unwrap_or_default()
     };
     let updated = members.iter().filter(|m| !m.pending && m.current).count();
@@ -201,5 +205,6 @@ pub(crate) fn status(
             .map(Listed::from)
             .collect(),
         message,
+        waiting,
     }
 }

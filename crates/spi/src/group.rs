@@ -1,6 +1,8 @@
 //! The Group plugin kind and the group spec: what a group is made of and how its configuration
 //! is fingerprinted.
 
+use std::fmt;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -367,23 +369,319 @@ pub struct GroupStatus {
     /// The configuration rollout, if one has happened.
     #[serde(rename = "Rollout", default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutStatus>,
+    /// What the group waits for, when it waits (the typed form of `Message`).
+    #[serde(rename = "Waiting", default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Wait>,
+}
+
+/// Why a group is not converged although nothing (more) can be done now (an infrakit
+/// extension, in [`GroupStatus`]; its text is the status message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "Reason")]
+pub enum Wait {
+    /// Too many members are unhealthy for the health checks to be trusted: none is replaced.
+    RemediationBraked {
+        /// Members unhealthy.
+        #[serde(rename = "Unhealthy")]
+        unhealthy: usize,
+        /// Members in all.
+        #[serde(rename = "Of")]
+        of: usize,
+        /// `MaxUnhealthy`.
+        #[serde(rename = "Limit")]
+        limit: usize,
+    },
+    /// Instances above the size are kept: protected, or the only available ones.
+    KeptAboveSize {
+        /// How many.
+        #[serde(rename = "Kept")]
+        kept: usize,
+        /// The size.
+        #[serde(rename = "Size")]
+        size: usize,
+    },
+    /// A rolling update waits for new instances to become available.
+    NewInstancesStarting {
+        /// New instances not available yet.
+        #[serde(rename = "Starting")]
+        starting: usize,
+        /// Old instances left.
+        #[serde(rename = "OldLeft")]
+        old_left: usize,
+    },
+    /// A rolling update cannot replace old instances within its limits.
+    CannotReplace {
+        /// Old instances left.
+        #[serde(rename = "OldLeft")]
+        old_left: usize,
+        /// `MaxSurge`.
+        #[serde(rename = "MaxSurge")]
+        max_surge: usize,
+        /// `MaxUnavailable`.
+        #[serde(rename = "MaxUnavailable")]
+        max_unavailable: usize,
+    },
+    /// The rollout holds at its `Partition` until resumed.
+    AtPartition {
+        /// Instances (or pets' members) updated.
+        #[serde(rename = "Updated")]
+        updated: usize,
+        /// Instances (or members) wanted.
+        #[serde(rename = "Total")]
+        total: usize,
+        /// The partition.
+        #[serde(rename = "Partition")]
+        partition: usize,
+        /// A group of pets (counted in members).
+        #[serde(rename = "Pets", default)]
+        pets: bool,
+    },
+    /// The rollout is paused.
+    RolloutPaused {
+        /// Instances (or members) updated.
+        #[serde(rename = "Updated")]
+        updated: usize,
+        /// Instances (or members) wanted.
+        #[serde(rename = "Total")]
+        total: usize,
+        /// A group of pets (counted in members).
+        #[serde(rename = "Pets", default)]
+        pets: bool,
+    },
+    /// Pets wait for others to become available.
+    MembersWaiting {
+        /// Members waiting.
+        #[serde(rename = "Waiting")]
+        waiting: usize,
+        /// `MaxUnavailable`.
+        #[serde(rename = "MaxUnavailable")]
+        max_unavailable: usize,
+        /// Created in order, one at a time.
+        #[serde(rename = "Ordered", default)]
+        ordered: bool,
+    },
+    /// Instances keep dying soon after starting: provisions are held back.
+    CrashLoop {
+        /// Young deaths in the window.
+        #[serde(rename = "Deaths")]
+        deaths: usize,
+        /// A death within this many seconds of starting is young.
+        #[serde(rename = "YoungSeconds")]
+        young_secs: u64,
+        /// The window, in seconds.
+        #[serde(rename = "WindowSeconds")]
+        window_secs: u64,
+        /// Seconds until the next provision.
+        #[serde(rename = "NextSeconds")]
+        next_secs: u64,
+    },
+    /// The controller may not act now (e.g. its lease is not known valid).
+    NotActing {
+        /// Why.
+        #[serde(rename = "Why")]
+        why: String,
+    },
+    /// Nothing to do, but some members are not healthy yet.
+    NotHealthy {
+        /// How many.
+        #[serde(rename = "Count")]
+        count: usize,
+    },
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let members = |pets: bool| if pets { " members" } else { "" };
+        match self {
+            Wait::RemediationBraked { unhealthy, of, limit } => write!(
+                f,
+                "remediation paused: {unhealthy} of {of} unhealthy, above the limit of {limit}"
+            ),
+            Wait::KeptAboveSize { kept, size } => write!(
+                f,
+                "{kept} instance(s) above the size of {size} are kept: protected, or the only available ones"
+            ),
+            Wait::NewInstancesStarting { starting, old_left } => write!(
+                f,
+                "rolling update: waiting for {starting} new instance(s) to become available ({old_left} old left)"
+            ),
+            Wait::CannotReplace { old_left, max_surge, max_unavailable } => write!(
+                f,
+                "rolling update: cannot replace {old_left} old instance(s) within MaxSurge {max_surge} and MaxUnavailable {max_unavailable}"
+            ),
+            Wait::AtPartition { updated, total, partition, pets } => write!(
+                f,
+                "rollout paused at partition: {updated} of {total}{} updated (Partition {partition})",
+                members(*pets)
+            ),
+            Wait::RolloutPaused { updated, total, pets } => write!(
+                f,
+                "rollout paused: {updated} of {total}{} updated",
+                members(*pets)
+            ),
+            Wait::MembersWaiting { waiting, max_unavailable, ordered } => write!(
+                f,
+                "{waiting} member(s) wait for others to become available (MaxUnavailable {max_unavailable}{})",
+                if *ordered { ", ordered creation" } else { "" }
+            ),
+            Wait::CrashLoop { deaths, young_secs, window_secs, next_secs } => write!(
+                f,
+                "crash loop: {deaths} instances died within {young_secs}s of starting in the last {window_secs}s; next provision in {next_secs}s"
+            ),
+            Wait::NotActing { why } => write!(f, "not acting: {why}"),
+            Wait::NotHealthy { count } => write!(f, "{count} instance(s) not healthy"),
+        }
+    }
 }
 
 /// Progress of a configuration rollout (an infrakit extension).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RolloutStatus {
-    /// `progressing`, `paused`, `complete`, `rolling back`, `rolled back` or `failed`.
+    /// Where the rollout stands.
     #[serde(rename = "Phase")]
-    pub phase: String,
+    pub phase: RolloutPhase,
     /// Instances on the current configuration.
     #[serde(rename = "Updated")]
     pub updated: usize,
     /// Instances wanted.
     #[serde(rename = "Total")]
     pub total: usize,
-    /// Why the rollout is paused or failed, if it is.
+    /// Why the rollout is paused (a [`Pause`], as text) or rolled back, if it is.
     #[serde(rename = "Reason", default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+}
+
+impl RolloutStatus {
+    /// Why it is paused, when it is.
+    pub fn pause(&self) -> Option<Pause> {
+        (self.phase == RolloutPhase::Paused).then(|| Pause::from_text(&self.reason))
+    }
+
+    /// True when the rollout failed: it rolled back, or it paused on its deadline.
+    pub fn failed(&self) -> bool {
+        self.phase == RolloutPhase::RolledBack || self.pause().is_some_and(|p| p.is_failure())
+    }
+}
+
+/// Where a rollout stands, as `DescribeGroup` reports it (the wire strings are InfraKit's
+/// lower-case words).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum RolloutPhase {
+    /// Replacing instances.
+    #[default]
+    #[serde(rename = "progressing")]
+    Progressing,
+    /// Stopped until resumed (see [`Pause`]).
+    #[serde(rename = "paused")]
+    Paused,
+    /// Every member runs the current configuration.
+    #[serde(rename = "complete")]
+    Complete,
+    /// Going back to the previous configuration after a failure.
+    #[serde(rename = "rolling back")]
+    RollingBack,
+    /// Back on the previous configuration.
+    #[serde(rename = "rolled back")]
+    RolledBack,
+    /// A phase this version does not know (from a newer controller).
+    #[serde(other, rename = "unknown")]
+    Unknown,
+}
+
+impl RolloutPhase {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RolloutPhase::Progressing => "progressing",
+            RolloutPhase::Paused => "paused",
+            RolloutPhase::Complete => "complete",
+            RolloutPhase::RollingBack => "rolling back",
+            RolloutPhase::RolledBack => "rolled back",
+            RolloutPhase::Unknown => "unknown",
+        }
+    }
+
+    /// True while the rollout is under way (including paused).
+    pub fn in_progress(self) -> bool {
+        matches!(
+            self,
+            RolloutPhase::Progressing | RolloutPhase::Paused | RolloutPhase::RollingBack
+        )
+    }
+}
+
+/// Compares with the wire string (`phase == "complete"`).
+impl PartialEq<&str> for RolloutPhase {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Display for RolloutPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a rollout is paused. Stored and sent as its text (the [`fmt::Display`] form), which
+/// [`Pause::from_text`] reads back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pause {
+    /// An operator paused it.
+    Operator,
+    /// It made no progress within its `ProgressDeadline` (with `OnFailure: pause`).
+    Failed(String),
+    /// A rolling update's drain refused to let an instance go.
+    Drain(String),
+    /// A reason this version does not know.
+    Other(String),
+}
+
+const OPERATOR_PAUSE: &str = "paused by an operator";
+const FAILED_PREFIX: &str = "rollout failed: ";
+const DRAIN_PREFIX: &str = "rollout paused: ";
+
+impl Pause {
+    /// Reads a pause back from its text.
+    pub fn from_text(text: &str) -> Pause {
+        if text == OPERATOR_PAUSE {
+            Pause::Operator
+        } else if let Some(why) = text.strip_prefix(FAILED_PREFIX) {
+            Pause::Failed(why.to_string())
+        } else if let Some(why) = text.strip_prefix(DRAIN_PREFIX) {
+            Pause::Drain(why.to_string())
+        } else {
+            Pause::Other(text.to_string())
+        }
+    }
+
+    /// True when the rollout paused because it failed.
+    pub fn is_failure(&self) -> bool {
+        matches!(self, Pause::Failed(_))
+    }
+}
+
+impl fmt::Display for Pause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pause::Operator => f.write_str(OPERATOR_PAUSE),
+            Pause::Failed(why) => write!(f, "{FAILED_PREFIX}{why}"),
+            Pause::Drain(why) => write!(f, "{DRAIN_PREFIX}{why}"),
+            Pause::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+impl Serialize for Pause {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Pause {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Pause, D::Error> {
+        Ok(Pause::from_text(&String::deserialize(d)?))
+    }
 }
 
 /// What a commit would do, step by step (an infrakit extension, `Group.PlanGroup`).
@@ -483,6 +781,47 @@ impl RolloutAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollout_phases_and_pauses_keep_their_wire_text() {
+        for phase in [
+            RolloutPhase::Progressing,
+            RolloutPhase::Paused,
+            RolloutPhase::Complete,
+            RolloutPhase::RollingBack,
+            RolloutPhase::RolledBack,
+        ] {
+            let wire = serde_json::to_value(phase).unwrap();
+            assert_eq!(wire, phase.as_str());
+            assert_eq!(serde_json::from_value::<RolloutPhase>(wire).unwrap(), phase);
+        }
+        assert_eq!(
+            serde_json::from_value::<RolloutPhase>("exploding".into()).unwrap(),
+            RolloutPhase::Unknown
+        );
+        for (pause, text) in [
+            (Pause::Operator, "paused by an operator"),
+            (
+                Pause::Failed("no progress".into()),
+                "rollout failed: no progress",
+            ),
+            (Pause::Drain("busy".into()), "rollout paused: busy"),
+            (Pause::Other("because".into()), "because"),
+        ] {
+            assert_eq!(pause.to_string(), text);
+            assert_eq!(serde_json::to_value(&pause).unwrap(), text);
+            assert_eq!(serde_json::from_value::<Pause>(text.into()).unwrap(), pause);
+        }
+        let status = |phase, reason: &str| RolloutStatus {
+            phase,
+            reason: reason.into(),
+            ..Default::default()
+        };
+        assert!(status(RolloutPhase::RolledBack, "rolled back: x").failed());
+        assert!(status(RolloutPhase::Paused, "rollout failed: x").failed());
+        assert!(!status(RolloutPhase::Paused, "paused by an operator").failed());
+        assert!(!status(RolloutPhase::Progressing, "rollout failed: x").failed());
+    }
 
     #[test]
     fn sizes_beyond_the_largest_group_are_refused_at_their_path() {
