@@ -228,7 +228,7 @@ pub(crate) async fn provision_one(
             &index,
         )
         .await
-        .map_err(|e| Error::plugin(format!("Flavor.Prepare: {e}")))?;
+        .map_err(|e| Error::caused("Flavor.Prepare", e))?;
     // Membership tags are ours: a flavor cannot change them.
     spec.tags.extend(&tags);
     spec.logical_id = logical_id;
@@ -255,7 +255,7 @@ pub(crate) async fn provision_one(
             );
             return Err(match e {
                 Error::Timeout { .. } | Error::Unavailable { .. } => e,
-                other => Error::plugin(format!("Instance.Provision: {other}")),
+                other => Error::caused("Instance.Provision", other),
             });
         }
     };
@@ -363,10 +363,10 @@ pub(crate) async fn destroy_one(
                 format!("destroying {} failed: {e}", d.id),
                 data,
             );
-            Err(DestroyError::Destroy(Error::plugin(format!(
-                "Instance.Destroy {}: {e}",
-                d.id
-            ))))
+            Err(DestroyError::Destroy(Error::caused(
+                format!("Instance.Destroy {}", d.id),
+                e,
+            )))
         }
     }
 }

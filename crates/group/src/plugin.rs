@@ -105,7 +105,7 @@ impl GroupPlugin {
         let records = store
             .load()
             .await
-            .map_err(|e| Error::plugin(format!("cannot load group state: {e}")))?;
+            .map_err(|e| Error::caused("cannot load group state", e))?;
         let plugin = GroupPlugin {
             ctx: Arc::new(Context {
                 plugins,

@@ -45,7 +45,7 @@ pub(crate) async fn save_new(
         store
             .put(&settings.id, &record(&settings.spec, rollout))
             .await
-            .map_err(|e| Error::plugin(format!("cannot save group {}: {e}", settings.id)))?;
+            .map_err(|e| Error::caused(format!("cannot save group {}", settings.id), e))?;
     }
     Ok(())
 }
@@ -123,7 +123,7 @@ impl GroupState {
         if saved.is_err() && unsaved {
             self.unsaved.store(true, Ordering::SeqCst);
         }
-        saved.map_err(|e| Error::plugin(format!("cannot save the state of group {}: {e}", self.id)))
+        saved.map_err(|e| Error::caused(format!("cannot save the state of group {}", self.id), e))
     }
 
     /// Changes the rollout state with `change` and stores it with `next` settings (or the ones in

@@ -38,6 +38,15 @@ impl std::fmt::Display for CallError {
     }
 }
 
+impl std::error::Error for CallError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CallError::TimedOut(_, last) => last.as_ref().map(|e| e as _),
+            CallError::Failed(e) => Some(e),
+        }
+    }
+}
+
 /// gRPC's `UNAVAILABLE`.
 const UNAVAILABLE: i32 = 14;
 

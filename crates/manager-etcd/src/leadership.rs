@@ -49,6 +49,17 @@ fn backend(message: impl Into<String>) -> ManagerError {
     ManagerError::Backend(message.into())
 }
 
+/// A backend failure while doing `context`, caused by `source`.
+fn caused(
+    context: impl Into<String>,
+    source: impl std::error::Error + Send + Sync + 'static,
+) -> ManagerError {
+    ManagerError::BackendCaused {
+        context: context.into(),
+        source: Box::new(source),
+    }
+}
+
 /// The fence of one term; dropping its last reference ends the term.
 #[derive(Debug)]
 struct LeaseFence {
@@ -167,13 +178,13 @@ impl EtcdLeadership {
             .with_keep_alive_while_idle(false);
         let client = Client::connect(&endpoints, Some(options))
             .await
-            .map_err(|e| backend(format!("cannot connect to etcd at {eps}: {e}")))?;
+            .map_err(|e| caused(format!("cannot connect to etcd at {eps}"), e))?;
         let members = call(CONNECT_TIMEOUT, || {
             let mut client = client.clone();
             async move { client.member_list().await }
         })
         .await
-        .map_err(|e| backend(format!("cannot reach etcd at {eps}: {e}")))?;
+        .map_err(|e| caused(format!("cannot reach etcd at {eps}"), e))?;
         let members = Value::Array(members.members().iter().map(member_json).collect());
         let inner = Arc::new(Inner {
             client,
@@ -240,7 +251,7 @@ impl EtcdLeadership {
             async move { leases.grant(secs, None).await }
         })
         .await
-        .map_err(|e| backend(format!("etcd at {eps}: cannot grant a lease: {e}")))?;
+        .map_err(|e| caused(format!("etcd at {eps}: cannot grant a lease"), e))?;
         let session = Arc::new(Session::new(granted.id(), inner.ttl, inner.margin, sent));
         *lock(&inner.latest) = Some(session.clone());
         tokio::spawn(keep_alive(
@@ -301,7 +312,7 @@ impl Leadership for EtcdLeadership {
             async move { kv.get(key, None).await }
         })
         .await
-        .map_err(|e| backend(format!("etcd at {eps}: {e}")))?;
+        .map_err(|e| caused(format!("etcd at {eps}"), e))?;
         let ours = got
             .kvs()
             .first()

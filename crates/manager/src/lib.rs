@@ -30,6 +30,15 @@ pub enum ManagerError {
     /// The leadership backend failed.
     #[error("leadership: {0}")]
     Backend(String),
+    /// The leadership backend failed because of `source` (e.g. etcd's error).
+    #[error("leadership: {context}: {source}")]
+    BackendCaused {
+        /// What was being done.
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// I/O on the lock file.
     #[error("lock file {path}: {source}")]
     Io {

@@ -135,9 +135,11 @@ impl Manager {
         if let Some(local) = self.leading.read().await.as_ref() {
             return Ok(local.clone());
         }
-        let leader = self.leadership.leader().await.map_err(|e| {
-            Error::plugin(format!("not the leader, and the leader is unknown: {e}"))
-        })?;
+        let leader = self
+            .leadership
+            .leader()
+            .await
+            .map_err(|e| Error::caused("not the leader, and the leader is unknown", e))?;
         match leader {
             None => Err(Error::plugin(
                 "not the leader, and no leader is elected yet; try again shortly",

@@ -1,5 +1,7 @@
 //! The error type shared by every plugin trait.
 
+use std::sync::Arc;
+
 /// What can go wrong when a plugin is asked to do something.
 ///
 /// Remote plugins only carry a message on the wire (JSON-RPC code -32000), so errors coming back
@@ -36,6 +38,17 @@ pub enum Error {
         /// Why the connection failed.
         reason: String,
     },
+    /// A failure caused by another error (a store, etcd, an engine's or a cloud's API, I/O),
+    /// kept as its [`source`](std::error::Error::source). On the wire it is a plugin failure
+    /// with the whole text.
+    #[error("{context}: {source}")]
+    Caused {
+        /// What was being done, e.g. `cannot save group web`.
+        context: String,
+        /// The error that caused it.
+        #[source]
+        source: Arc<dyn std::error::Error + Send + Sync>,
+    },
     /// The plugin did not answer in time.
     #[error("plugin '{name}' did not answer {method} within {timeout_ms} ms")]
     Timeout {
@@ -52,6 +65,17 @@ impl Error {
     /// A plugin-side failure with a message.
     pub fn plugin(msg: impl Into<String>) -> Self {
         Error::Plugin(msg.into())
+    }
+
+    /// A failure while doing `context`, caused by `source`.
+    pub fn caused(
+        context: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Caused {
+            context: context.into(),
+            source: Arc::new(source),
+        }
     }
 
     /// Invalid input at `path`.
@@ -88,4 +112,22 @@ pub fn decode_at<T: serde::de::DeserializeOwned>(
         };
         Error::invalid(path, e.into_inner().to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_caused_error_keeps_its_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::caused("cannot save group web", io);
+        assert_eq!(e.to_string(), "cannot save group web: denied");
+        let source = e.source().expect("a source");
+        assert_eq!(
+            source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            Some(std::io::ErrorKind::PermissionDenied)
+        );
+    }
 }
