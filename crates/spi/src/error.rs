@@ -78,6 +78,16 @@ impl Error {
         }
     }
 
+    /// The error that caused this one, as its own type (for
+    /// [`downcast_ref`](std::error::Error::downcast_ref); `source()` gives the same error behind
+    /// the `Arc` that lets `Error` be cloned).
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match self {
+            Error::Caused { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+
     /// Invalid input at `path`.
     pub fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Invalid {
@@ -124,10 +134,13 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         let e = Error::caused("cannot save group web", io);
         assert_eq!(e.to_string(), "cannot save group web: denied");
-        let source = e.source().expect("a source");
+        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("denied"));
         assert_eq!(
-            source.downcast_ref::<std::io::Error>().map(|e| e.kind()),
+            e.cause()
+                .and_then(|c| c.downcast_ref::<std::io::Error>())
+                .map(|e| e.kind()),
             Some(std::io::ErrorKind::PermissionDenied)
         );
+        assert!(e.clone().cause().is_some(), "a clone keeps it");
     }
 }
