@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::link::RESERVED_LABELS;
-use crate::Role;
+use crate::role::Role;
 
 /// Path prefix of every error reported while parsing properties.
 const PREFIX: &str = "Properties";
