@@ -22,16 +22,26 @@ use tokio::time::Instant;
 
 use crate::batch::{self, Backoff, Change, Outcome, Verdict};
 use crate::files::Files;
+use crate::options::TerraformOptions;
 use crate::render;
 use crate::state::State;
 use crate::terraform::{fingerprint, ApplyRun, Fingerprint, Terraform};
-use crate::{ApplyStats, TerraformOptions};
 
 /// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
 pub const EVENT_CAPACITY: usize = 1024;
 
-/// The wait between the first change of a batch and its apply.
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// Counters of the apply loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// `terraform apply` runs so far.
+    pub applies: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Changes in the last run.
+    pub last_batch: usize,
+    /// Errors of the last run, if it failed.
+    pub last_error: Option<String>,
+}
 
 /// How to undo a change's file operation when the change fails.
 #[derive(Debug, Clone)]
