@@ -14,6 +14,7 @@
 mod alloc;
 mod fixture;
 mod measure;
+mod opts;
 mod report;
 mod scenarios;
 
@@ -24,6 +25,7 @@ use anyhow::Result;
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
+use crate::opts::Opts;
 use crate::report::Measurement;
 
 /// mimalloc, as in `infrakit`; the memory probes also count the bytes in use.
@@ -83,17 +85,6 @@ const ALL: [Scenario; 6] = [
     Scenario::Protocol,
     Scenario::Cli,
 ];
-
-/// Options every scenario sees.
-#[derive(Debug, Clone)]
-pub struct Opts {
-    /// Small sizes, single runs.
-    pub quick: bool,
-    /// Repetitions, overriding each scenario's default.
-    pub runs: Option<usize>,
-    /// The `infrakit` binary, if given.
-    pub infrakit: Option<PathBuf>,
-}
 
 /// The machine the numbers come from.
 #[derive(Debug, Serialize)]

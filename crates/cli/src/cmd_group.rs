@@ -15,7 +15,7 @@ use infrakit_spi::group::{
 use infrakit_spi::instance::PROTECT_TAG;
 use infrakit_spi::{Group, GroupProperties, GroupSpec};
 
-use crate::cli::{Format, GroupArgs, GroupCommand, RolloutVerb};
+use crate::cli::{Format, GroupArgs, GroupCommand, OutputArgs, RolloutVerb};
 use crate::live::{self, LiveView, Section};
 use crate::{guard, io, style};
 
@@ -50,34 +50,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             file,
             pretend,
             force,
-        } => {
-            let spec = read_spec(&file)?;
-            let id = spec.id.clone();
-            let destruction = guard::assess_commit(&g, &spec).await?;
-            if let (Some(d), false, false) = (&destruction, pretend, force) {
-                bail!(d.refusal());
-            }
-            if pretend {
-                let details = g.commit_group(spec.clone(), true).await?;
-                outln!("Committing {id} would involve: {details}");
-                // infrakit's group plugin also explains the plan step by step.
-                if let Ok(plan) = g.plan_group(spec).await {
-                    for step in &plan.steps {
-                        outln!("  {step}");
-                    }
-                    outln!(
-                        "  lowest number of healthy instances during the change: {}; most instances at once: {}",
-                        plan.min_healthy, plan.max_instances
-                    );
-                }
-                if let Some(d) = &destruction {
-                    outln!("  {}", d.warning());
-                }
-            } else {
-                let details = g.commit_group(spec, false).await?;
-                outln!("Committed {id}: {details}");
-            }
-        }
+        } => commit(&g, &file, pretend, force).await?,
         GroupCommand::Describe { id, watch, out } => {
             if watch {
                 watch_description(&g, &id).await?;
@@ -86,29 +59,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                 print_description(&id, &d, out.quiet, out.output)?;
             }
         }
-        GroupCommand::Rollout { action, id, watch } => {
-            let verb = match action {
-                RolloutVerb::Status => None,
-                RolloutVerb::Pause => Some(RolloutAction::Pause),
-                RolloutVerb::Resume => Some(RolloutAction::Resume),
-                RolloutVerb::Undo => Some(RolloutAction::Undo),
-            };
-            if let Some(verb) = verb {
-                g.rollout(&id, verb).await?;
-                let done = match verb {
-                    RolloutAction::Pause => "paused",
-                    RolloutAction::Resume => "resumed",
-                    RolloutAction::Undo => "undone: going back to the previous configuration",
-                };
-                outln!("Rollout of {id} {done}");
-            }
-            if watch {
-                watch_rollout(&g, &id).await?;
-            } else {
-                let d = g.describe_group(&id).await?;
-                outln!("{}", rollout_line(&id, &d));
-            }
-        }
+        GroupCommand::Rollout { action, id, watch } => rollout(&g, action, &id, watch).await?,
         GroupCommand::Inspect { id, output } => {
             let spec = g
                 .inspect_groups()
@@ -126,30 +77,7 @@ pub async fn run(args: GroupArgs) -> Result<()> {
             g.destroy_group(&id).await?;
             outln!("Destroyed {id}");
         }
-        GroupCommand::Ls { out } => {
-            let groups = g.inspect_groups().await?;
-            if out.quiet {
-                for s in &groups {
-                    outln!("{}", s.id);
-                }
-            } else if out.output != Format::Table {
-                io::print_value(&groups, out.output)?;
-            } else {
-                let mut t = io::table(&["ID", "SIZE", "INSTANCE", "FLAVOR"]);
-                for s in &groups {
-                    let (size, inst, flav) = match GroupProperties::parse(s) {
-                        Ok(p) => (
-                            p.allocation.desired().to_string(),
-                            p.instance.plugin,
-                            p.flavor.plugin,
-                        ),
-                        Err(_) => ("?".into(), "?".into(), "?".into()),
-                    };
-                    t.add_row(vec![s.id.clone(), size, inst, flav]);
-                }
-                io::print_table(&t);
-            }
-        }
+        GroupCommand::Ls { out } => ls(&g, &out).await?,
         GroupCommand::Scale { id, size } => {
             let current = g.size(&id).await?;
             match size {
@@ -169,6 +97,92 @@ pub async fn run(args: GroupArgs) -> Result<()> {
                 outln!("Destroyed {i}");
             }
         }
+    }
+    Ok(())
+}
+
+/// `group commit`: commits the spec in `file`, unless it would destroy instances without
+/// `force`; with `pretend`, only says what committing would do.
+async fn commit(g: &GroupClient, file: &str, pretend: bool, force: bool) -> Result<()> {
+    let spec = read_spec(file)?;
+    let id = spec.id.clone();
+    let destruction = guard::assess_commit(g, &spec).await?;
+    if let (Some(d), false, false) = (&destruction, pretend, force) {
+        bail!(d.refusal());
+    }
+    if !pretend {
+        let details = g.commit_group(spec, false).await?;
+        outln!("Committed {id}: {details}");
+        return Ok(());
+    }
+    let details = g.commit_group(spec.clone(), true).await?;
+    outln!("Committing {id} would involve: {details}");
+    // infrakit's group plugin also explains the plan step by step.
+    if let Ok(plan) = g.plan_group(spec).await {
+        for step in &plan.steps {
+            outln!("  {step}");
+        }
+        outln!(
+            "  lowest number of healthy instances during the change: {}; most instances at once: {}",
+            plan.min_healthy, plan.max_instances
+        );
+    }
+    if let Some(d) = &destruction {
+        outln!("  {}", d.warning());
+    }
+    Ok(())
+}
+
+/// `group rollout`: pauses, resumes or undoes group `id`'s rollout, then shows it (until
+/// Ctrl-C with `watch`).
+async fn rollout(g: &GroupClient, action: RolloutVerb, id: &str, watch: bool) -> Result<()> {
+    let verb = match action {
+        RolloutVerb::Status => None,
+        RolloutVerb::Pause => Some(RolloutAction::Pause),
+        RolloutVerb::Resume => Some(RolloutAction::Resume),
+        RolloutVerb::Undo => Some(RolloutAction::Undo),
+    };
+    if let Some(verb) = verb {
+        g.rollout(id, verb).await?;
+        let done = match verb {
+            RolloutAction::Pause => "paused",
+            RolloutAction::Resume => "resumed",
+            RolloutAction::Undo => "undone: going back to the previous configuration",
+        };
+        outln!("Rollout of {id} {done}");
+    }
+    if watch {
+        watch_rollout(g, id).await?;
+    } else {
+        let d = g.describe_group(id).await?;
+        outln!("{}", rollout_line(id, &d));
+    }
+    Ok(())
+}
+
+/// `group ls`: the watched groups, with their size and plugins in a table.
+async fn ls(g: &GroupClient, out: &OutputArgs) -> Result<()> {
+    let groups = g.inspect_groups().await?;
+    if out.quiet {
+        for s in &groups {
+            outln!("{}", s.id);
+        }
+    } else if out.output != Format::Table {
+        io::print_value(&groups, out.output)?;
+    } else {
+        let mut t = io::table(&["ID", "SIZE", "INSTANCE", "FLAVOR"]);
+        for s in &groups {
+            let (size, inst, flav) = match GroupProperties::parse(s) {
+                Ok(p) => (
+                    p.allocation.desired().to_string(),
+                    p.instance.plugin,
+                    p.flavor.plugin,
+                ),
+                Err(_) => ("?".into(), "?".into(), "?".into()),
+            };
+            t.add_row(vec![s.id.clone(), size, inst, flav]);
+        }
+        io::print_table(&t);
     }
     Ok(())
 }

@@ -180,34 +180,7 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             if matches!(run.store, StoreKind::Etcd) {
                 bail!("{ETCD_MISSING}");
             }
-            let mut cmd: Vec<String> = vec![
-                "manager".into(),
-                "--name".into(),
-                args.name.clone(),
-                "run".into(),
-            ];
-            cmd.push("--store".into());
-            cmd.push(match run.store {
-                StoreKind::Embedded => "embedded".into(),
-                StoreKind::Etcd => "etcd".into(),
-            });
-            if !run.etcd_endpoints.is_empty() {
-                cmd.push("--etcd-endpoints".into());
-                cmd.push(run.etcd_endpoints.join(","));
-            }
-            cmd.extend(["--etcd-prefix".into(), run.etcd_prefix.clone()]);
-            cmd.extend([
-                "--lease-ttl".into(),
-                humantime::format_duration(run.lease_ttl).to_string(),
-            ]);
-            if let Some(addr) = &run.http {
-                cmd.extend(["--http".into(), addr.clone()]);
-            }
-            if run.http_actions {
-                cmd.push("--http-actions".into());
-            }
-            cmd.extend(crate::remote::listen_flags(&run.listen));
-            cmd.extend(option_args(&run.options)?);
+            let cmd = run_command(&args.name, &run)?;
             spawn_background(&args.name, &cmd).await
         }
         ManagerCommand::Run(run) => {
@@ -218,66 +191,12 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             running.stop().await;
             Ok(())
         }
-        ManagerCommand::Status { output } => {
-            let client = match crate::remote::client(&args.name)? {
-                Some(remote) => remote,
-                None => Plugins::new(dir::plugins_dir())
-                    .client(&args.name)
-                    .with_context(|| {
-                        format!(
-                            "is the manager running? try `infrakit manager start` (name {})",
-                            args.name
-                        )
-                    })?,
-            };
-            let status = ManagerClient::new(client).status().await?;
-            if output != Format::Table {
-                return io::print_value(&status, output);
-            }
-            outln!("name:       {}", status.name);
-            outln!(
-                "leader:     {}",
-                if status.leader {
-                    "yes (this manager)"
-                } else {
-                    "no"
-                }
-            );
-            outln!(
-                "leader at:  {}",
-                status
-                    .leader_location
-                    .as_deref()
-                    .unwrap_or("(none elected)")
-            );
-            outln!("location:   {}", status.location);
-            outln!("store:      {}", status.store);
-            outln!("leadership: {}", status.leadership);
-            Ok(())
-        }
+        ManagerCommand::Status { output } => status(&args.name, output).await,
         ManagerCommand::Commit {
             file,
             pretend,
             force,
-        } => {
-            let entries = read_entries(&file)?;
-            // Every entry is checked before any is committed, so a refusal changes nothing.
-            if !pretend {
-                for entry in &entries {
-                    let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
-                    let client = crate::cmd_group::client(&plugin)?;
-                    crate::guard::refuse_destructive(&client, &entry.properties, force).await?;
-                }
-            }
-            for entry in entries {
-                let plugin = entry.plugin.clone().unwrap_or_else(|| args.name.clone());
-                let client = crate::cmd_group::client(&plugin)?;
-                let id = entry.properties.id.clone();
-                let details = client.commit_group(entry.properties, pretend).await?;
-                outln!("Group {id} with plugin {plugin} plan: {details}");
-            }
-            Ok(())
-        }
+        } => commit(&args.name, &file, pretend, force).await,
         ManagerCommand::Inspect { output } => {
             let client = crate::cmd_group::client(&args.name)?;
             let entries: Vec<Entry> = client
@@ -292,6 +211,93 @@ pub async fn run(args: ManagerArgs) -> Result<()> {
             io::print_value(&entries, output)
         }
     }
+}
+
+/// The arguments of `infrakit` that run manager `name` with the settings of `run`, for
+/// `manager start` to run in the background.
+fn run_command(name: &str, run: &ManagerRunArgs) -> Result<Vec<String>> {
+    let mut cmd: Vec<String> = vec!["manager".into(), "--name".into(), name.into(), "run".into()];
+    cmd.push("--store".into());
+    cmd.push(match run.store {
+        StoreKind::Embedded => "embedded".into(),
+        StoreKind::Etcd => "etcd".into(),
+    });
+    if !run.etcd_endpoints.is_empty() {
+        cmd.push("--etcd-endpoints".into());
+        cmd.push(run.etcd_endpoints.join(","));
+    }
+    cmd.extend(["--etcd-prefix".into(), run.etcd_prefix.clone()]);
+    cmd.extend([
+        "--lease-ttl".into(),
+        humantime::format_duration(run.lease_ttl).to_string(),
+    ]);
+    if let Some(addr) = &run.http {
+        cmd.extend(["--http".into(), addr.clone()]);
+    }
+    if run.http_actions {
+        cmd.push("--http-actions".into());
+    }
+    cmd.extend(crate::remote::listen_flags(&run.listen));
+    cmd.extend(option_args(&run.options)?);
+    Ok(cmd)
+}
+
+/// `manager status`: manager `name`'s leadership, location and store.
+async fn status(name: &str, output: Format) -> Result<()> {
+    let client = match crate::remote::client(name)? {
+        Some(remote) => remote,
+        None => Plugins::new(dir::plugins_dir())
+            .client(name)
+            .with_context(|| {
+                format!("is the manager running? try `infrakit manager start` (name {name})")
+            })?,
+    };
+    let status = ManagerClient::new(client).status().await?;
+    if output != Format::Table {
+        return io::print_value(&status, output);
+    }
+    outln!("name:       {}", status.name);
+    outln!(
+        "leader:     {}",
+        if status.leader {
+            "yes (this manager)"
+        } else {
+            "no"
+        }
+    );
+    outln!(
+        "leader at:  {}",
+        status
+            .leader_location
+            .as_deref()
+            .unwrap_or("(none elected)")
+    );
+    outln!("location:   {}", status.location);
+    outln!("store:      {}", status.store);
+    outln!("leadership: {}", status.leadership);
+    Ok(())
+}
+
+/// `manager commit`: commits the entries of `file`, each to its plugin (manager `name` when it
+/// names none); with `pretend`, only says what each commit would do.
+async fn commit(name: &str, file: &str, pretend: bool, force: bool) -> Result<()> {
+    let entries = read_entries(file)?;
+    // Every entry is checked before any is committed, so a refusal changes nothing.
+    if !pretend {
+        for entry in &entries {
+            let plugin = entry.plugin.clone().unwrap_or_else(|| name.to_string());
+            let client = crate::cmd_group::client(&plugin)?;
+            crate::guard::refuse_destructive(&client, &entry.properties, force).await?;
+        }
+    }
+    for entry in entries {
+        let plugin = entry.plugin.clone().unwrap_or_else(|| name.to_string());
+        let client = crate::cmd_group::client(&plugin)?;
+        let id = entry.properties.id.clone();
+        let details = client.commit_group(entry.properties, pretend).await?;
+        outln!("Group {id} with plugin {plugin} plan: {details}");
+    }
+    Ok(())
 }
 
 /// One entry of InfraKit's manager format.

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 
 use infrakit_spi::Health;
 
-use crate::Role;
+use crate::role::Role;
 
 /// A node's state as the managers see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -36,6 +36,7 @@ pub mod health;
 pub mod link;
 pub mod prepare;
 pub mod properties;
+pub mod role;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,36 +52,12 @@ pub use engine::Engines;
 pub use link::{Link, GROUP_LABEL, LINK_CONTEXT_TAG, LINK_CREATED_TAG, LINK_TAG, SWARM_ID_TAG};
 pub use prepare::SwarmJoin;
 pub use properties::{DrainSettings, HealthSettings, JoinMode, SwarmProperties};
+pub use role::Role;
 
 /// How long Prepare may take to read the swarm's tokens and managers.
 pub const PREPARE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A group's down nodes are looked for at most this often.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
-
-/// What the instances of a group are in the swarm: the plugin type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Managers (`flavor-swarm/manager`): pets whose logical IDs are their advertise addresses.
-    Manager,
-    /// Workers (`flavor-swarm/worker`).
-    Worker,
-}
-
-impl Role {
-    /// `manager` or `worker`: the plugin type and the swarm's name for the role.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Manager => "manager",
-            Role::Worker => "worker",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The swarm flavor for one role. Cheap to clone; clones (and the flavors made by
 /// [`SwarmFlavor::pair`]) share their engine clients.

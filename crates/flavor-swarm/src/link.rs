@@ -14,7 +14,7 @@ use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::Tags;
 use rand::Rng;
 
-use crate::Role;
+use crate::role::Role;
 
 /// Tag (on the instance) and label (on its engine) holding the link.
 pub const LINK_TAG: &str = "infrakit-link";

@@ -28,7 +28,7 @@ use serde_json::{json, Map, Value};
 
 use crate::link::Link;
 use crate::properties::{parse_address, JoinMode, SwarmProperties};
-use crate::Role;
+use crate::role::Role;
 
 /// What joining the swarm takes, as read from a manager.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::link::RESERVED_LABELS;
-use crate::Role;
+use crate::role::Role;
 
 /// Path prefix of every error reported while parsing properties.
 const PREFIX: &str = "Properties";
@@ -291,6 +291,169 @@ fn check_label(path: &str, key: &str, value: &str) -> Result<()> {
     Ok(())
 }
 
+impl RawDocker {
+    /// `Docker.Host`, normalised ([`normalize_host`]).
+    fn host(self) -> Result<Option<String>> {
+        self.host
+            .map(|h| {
+                normalize_host(&h).map_err(|e| Error::invalid(format!("{PREFIX}.Docker.Host"), e))
+            })
+            .transpose()
+    }
+}
+
+impl OneOrMany {
+    /// `SwarmJoinIP`: at least one address, each with the swarm port added when it has none.
+    fn addresses(self) -> Result<Vec<String>> {
+        let (list, single) = match self {
+            OneOrMany::One(s) => (vec![s], true),
+            OneOrMany::Many(v) => (v, false),
+        };
+        if list.is_empty() {
+            return Err(Error::invalid(
+                format!("{PREFIX}.SwarmJoinIP"),
+                "must name at least one manager address",
+            ));
+        }
+        let mut out = Vec::new();
+        for (i, a) in list.iter().enumerate() {
+            let path = if single {
+                format!("{PREFIX}.SwarmJoinIP")
+            } else {
+                format!("{PREFIX}.SwarmJoinIP[{i}]")
+            };
+            out.push(with_swarm_port(a).map_err(|e| Error::invalid(path, e))?);
+        }
+        Ok(out)
+    }
+}
+
+impl RawJoin {
+    /// The join mode, with `DockerRestartCommand` and `DaemonConfig`: required (the first) and
+    /// checked with `Join: Init`, refused with `Join: Command`.
+    fn mode(
+        self,
+        restart_command: Option<String>,
+        daemon_config: Option<PathBuf>,
+    ) -> Result<JoinMode> {
+        match self {
+            RawJoin::Init => init_join(restart_command, daemon_config),
+            RawJoin::Command => {
+                for (given, field) in [
+                    (restart_command.is_some(), "DockerRestartCommand"),
+                    (daemon_config.is_some(), "DaemonConfig"),
+                ] {
+                    if given {
+                        return Err(Error::invalid(
+                            format!("{PREFIX}.{field}"),
+                            "only used with Join: Init; with Join: Command the engine is the instance's own command",
+                        ));
+                    }
+                }
+                Ok(JoinMode::Command)
+            }
+        }
+    }
+}
+
+/// `Join: Init`: the command that restarts the engine (required) and its configuration file.
+fn init_join(restart_command: Option<String>, daemon_config: Option<PathBuf>) -> Result<JoinMode> {
+    let path = format!("{PREFIX}.DockerRestartCommand");
+    let restart_command = restart_command.ok_or_else(|| {
+        Error::invalid(
+            &path,
+            "required with Join: Init (the default): the command that restarts the \
+             instance's Docker engine so it picks up its labels, e.g. \
+             \"systemctl restart docker\"; or use Join: Command when the instance's \
+             command is a dockerd (the process plugin)",
+        )
+    })?;
+    if restart_command.trim().is_empty() || restart_command.contains('\0') {
+        return Err(Error::invalid(path, "must be a non-blank shell command"));
+    }
+    let path = format!("{PREFIX}.DaemonConfig");
+    let daemon_config = daemon_config.unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_CONFIG));
+    single_line(&path, &daemon_config.to_string_lossy())?;
+    if !daemon_config.is_absolute() || daemon_config.parent().is_none() {
+        return Err(Error::invalid(path, "must be an absolute path to a file"));
+    }
+    Ok(JoinMode::Init {
+        restart_command,
+        daemon_config,
+    })
+}
+
+/// Checks `EngineLabels`: label syntax, and none of the labels the flavor sets itself.
+fn check_engine_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in labels {
+        let path = format!("{PREFIX}.EngineLabels.{k}");
+        check_label(&path, k, v)?;
+        if RESERVED_LABELS.contains(&k.as_str()) {
+            return Err(Error::invalid(
+                path,
+                "set by the flavor: it ties the node to its instance and group",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `Attachments`: every attachment has an ID.
+fn check_attachments(attachments: &BTreeMap<String, Vec<Attachment>>) -> Result<()> {
+    for (key, list) in attachments {
+        for (i, a) in list.iter().enumerate() {
+            if a.id.trim().is_empty() {
+                return Err(Error::invalid(
+                    format!("{PREFIX}.Attachments.{key}[{i}].ID"),
+                    "must not be blank",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+impl RawHealth {
+    /// `Health`, with the defaults for what is not given; `Timeout` must be more than 0.
+    fn settings(self) -> Result<HealthSettings> {
+        let hd = HealthSettings::default();
+        let health = HealthSettings {
+            join_grace: duration(
+                &format!("{PREFIX}.Health.JoinGrace"),
+                self.join_grace,
+                hd.join_grace,
+            )?,
+            timeout: duration(
+                &format!("{PREFIX}.Health.Timeout"),
+                self.timeout,
+                hd.timeout,
+            )?,
+        };
+        if health.timeout.is_zero() {
+            return Err(Error::invalid(
+                format!("{PREFIX}.Health.Timeout"),
+                "must be more than 0",
+            ));
+        }
+        Ok(health)
+    }
+}
+
+impl RawDrain {
+    /// `Drain`, with the defaults for what is not given.
+    fn settings(self) -> Result<DrainSettings> {
+        let dd = DrainSettings::default();
+        Ok(DrainSettings {
+            timeout: duration(&format!("{PREFIX}.Drain.Timeout"), self.timeout, dd.timeout)?,
+            remove_down_after: duration(
+                &format!("{PREFIX}.Drain.RemoveDownAfter"),
+                self.remove_down_after,
+                dd.remove_down_after,
+            )?,
+        })
+    }
+}
+
 impl SwarmProperties {
     /// Decodes and checks the properties; errors name the bad field under `Properties`.
     /// `null` (no properties) gives the defaults, which need a `DockerRestartCommand` to join
@@ -306,142 +469,22 @@ impl SwarmProperties {
             return Err(Error::invalid(PREFIX, "must be an object"));
         }
         let raw: Raw = decode_at(PREFIX, properties)?;
-
-        let docker_host = match raw.docker.unwrap_or_default().host {
-            None => None,
-            Some(h) => Some(
-                normalize_host(&h)
-                    .map_err(|e| Error::invalid(format!("{PREFIX}.Docker.Host"), e))?,
-            ),
-        };
-
-        let join_addresses = match raw.swarm_join_ip {
-            None => None,
-            Some(one_or_many) => {
-                let (list, single) = match one_or_many {
-                    OneOrMany::One(s) => (vec![s], true),
-                    OneOrMany::Many(v) => (v, false),
-                };
-                if list.is_empty() {
-                    return Err(Error::invalid(
-                        format!("{PREFIX}.SwarmJoinIP"),
-                        "must name at least one manager address",
-                    ));
-                }
-                let mut out = Vec::new();
-                for (i, a) in list.iter().enumerate() {
-                    let path = if single {
-                        format!("{PREFIX}.SwarmJoinIP")
-                    } else {
-                        format!("{PREFIX}.SwarmJoinIP[{i}]")
-                    };
-                    out.push(with_swarm_port(a).map_err(|e| Error::invalid(path, e))?);
-                }
-                Some(out)
-            }
-        };
-
-        let join = match raw.join.unwrap_or(RawJoin::Init) {
-            RawJoin::Init => {
-                let path = format!("{PREFIX}.DockerRestartCommand");
-                let restart_command = raw.docker_restart_command.ok_or_else(|| {
-                    Error::invalid(
-                        &path,
-                        "required with Join: Init (the default): the command that restarts the \
-                         instance's Docker engine so it picks up its labels, e.g. \
-                         \"systemctl restart docker\"; or use Join: Command when the instance's \
-                         command is a dockerd (the process plugin)",
-                    )
-                })?;
-                if restart_command.trim().is_empty() || restart_command.contains('\0') {
-                    return Err(Error::invalid(path, "must be a non-blank shell command"));
-                }
-                let path = format!("{PREFIX}.DaemonConfig");
-                let daemon_config = raw
-                    .daemon_config
-                    .unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_CONFIG));
-                single_line(&path, &daemon_config.to_string_lossy())?;
-                if !daemon_config.is_absolute() || daemon_config.parent().is_none() {
-                    return Err(Error::invalid(path, "must be an absolute path to a file"));
-                }
-                JoinMode::Init {
-                    restart_command,
-                    daemon_config,
-                }
-            }
-            RawJoin::Command => {
-                for (given, field) in [
-                    (raw.docker_restart_command.is_some(), "DockerRestartCommand"),
-                    (raw.daemon_config.is_some(), "DaemonConfig"),
-                ] {
-                    if given {
-                        return Err(Error::invalid(
-                            format!("{PREFIX}.{field}"),
-                            "only used with Join: Init; with Join: Command the engine is the instance's own command",
-                        ));
-                    }
-                }
-                JoinMode::Command
-            }
-        };
-
+        let docker_host = raw.docker.unwrap_or_default().host()?;
+        let join_addresses = raw.swarm_join_ip.map(OneOrMany::addresses).transpose()?;
+        let join = raw
+            .join
+            .unwrap_or(RawJoin::Init)
+            .mode(raw.docker_restart_command, raw.daemon_config)?;
         let docker_cli = raw
             .docker_cli
             .unwrap_or_else(|| DEFAULT_DOCKER_CLI.to_string());
         non_blank(&format!("{PREFIX}.DockerCLI"), &docker_cli)?;
-
         let engine_labels = raw.engine_labels.unwrap_or_default();
-        for (k, v) in &engine_labels {
-            let path = format!("{PREFIX}.EngineLabels.{k}");
-            check_label(&path, k, v)?;
-            if RESERVED_LABELS.contains(&k.as_str()) {
-                return Err(Error::invalid(
-                    path,
-                    "set by the flavor: it ties the node to its instance and group",
-                ));
-            }
-        }
-
+        check_engine_labels(&engine_labels)?;
         let attachments = raw.attachments.unwrap_or_default();
-        for (key, list) in &attachments {
-            for (i, a) in list.iter().enumerate() {
-                if a.id.trim().is_empty() {
-                    return Err(Error::invalid(
-                        format!("{PREFIX}.Attachments.{key}[{i}].ID"),
-                        "must not be blank",
-                    ));
-                }
-            }
-        }
-
-        let h = raw.health.unwrap_or_default();
-        let hd = HealthSettings::default();
-        let health = HealthSettings {
-            join_grace: duration(
-                &format!("{PREFIX}.Health.JoinGrace"),
-                h.join_grace,
-                hd.join_grace,
-            )?,
-            timeout: duration(&format!("{PREFIX}.Health.Timeout"), h.timeout, hd.timeout)?,
-        };
-        if health.timeout.is_zero() {
-            return Err(Error::invalid(
-                format!("{PREFIX}.Health.Timeout"),
-                "must be more than 0",
-            ));
-        }
-
-        let d = raw.drain.unwrap_or_default();
-        let dd = DrainSettings::default();
-        let drain = DrainSettings {
-            timeout: duration(&format!("{PREFIX}.Drain.Timeout"), d.timeout, dd.timeout)?,
-            remove_down_after: duration(
-                &format!("{PREFIX}.Drain.RemoveDownAfter"),
-                d.remove_down_after,
-                dd.remove_down_after,
-            )?,
-        };
-
+        check_attachments(&attachments)?;
+        let health = raw.health.unwrap_or_default().settings()?;
+        let drain = raw.drain.unwrap_or_default().settings()?;
         Ok(SwarmProperties {
             docker_host,
             join_addresses,

@@ -17,7 +17,8 @@ use tokio_stream::wrappers::BroadcastStream;
 use infrakit_spi::group::{ConfigState, RolloutAction, RolloutStatus};
 use infrakit_spi::{Event, Health};
 
-use crate::{assets, Options, Sources};
+use crate::assets;
+use crate::config::{Options, Sources};
 
 type Body = BoxBody<Bytes, Infallible>;
 

@@ -12,6 +12,7 @@
 
 mod api;
 mod assets;
+mod config;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,11 +24,8 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use infrakit_group::Telemetry;
-use infrakit_spi::event::Publisher;
-use infrakit_spi::Group;
-
 pub use api::{GroupView, InstanceView};
+pub use config::{Options, Sources};
 
 /// Errors of the listener.
 #[derive(Debug, thiserror::Error)]
@@ -40,25 +38,6 @@ pub enum HttpError {
         /// Why.
         source: std::io::Error,
     },
-}
-
-/// What the listener serves.
-#[derive(Clone)]
-pub struct Sources {
-    /// Groups to show (a manager, a group plugin or a client of one).
-    pub groups: Arc<dyn Group>,
-    /// Lifecycle events to stream.
-    pub events: Arc<dyn Publisher>,
-    /// Metrics to expose.
-    pub telemetry: Arc<Telemetry>,
-}
-
-/// How the listener behaves.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Enables the dashboard's scale, pause and resume buttons and their API. Off by default:
-    /// the dashboard is read-only.
-    pub actions: bool,
 }
 
 /// A running listener.

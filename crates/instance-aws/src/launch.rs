@@ -12,6 +12,7 @@
 //! * When volumes are to be attached and nothing else pins the zone (no subnet, no placement),
 //!   the instance is placed in the volumes' availability zone.
 
+use aws_sdk_ec2::operation::run_instances::builders::RunInstancesInputBuilder;
 use aws_sdk_ec2::operation::run_instances::RunInstancesInput;
 use aws_sdk_ec2::types as ec2;
 use infrakit_spi::instance::LOGICAL_ID_TAG;
@@ -99,15 +100,36 @@ pub fn run_instances_input(
     spec: &Spec,
     volume_zone: Option<&str>,
 ) -> Result<RunInstancesInput> {
-    let run = &props.run;
-    let at = &props.run_path;
-    let mut b = run.to_input();
+    let mut b = props.run.to_input();
+    b = b.set_tag_specifications(tag_specifications(props, spec)?);
+    if let Some(data) = user_data(&spec.init)? {
+        b = b.user_data(data);
+    }
+    let ip = match &spec.logical_id {
+        Some(lid) => props.private_ip_for(lid)?,
+        None => None,
+    };
+    if let Some(ip) = ip {
+        b = pet_address(props, b, ip.to_string())?;
+    }
+    if let Some(zone) = volume_zone {
+        b = volume_placement(props, b, zone)?;
+    }
+    b.build()
+        .map_err(|e| Error::plugin(format!("cannot build the RunInstances request: {e}")))
+}
 
-    // Tags, at launch.
+/// Tags, at launch: the `instance` entry (the properties' `TagSpecifications` for instances,
+/// then [`instance_tags`]) first, then the properties' other entries; `None` when there are
+/// none.
+fn tag_specifications(
+    props: &AwsProperties,
+    spec: &Spec,
+) -> Result<Option<Vec<ec2::TagSpecification>>> {
     let tags = instance_tags(props, spec)?;
     let mut specs: Vec<ec2::TagSpecification> = Vec::new();
     let mut on_instance: Tags = Tags::new();
-    for ts in run.tag_specifications.iter().flatten() {
+    for ts in props.run.tag_specifications.iter().flatten() {
         if ts.resource_type == ec2::ResourceType::Instance.as_str() {
             on_instance.extend(ts.tags.iter().map(|t| (t.key.clone(), t.value.clone())));
         } else {
@@ -132,111 +154,118 @@ pub fn run_instances_input(
                 .build(),
         );
     }
-    b = b.set_tag_specifications((!specs.is_empty()).then_some(specs));
+    Ok((!specs.is_empty()).then_some(specs))
+}
 
-    // Init.
-    if !spec.init.is_empty() {
-        if spec.init.len() > MAX_USER_DATA {
-            return Err(Error::invalid(
-                "Init",
-                format!(
-                    "{} bytes; EC2 takes at most {MAX_USER_DATA} bytes of user data",
-                    spec.init.len()
-                ),
-            ));
-        }
-        b = b.user_data(data_encoding::BASE64.encode(spec.init.as_bytes()));
+/// The spec's `Init` as user data, base64-encoded; `None` when it is empty.
+fn user_data(init: &str) -> Result<Option<String>> {
+    if init.is_empty() {
+        return Ok(None);
     }
-
-    // A pet's address.
-    let ip = match &spec.logical_id {
-        Some(lid) => props.private_ip_for(lid)?,
-        None => None,
-    };
-    if let Some(ip) = ip {
-        let ip = ip.to_string();
-        match &run.network_interfaces {
-            Some(nics) => {
-                let mut nics = nics.clone();
-                let primary = nics
-                    .iter()
-                    .position(|n| n.device_index.unwrap_or(0) == 0)
-                    .ok_or_else(|| {
-                        Error::invalid(
-                            format!("{at}.NetworkInterfaces"),
-                            "a pet's logical ID is its private IP, but there is no primary \
-                             interface (DeviceIndex 0) to put it on",
-                        )
-                    })?;
-                if nics[primary].network_interface_id.is_some() {
-                    return Err(Error::invalid(
-                        format!("{at}.NetworkInterfaces[{primary}].NetworkInterfaceId"),
-                        "an existing interface keeps its own address; a pet's logical ID cannot \
-                         become it (set LogicalIdIs: Tag)",
-                    ));
-                }
-                nics[primary].private_ip_address = Some(ip);
-                b = b.set_network_interfaces(Some(nics.iter().map(|n| n.to_sdk()).collect()));
-            }
-            None => {
-                if run.private_ip_address.is_some() {
-                    return Err(Error::invalid(
-                        format!("{at}.PrivateIpAddress"),
-                        "a pet's logical ID is its private IP: remove PrivateIpAddress, or set \
-                         LogicalIdIs: Tag",
-                    ));
-                }
-                let nic = ec2::InstanceNetworkInterfaceSpecification::builder()
-                    .device_index(0)
-                    .set_subnet_id(run.subnet_id.clone())
-                    .set_groups(run.security_group_ids.clone())
-                    .set_ipv6_address_count(run.ipv6_address_count)
-                    .private_ip_address(ip)
-                    .delete_on_termination(true)
-                    .build();
-                b = b
-                    .network_interfaces(nic)
-                    .set_subnet_id(None)
-                    .set_security_group_ids(None)
-                    .set_ipv6_address_count(None)
-                    .set_private_ip_address(None);
-            }
-        }
+    if init.len() > MAX_USER_DATA {
+        return Err(Error::invalid(
+            "Init",
+            format!(
+                "{} bytes; EC2 takes at most {MAX_USER_DATA} bytes of user data",
+                init.len()
+            ),
+        ));
     }
+    Ok(Some(data_encoding::BASE64.encode(init.as_bytes())))
+}
 
-    // The volumes' zone.
-    if let Some(zone) = volume_zone {
-        let placed = run
-            .placement
-            .as_ref()
-            .and_then(|p| p.availability_zone.as_deref());
-        let subnet = run.subnet_id.is_some()
-            || run
-                .network_interfaces
+/// Puts a pet's private IP address `ip` on its primary network interface: the one of the
+/// properties' `NetworkInterfaces` with `DeviceIndex` 0, or, without any, one written here, onto
+/// which the subnet and security groups move.
+fn pet_address(
+    props: &AwsProperties,
+    b: RunInstancesInputBuilder,
+    ip: String,
+) -> Result<RunInstancesInputBuilder> {
+    let run = &props.run;
+    let at = &props.run_path;
+    match &run.network_interfaces {
+        Some(nics) => {
+            let mut nics = nics.clone();
+            let primary = nics
                 .iter()
-                .flatten()
-                .any(|n| n.subnet_id.is_some() || n.network_interface_id.is_some());
-        match placed {
-            Some(p) if p != zone => {
+                .position(|n| n.device_index.unwrap_or(0) == 0)
+                .ok_or_else(|| {
+                    Error::invalid(
+                        format!("{at}.NetworkInterfaces"),
+                        "a pet's logical ID is its private IP, but there is no primary \
+                         interface (DeviceIndex 0) to put it on",
+                    )
+                })?;
+            if nics[primary].network_interface_id.is_some() {
                 return Err(Error::invalid(
-                    format!("{at}.Placement.AvailabilityZone"),
-                    format!("{p}, but the volumes to attach are in {zone}"),
-                ))
+                    format!("{at}.NetworkInterfaces[{primary}].NetworkInterfaceId"),
+                    "an existing interface keeps its own address; a pet's logical ID cannot \
+                     become it (set LogicalIdIs: Tag)",
+                ));
             }
-            Some(_) => {}
-            None if !subnet => {
-                let mut placement = b
-                    .get_placement()
-                    .clone()
-                    .unwrap_or_else(|| ec2::Placement::builder().build());
-                placement.availability_zone = Some(zone.to_string());
-                b = b.placement(placement);
+            nics[primary].private_ip_address = Some(ip);
+            Ok(b.set_network_interfaces(Some(nics.iter().map(|n| n.to_sdk()).collect())))
+        }
+        None => {
+            if run.private_ip_address.is_some() {
+                return Err(Error::invalid(
+                    format!("{at}.PrivateIpAddress"),
+                    "a pet's logical ID is its private IP: remove PrivateIpAddress, or set \
+                     LogicalIdIs: Tag",
+                ));
             }
-            None => {}
+            let nic = ec2::InstanceNetworkInterfaceSpecification::builder()
+                .device_index(0)
+                .set_subnet_id(run.subnet_id.clone())
+                .set_groups(run.security_group_ids.clone())
+                .set_ipv6_address_count(run.ipv6_address_count)
+                .private_ip_address(ip)
+                .delete_on_termination(true)
+                .build();
+            Ok(b.network_interfaces(nic)
+                .set_subnet_id(None)
+                .set_security_group_ids(None)
+                .set_ipv6_address_count(None)
+                .set_private_ip_address(None))
         }
     }
-    b.build()
-        .map_err(|e| Error::plugin(format!("cannot build the RunInstances request: {e}")))
+}
+
+/// Places the instance in `zone`, the availability zone of the volumes to attach, unless a
+/// subnet or network interface decides the zone; a placement in another zone is an error.
+fn volume_placement(
+    props: &AwsProperties,
+    b: RunInstancesInputBuilder,
+    zone: &str,
+) -> Result<RunInstancesInputBuilder> {
+    let run = &props.run;
+    let placed = run
+        .placement
+        .as_ref()
+        .and_then(|p| p.availability_zone.as_deref());
+    let subnet = run.subnet_id.is_some()
+        || run
+            .network_interfaces
+            .iter()
+            .flatten()
+            .any(|n| n.subnet_id.is_some() || n.network_interface_id.is_some());
+    match placed {
+        Some(p) if p != zone => Err(Error::invalid(
+            format!("{}.Placement.AvailabilityZone", props.run_path),
+            format!("{p}, but the volumes to attach are in {zone}"),
+        )),
+        Some(_) => Ok(b),
+        None if !subnet => {
+            let mut placement = b
+                .get_placement()
+                .clone()
+                .unwrap_or_else(|| ec2::Placement::builder().build());
+            placement.availability_zone = Some(zone.to_string());
+            Ok(b.placement(placement))
+        }
+        None => Ok(b),
+    }
 }
 
 fn tag(k: &str, v: &str) -> ec2::Tag {

@@ -512,23 +512,62 @@ impl RunInstances {
     /// Checks what decoding cannot: required fields, counts, enumerations, base64, and
     /// combinations EC2 refuses. `at` is the path of the launch fields.
     pub fn check(&self, at: &str) -> Result<()> {
+        self.check_image(at)?;
+        self.check_scalars(at)?;
+        self.check_addresses(at)?;
+        for (i, b) in self.block_device_mappings.iter().flatten().enumerate() {
+            b.check(&format!("{at}.BlockDeviceMappings[{i}]"))?;
+        }
+        if let Some(p) = &self.iam_instance_profile {
+            p.check(&format!("{at}.IamInstanceProfile"))?;
+        }
+        if let Some(p) = &self.placement {
+            p.check(&format!("{at}.Placement"))?;
+        }
+        opt_one_of(
+            &format!("{at}.InstanceInitiatedShutdownBehavior"),
+            &self.instance_initiated_shutdown_behavior,
+            ec2::ShutdownBehavior::values(),
+        )?;
+        if let Some(m) = &self.metadata_options {
+            m.check(&format!("{at}.MetadataOptions"))?;
+        }
+        if let Some(lt) = &self.launch_template {
+            lt.check(&format!("{at}.LaunchTemplate"))?;
+        }
+        for (i, ts) in self.tag_specifications.iter().flatten().enumerate() {
+            ts.check(&format!("{at}.TagSpecifications[{i}]"))?;
+        }
+        if let Some(m) = &self.instance_market_options {
+            m.check(&format!("{at}.InstanceMarketOptions"))?;
+        }
+        if let Some(c) = &self.credit_specification {
+            c.check(&format!("{at}.CreditSpecification"))?;
+        }
+        Ok(())
+    }
+
+    /// An AMI, or a launch template to take it from.
+    fn check_image(&self, at: &str) -> Result<()> {
         match (&self.image_id, &self.launch_template) {
-            (None, None) => {
-                return Err(Error::invalid(
-                    format!("{at}.ImageId"),
-                    "missing (or name a LaunchTemplate that has one)",
-                ))
-            }
+            (None, None) => Err(Error::invalid(
+                format!("{at}.ImageId"),
+                "missing (or name a LaunchTemplate that has one)",
+            )),
             (Some(image), _)
                 if !image.starts_with("ami-") && !image.starts_with("resolve:ssm:") =>
             {
-                return Err(Error::invalid(
+                Err(Error::invalid(
                     format!("{at}.ImageId"),
                     format!("{image:?} is not an AMI ID (ami-...) nor resolve:ssm:<parameter>"),
                 ))
             }
-            _ => {}
+            _ => Ok(()),
         }
+    }
+
+    /// `InstanceType`, `MinCount`, `MaxCount` and `UserData`.
+    fn check_scalars(&self, at: &str) -> Result<()> {
         if let Some(t) = &self.instance_type {
             if t.trim().is_empty() {
                 return Err(Error::invalid(
@@ -553,6 +592,12 @@ impl RunInstances {
                 ));
             }
         }
+        Ok(())
+    }
+
+    /// Where the instance is on the network: the fields that go on the network interfaces when
+    /// there are some, and the private IP addresses.
+    fn check_addresses(&self, at: &str) -> Result<()> {
         if self.network_interfaces.is_some() {
             for (name, set) in [
                 ("SubnetId", self.subnet_id.is_some()),
@@ -567,136 +612,11 @@ impl RunInstances {
                 }
             }
         }
-        if let Some(ip) = &self.private_ip_address {
-            if ip.parse::<IpAddr>().is_err() {
-                return Err(Error::invalid(
-                    format!("{at}.PrivateIpAddress"),
-                    format!("{ip:?} is not an IP address"),
-                ));
-            }
-        }
+        check_ip(&format!("{at}.PrivateIpAddress"), &self.private_ip_address)?;
         for (i, nic) in self.network_interfaces.iter().flatten().enumerate() {
-            if let Some(ip) = &nic.private_ip_address {
-                if ip.parse::<IpAddr>().is_err() {
-                    return Err(Error::invalid(
-                        format!("{at}.NetworkInterfaces[{i}].PrivateIpAddress"),
-                        format!("{ip:?} is not an IP address"),
-                    ));
-                }
-            }
-        }
-        for (i, b) in self.block_device_mappings.iter().flatten().enumerate() {
-            let p = format!("{at}.BlockDeviceMappings[{i}]");
-            if b.device_name.is_empty() {
-                return Err(Error::invalid(
-                    format!("{p}.DeviceName"),
-                    "must not be empty",
-                ));
-            }
-            if let Some(ebs) = &b.ebs {
-                opt_one_of(
-                    &format!("{p}.Ebs.VolumeType"),
-                    &ebs.volume_type,
-                    ec2::VolumeType::values(),
-                )?;
-                if ebs.volume_size.is_some_and(|s| s <= 0) {
-                    return Err(Error::invalid(
-                        format!("{p}.Ebs.VolumeSize"),
-                        "must be a positive number of GiB",
-                    ));
-                }
-            }
-        }
-        if let Some(p) = &self.iam_instance_profile {
-            if p.arn.is_none() && p.name.is_none() {
-                return Err(Error::invalid(
-                    format!("{at}.IamInstanceProfile"),
-                    "needs a Name or an Arn",
-                ));
-            }
-        }
-        if let Some(p) = &self.placement {
-            opt_one_of(
-                &format!("{at}.Placement.Tenancy"),
-                &p.tenancy,
-                ec2::Tenancy::values(),
-            )?;
-        }
-        opt_one_of(
-            &format!("{at}.InstanceInitiatedShutdownBehavior"),
-            &self.instance_initiated_shutdown_behavior,
-            ec2::ShutdownBehavior::values(),
-        )?;
-        if let Some(m) = &self.metadata_options {
-            let p = format!("{at}.MetadataOptions");
-            opt_one_of(
-                &format!("{p}.HttpTokens"),
-                &m.http_tokens,
-                ec2::HttpTokensState::values(),
-            )?;
-            opt_one_of(
-                &format!("{p}.HttpEndpoint"),
-                &m.http_endpoint,
-                ec2::InstanceMetadataEndpointState::values(),
-            )?;
-            opt_one_of(
-                &format!("{p}.InstanceMetadataTags"),
-                &m.instance_metadata_tags,
-                ec2::InstanceMetadataTagsState::values(),
-            )?;
-            opt_one_of(
-                &format!("{p}.HttpProtocolIpv6"),
-                &m.http_protocol_ipv6,
-                ec2::InstanceMetadataProtocolState::values(),
-            )?;
-        }
-        if let Some(lt) = &self.launch_template {
-            if lt.launch_template_id.is_none() && lt.launch_template_name.is_none() {
-                return Err(Error::invalid(
-                    format!("{at}.LaunchTemplate"),
-                    "needs a LaunchTemplateId or a LaunchTemplateName",
-                ));
-            }
-        }
-        for (i, ts) in self.tag_specifications.iter().flatten().enumerate() {
-            let p = format!("{at}.TagSpecifications[{i}]");
-            one_of(
-                &format!("{p}.ResourceType"),
-                &ts.resource_type,
-                ec2::ResourceType::values(),
-            )?;
-            let tags: Tags = ts
-                .tags
-                .iter()
-                .map(|t| (t.key.clone(), t.value.clone()))
-                .collect();
-            check_tags(&format!("{p}.Tags"), &tags)?;
-        }
-        if let Some(m) = &self.instance_market_options {
-            let p = format!("{at}.InstanceMarketOptions");
-            one_of(
-                &format!("{p}.MarketType"),
-                &m.market_type,
-                ec2::MarketType::values(),
-            )?;
-            if let Some(s) = &m.spot_options {
-                opt_one_of(
-                    &format!("{p}.SpotOptions.SpotInstanceType"),
-                    &s.spot_instance_type,
-                    ec2::SpotInstanceType::values(),
-                )?;
-                opt_one_of(
-                    &format!("{p}.SpotOptions.InstanceInterruptionBehavior"),
-                    &s.instance_interruption_behavior,
-                    ec2::InstanceInterruptionBehavior::values(),
-                )?;
-            }
-        }
-        if let Some(c) = &self.credit_specification {
-            one_of(
-                &format!("{at}.CreditSpecification.CpuCredits"),
-                &c.cpu_credits,
-                &["standard", "unlimited"],
+            check_ip(
+                &format!("{at}.NetworkInterfaces[{i}].PrivateIpAddress"),
+                &nic.private_ip_address,
             )?;
         }
         Ok(())
@@ -821,6 +741,161 @@ impl RunInstances {
             );
         }
         b
+    }
+}
+
+/// Checks that `ip` (at `path`), if given, is an IP address.
+fn check_ip(path: &str, ip: &Option<String>) -> Result<()> {
+    if let Some(ip) = ip {
+        if ip.parse::<IpAddr>().is_err() {
+            return Err(Error::invalid(path, format!("{ip:?} is not an IP address")));
+        }
+    }
+    Ok(())
+}
+
+impl BlockDeviceMapping {
+    /// `at` is the mapping's path, `...BlockDeviceMappings[i]`.
+    fn check(&self, at: &str) -> Result<()> {
+        if self.device_name.is_empty() {
+            return Err(Error::invalid(
+                format!("{at}.DeviceName"),
+                "must not be empty",
+            ));
+        }
+        if let Some(ebs) = &self.ebs {
+            ebs.check(&format!("{at}.Ebs"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Ebs {
+    fn check(&self, at: &str) -> Result<()> {
+        opt_one_of(
+            &format!("{at}.VolumeType"),
+            &self.volume_type,
+            ec2::VolumeType::values(),
+        )?;
+        if self.volume_size.is_some_and(|s| s <= 0) {
+            return Err(Error::invalid(
+                format!("{at}.VolumeSize"),
+                "must be a positive number of GiB",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl IamInstanceProfile {
+    fn check(&self, at: &str) -> Result<()> {
+        if self.arn.is_none() && self.name.is_none() {
+            return Err(Error::invalid(at, "needs a Name or an Arn"));
+        }
+        Ok(())
+    }
+}
+
+impl Placement {
+    fn check(&self, at: &str) -> Result<()> {
+        opt_one_of(
+            &format!("{at}.Tenancy"),
+            &self.tenancy,
+            ec2::Tenancy::values(),
+        )
+    }
+}
+
+impl MetadataOptions {
+    fn check(&self, at: &str) -> Result<()> {
+        opt_one_of(
+            &format!("{at}.HttpTokens"),
+            &self.http_tokens,
+            ec2::HttpTokensState::values(),
+        )?;
+        opt_one_of(
+            &format!("{at}.HttpEndpoint"),
+            &self.http_endpoint,
+            ec2::InstanceMetadataEndpointState::values(),
+        )?;
+        opt_one_of(
+            &format!("{at}.InstanceMetadataTags"),
+            &self.instance_metadata_tags,
+            ec2::InstanceMetadataTagsState::values(),
+        )?;
+        opt_one_of(
+            &format!("{at}.HttpProtocolIpv6"),
+            &self.http_protocol_ipv6,
+            ec2::InstanceMetadataProtocolState::values(),
+        )
+    }
+}
+
+impl LaunchTemplate {
+    fn check(&self, at: &str) -> Result<()> {
+        if self.launch_template_id.is_none() && self.launch_template_name.is_none() {
+            return Err(Error::invalid(
+                at,
+                "needs a LaunchTemplateId or a LaunchTemplateName",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl TagSpecification {
+    /// `at` is the entry's path, `...TagSpecifications[i]`.
+    fn check(&self, at: &str) -> Result<()> {
+        one_of(
+            &format!("{at}.ResourceType"),
+            &self.resource_type,
+            ec2::ResourceType::values(),
+        )?;
+        let tags: Tags = self
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect();
+        check_tags(&format!("{at}.Tags"), &tags)
+    }
+}
+
+impl InstanceMarketOptions {
+    fn check(&self, at: &str) -> Result<()> {
+        one_of(
+            &format!("{at}.MarketType"),
+            &self.market_type,
+            ec2::MarketType::values(),
+        )?;
+        if let Some(s) = &self.spot_options {
+            s.check(&format!("{at}.SpotOptions"))?;
+        }
+        Ok(())
+    }
+}
+
+impl SpotOptions {
+    fn check(&self, at: &str) -> Result<()> {
+        opt_one_of(
+            &format!("{at}.SpotInstanceType"),
+            &self.spot_instance_type,
+            ec2::SpotInstanceType::values(),
+        )?;
+        opt_one_of(
+            &format!("{at}.InstanceInterruptionBehavior"),
+            &self.instance_interruption_behavior,
+            ec2::InstanceInterruptionBehavior::values(),
+        )
+    }
+}
+
+impl CreditSpecification {
+    fn check(&self, at: &str) -> Result<()> {
+        one_of(
+            &format!("{at}.CpuCredits"),
+            &self.cpu_credits,
+            &["standard", "unlimited"],
+        )
     }
 }
 

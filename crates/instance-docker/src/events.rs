@@ -30,7 +30,8 @@ use infrakit_spi::event::Event;
 use infrakit_spi::Tags;
 use serde_json::json;
 
-use crate::{Shared, PLUGIN_LABEL};
+use crate::options::PLUGIN_LABEL;
+use crate::shared::Shared;
 
 /// First delay before pinging an engine whose event stream broke.
 pub const RECONNECT_MIN: Duration = Duration::from_millis(100);

@@ -22,16 +22,26 @@ use tokio::time::Instant;
 
 use crate::batch::{self, Backoff, Change, Outcome, Verdict};
 use crate::files::Files;
+use crate::options::TerraformOptions;
 use crate::render;
 use crate::state::State;
 use crate::terraform::{fingerprint, ApplyRun, Fingerprint, Terraform};
-use crate::{ApplyStats, TerraformOptions};
 
 /// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
 pub const EVENT_CAPACITY: usize = 1024;
 
-/// The wait between the first change of a batch and its apply.
-pub const DEFAULT_BATCH_WINDOW: Duration = Duration::from_millis(200);
+/// Counters of the apply loop.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// `terraform apply` runs so far.
+    pub applies: u64,
+    /// Of which failed.
+    pub failed: u64,
+    /// Changes in the last run.
+    pub last_batch: usize,
+    /// Errors of the last run, if it failed.
+    pub last_error: Option<String>,
+}
 
 /// How to undo a change's file operation when the change fails.
 #[derive(Debug, Clone)]
@@ -204,149 +214,54 @@ impl Shared {
 /// The apply loop. Runs until aborted.
 pub(crate) async fn run(shared: Arc<Shared>) {
     let opts = shared.options.clone();
-    let mut backoff = Backoff::new(opts.retry_backoff, opts.max_backoff);
-    let mut failures_in_a_row: u32 = 0;
+    let mut failures = Failures {
+        backoff: Backoff::new(opts.retry_backoff, opts.max_backoff),
+        in_a_row: 0,
+    };
     loop {
-        // Wait for work, and for the back-off to pass.
-        loop {
-            let notified = shared.wake.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (work, at) = {
-                let q = lock(&shared.queue);
-                (!q.pending.is_empty() || q.cleanup, q.retry_at)
-            };
-            if work {
-                if let Some(at) = at {
-                    tokio::time::sleep_until(at).await;
-                }
-                break;
-            }
-            notified.await;
-        }
+        wait_for_work(&shared).await;
         // Let changes requested together arrive.
         tokio::time::sleep(opts.batch_window).await;
 
         let guard = shared.tf_lock.write().await;
-        let (batch, files, tombstones) = {
-            let mut q = lock(&shared.queue);
-            q.retry_at = None;
-            q.cleanup = false;
-            let files = shared.files.list();
-            (std::mem::take(&mut q.pending), files, q.tombstones.clone())
-        };
-        let files = files.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot list instance files");
-            BTreeSet::new()
-        });
+        let (batch, files, tombstones) = take_batch(&shared);
         let in_batch: BTreeSet<String> = batch.iter().map(|r| r.id.clone()).collect();
-        match shared.show_cached().await {
-            Ok(before) => {
-                let candidates: BTreeSet<String> = files.difference(&tombstones).cloned().collect();
-                for id in batch::orphans(&candidates, &in_batch, &before) {
-                    tracing::info!(plugin = %opts.name, instance = %id, "removing the file of an instance that is not in Terraform's state");
-                    if let Err(e) = shared.files.remove(&id) {
-                        tracing::warn!(instance = %id, error = %e, "cannot remove an orphaned file");
-                    }
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot read the state before applying"),
-        }
-
-        tracing::info!(plugin = %opts.name, changes = batch.len(), "terraform apply");
-        let started = std::time::Instant::now();
-        let run = shared
-            .tf
-            .apply(opts.apply_timeout)
-            .await
-            .unwrap_or_else(|e| ApplyRun {
-                success: false,
-                diagnostics: Vec::new(),
-                tail: e.to_string(),
-            });
-        let fp = fingerprint(&shared.tf.state_file());
-        let after = shared.tf.show().await.map(Arc::new);
-
+        remove_orphans(&shared, &files, &tombstones, &in_batch).await;
+        let applied = apply(&shared, batch.len()).await;
         let ids: Vec<&str> = in_batch
             .iter()
             .chain(files.iter())
             .map(String::as_str)
             .collect();
-        let blamed = batch::blame(&run.diagnostics, &ids);
-        let mut errors = batch::summary(&run.diagnostics, &run.tail);
-        if let Err(e) = &after {
-            errors = format!("{errors}; then: {e}");
-        }
-        {
-            let mut s = lock(&shared.stats);
-            s.applies += 1;
-            s.last_batch = batch.len();
-            if run.success {
-                s.last_error = None;
-            } else {
-                s.failed += 1;
-                s.last_error = Some(errors.clone());
-            }
-        }
-        if run.success {
-            tracing::info!(plugin = %opts.name, changes = batch.len(), took = ?started.elapsed(), "terraform apply succeeded");
-        } else {
-            tracing::warn!(plugin = %opts.name, changes = batch.len(), error = %errors, "terraform apply failed");
-        }
+        let blamed = batch::blame(&applied.run.diagnostics, &ids);
+        let errors = applied.errors();
+        record(&shared, &applied, batch.len(), &errors);
 
         let empty = BTreeMap::new();
         let unknown = State::default();
         // Without the state nothing can be judged: every change waits for the next apply.
-        let judged = after.as_deref().ok();
+        let judged = applied.after.as_deref().ok();
         let outcome = Outcome {
-            applied: run.success && judged.is_some(),
+            applied: applied.run.success && judged.is_some(),
             state: judged.unwrap_or(&unknown),
             blamed: if judged.is_some() { &blamed } else { &empty },
             errors: &errors,
             max_attempts: opts.max_attempts,
         };
         let (undid, replies) = settle(&shared, batch, &outcome, judged.is_none());
-        let ok = run.success && judged.is_some();
+        let ok = applied.run.success && judged.is_some();
         {
             let mut q = lock(&shared.queue);
             if let Some(after) = judged {
-                q.hidden.retain(|id| after.holds_anything_of(id));
-                let gone: Vec<String> = q
-                    .tombstones
-                    .iter()
-                    .filter(|id| !after.holds_anything_of(id))
-                    .cloned()
-                    .collect();
-                for id in gone {
-                    // Destroyed: the tombstone has done its job.
-                    if let Err(e) = shared.files.remove(&id) {
-                        tracing::warn!(instance = %id, error = %e, "cannot remove a tombstone");
-                    }
-                    q.tombstones.remove(&id);
-                }
+                forget_gone(&shared, &mut q, after);
             }
-            if ok {
-                backoff.reset();
-                failures_in_a_row = 0;
-                q.cleanup |= undid;
-            } else {
-                failures_in_a_row += 1;
-                if blamed.is_empty() || judged.is_none() {
-                    q.retry_at = Some(Instant::now() + backoff.next_delay());
-                }
-                if failures_in_a_row < opts.max_attempts || !q.pending.is_empty() {
-                    q.cleanup = true;
-                } else {
-                    tracing::error!(plugin = %opts.name, failures = failures_in_a_row, error = %errors,
-                        "terraform apply keeps failing; not applying again until the next change");
-                    q.cleanup = false;
-                }
-            }
+            let back_off = blamed.is_empty() || judged.is_none();
+            failures.schedule(&mut q, &opts, ok, back_off, undid, &errors);
         }
         // The new state becomes visible (with failed instances hidden) before anyone hears
         // back, so a caller never describes a state older than its change.
-        match after {
-            Ok(state) => shared.publish(fp, state),
+        match applied.after {
+            Ok(state) => shared.publish(applied.fp, state),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot read the state after applying");
                 shared.invalidate();
@@ -355,6 +270,192 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         drop(guard);
         for (reply, result) in replies {
             let _ = reply.send(result);
+        }
+    }
+}
+
+/// Waits until there is work (changes, or an apply to clean up after failed ones) and the
+/// back-off after failed applies, if any, has passed.
+async fn wait_for_work(shared: &Shared) {
+    loop {
+        let notified = shared.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (work, at) = {
+            let q = lock(&shared.queue);
+            (!q.pending.is_empty() || q.cleanup, q.retry_at)
+        };
+        if work {
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+            }
+            return;
+        }
+        notified.await;
+    }
+}
+
+/// Takes every waiting change as the batch, with the instance files and the tombstones as they
+/// are at that moment.
+fn take_batch(shared: &Shared) -> (Vec<Request>, BTreeSet<String>, BTreeSet<String>) {
+    let (batch, files, tombstones) = {
+        let mut q = lock(&shared.queue);
+        q.retry_at = None;
+        q.cleanup = false;
+        let files = shared.files.list();
+        (std::mem::take(&mut q.pending), files, q.tombstones.clone())
+    };
+    let files = files.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot list instance files");
+        BTreeSet::new()
+    });
+    (batch, files, tombstones)
+}
+
+/// Removes the files of instances that are not in the state, not in the batch and not being
+/// destroyed ([`batch::orphans`]): the apply would bring them back.
+async fn remove_orphans(
+    shared: &Shared,
+    files: &BTreeSet<String>,
+    tombstones: &BTreeSet<String>,
+    in_batch: &BTreeSet<String>,
+) {
+    match shared.show_cached().await {
+        Ok(before) => {
+            let candidates: BTreeSet<String> = files.difference(tombstones).cloned().collect();
+            for id in batch::orphans(&candidates, in_batch, &before) {
+                tracing::info!(plugin = %shared.options.name, instance = %id, "removing the file of an instance that is not in Terraform's state");
+                if let Err(e) = shared.files.remove(&id) {
+                    tracing::warn!(instance = %id, error = %e, "cannot remove an orphaned file");
+                }
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the state before applying"),
+    }
+}
+
+/// One `terraform apply` and the state after it.
+struct Applied {
+    run: ApplyRun,
+    /// The state file's fingerprint after the apply.
+    fp: Option<Fingerprint>,
+    after: Result<Arc<State>>,
+    started: std::time::Instant,
+}
+
+impl Applied {
+    /// What went wrong: Terraform's errors, and a failure to read the state after it.
+    fn errors(&self) -> String {
+        let errors = batch::summary(&self.run.diagnostics, &self.run.tail);
+        match &self.after {
+            Err(e) => format!("{errors}; then: {e}"),
+            Ok(_) => errors,
+        }
+    }
+}
+
+/// Runs `terraform apply` for a batch of `changes` changes (a failure to run it is a failed
+/// apply), then reads the state.
+async fn apply(shared: &Shared, changes: usize) -> Applied {
+    tracing::info!(plugin = %shared.options.name, changes, "terraform apply");
+    let started = std::time::Instant::now();
+    let run = shared
+        .tf
+        .apply(shared.options.apply_timeout)
+        .await
+        .unwrap_or_else(|e| ApplyRun {
+            success: false,
+            diagnostics: Vec::new(),
+            tail: e.to_string(),
+        });
+    let fp = fingerprint(&shared.tf.state_file());
+    let after = shared.tf.show().await.map(Arc::new);
+    Applied {
+        run,
+        fp,
+        after,
+        started,
+    }
+}
+
+/// Counts the apply of `changes` changes in the stats and logs how it went.
+fn record(shared: &Shared, applied: &Applied, changes: usize, errors: &str) {
+    let success = applied.run.success;
+    {
+        let mut s = lock(&shared.stats);
+        s.applies += 1;
+        s.last_batch = changes;
+        if success {
+            s.last_error = None;
+        } else {
+            s.failed += 1;
+            s.last_error = Some(errors.to_string());
+        }
+    }
+    let name = &shared.options.name;
+    if success {
+        tracing::info!(plugin = %name, changes, took = ?applied.started.elapsed(), "terraform apply succeeded");
+    } else {
+        tracing::warn!(plugin = %name, changes, error = %errors, "terraform apply failed");
+    }
+}
+
+/// Forgets, now that they are out of the state `after`, the failed instances hidden until their
+/// leftovers were destroyed, and the tombstones of destroyed instances (removing their files).
+fn forget_gone(shared: &Shared, q: &mut Queue, after: &State) {
+    q.hidden.retain(|id| after.holds_anything_of(id));
+    let gone: Vec<String> = q
+        .tombstones
+        .iter()
+        .filter(|id| !after.holds_anything_of(id))
+        .cloned()
+        .collect();
+    for id in gone {
+        // Destroyed: the tombstone has done its job.
+        if let Err(e) = shared.files.remove(&id) {
+            tracing::warn!(instance = %id, error = %e, "cannot remove a tombstone");
+        }
+        q.tombstones.remove(&id);
+    }
+}
+
+/// The apply loop's memory of failed applies.
+struct Failures {
+    backoff: Backoff,
+    /// Failed applies since the last that succeeded.
+    in_a_row: u32,
+}
+
+impl Failures {
+    /// Decides, after an apply, whether another follows and when. After a success: one to clean
+    /// up if failed changes were undone (`undid`). After a failure: one after the back-off (when
+    /// `back_off`: nothing was to blame, or the state is unknown), unless applies have failed
+    /// `max_attempts` times in a row and no change waits.
+    fn schedule(
+        &mut self,
+        q: &mut Queue,
+        opts: &TerraformOptions,
+        ok: bool,
+        back_off: bool,
+        undid: bool,
+        errors: &str,
+    ) {
+        if ok {
+            self.backoff.reset();
+            self.in_a_row = 0;
+            q.cleanup |= undid;
+            return;
+        }
+        self.in_a_row += 1;
+        if back_off {
+            q.retry_at = Some(Instant::now() + self.backoff.next_delay());
+        }
+        if self.in_a_row < opts.max_attempts || !q.pending.is_empty() {
+            q.cleanup = true;
+        } else {
+            tracing::error!(plugin = %opts.name, failures = self.in_a_row, error = %errors,
+                "terraform apply keeps failing; not applying again until the next change");
+            q.cleanup = false;
         }
     }
 }

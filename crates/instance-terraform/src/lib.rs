@@ -45,6 +45,7 @@
 mod applier;
 pub mod batch;
 mod files;
+mod options;
 pub mod properties;
 pub mod render;
 pub mod state;
@@ -52,7 +53,6 @@ mod terraform;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use infrakit_spi::event::{Event, Publisher};
@@ -68,85 +68,17 @@ use files::Files;
 use render::InstanceInput;
 use terraform::Terraform;
 
-pub use applier::{DEFAULT_BATCH_WINDOW, EVENT_CAPACITY};
+pub use applier::{ApplyStats, EVENT_CAPACITY};
+pub use options::{TerraformOptions, DEFAULT_BATCH_WINDOW, DEFAULT_ID_PREFIX, DEFAULT_NAME};
 pub use properties::TerraformProperties;
 pub use render::{ImportSource, Record, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
 pub use terraform::MIN_VERSION;
 
-/// Default plugin name.
-pub const DEFAULT_NAME: &str = "instance-terraform";
 /// Environment variable naming the plugin's directory (as in InfraKit).
 pub const ENV_DIR: &str = "INFRAKIT_INSTANCE_TERRAFORM_DIR";
-/// Default first part of instance IDs.
-pub const DEFAULT_ID_PREFIX: &str = "instance";
 /// A file of the plugin's own in the directory, so that there is always a configuration:
 /// Terraform refuses to apply an empty one, which is what destroying the last instance needs.
 pub const ANCHOR_FILE: &str = "infrakit.tf.json";
-
-/// Where the plugin works and how it runs Terraform.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TerraformOptions {
-    /// Plugin name, for logs.
-    pub name: String,
-    /// The working directory: the user's `.tf` files, the instance files and the state.
-    /// Created if missing. One plugin per directory.
-    pub dir: PathBuf,
-    /// The `terraform` binary (looked up on `PATH` unless a path).
-    pub terraform: PathBuf,
-    /// First part of instance IDs (a Terraform identifier).
-    pub id_prefix: String,
-    /// Time between the first change that wakes the apply loop and the apply, so changes asked
-    /// for together share one apply.
-    pub batch_window: Duration,
-    /// How long an apply waits for Terraform's state lock (held by another Terraform run).
-    pub lock_timeout: Duration,
-    /// How long an apply may take before it is interrupted.
-    pub apply_timeout: Duration,
-    /// How many applies a change may take part in before it fails, when errors are not its own.
-    pub max_attempts: u32,
-    /// First wait after a failed apply that no change was to blame for; doubles each time.
-    pub retry_backoff: Duration,
-    /// Longest wait between failed applies.
-    pub max_backoff: Duration,
-    /// Extra environment for Terraform (`TF_VAR_...`, provider credentials, `TF_CLI_CONFIG_FILE`).
-    pub env: Vec<(String, String)>,
-    /// How often the state file is checked for changes, to publish `created`/`destroyed`
-    /// events (while someone subscribes); `None` publishes nothing.
-    pub watch_interval: Option<Duration>,
-}
-
-impl TerraformOptions {
-    /// Default options for directory `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        TerraformOptions {
-            name: DEFAULT_NAME.to_string(),
-            dir: dir.into(),
-            terraform: PathBuf::from("terraform"),
-            id_prefix: DEFAULT_ID_PREFIX.to_string(),
-            batch_window: DEFAULT_BATCH_WINDOW,
-            lock_timeout: Duration::from_secs(60),
-            apply_timeout: Duration::from_secs(30 * 60),
-            max_attempts: 3,
-            retry_backoff: Duration::from_secs(1),
-            max_backoff: Duration::from_secs(60),
-            env: Vec::new(),
-            watch_interval: Some(Duration::from_secs(1)),
-        }
-    }
-}
-
-/// Counters of the apply loop.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ApplyStats {
-    /// `terraform apply` runs so far.
-    pub applies: u64,
-    /// Of which failed.
-    pub failed: u64,
-    /// Changes in the last run.
-    pub last_batch: usize,
-    /// Errors of the last run, if it failed.
-    pub last_error: Option<String>,
-}
 
 /// An existing resource for a new instance to take over ([`TerraformPlugin::import`]).
 #[derive(Debug, Clone, PartialEq)]

@@ -76,15 +76,10 @@ use template::{Context, Template};
 use vagrant::Vagrant;
 
 pub use properties::{Machine, VagrantProperties};
+pub use template::{ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
 
 /// Default plugin name.
 pub const DEFAULT_NAME: &str = "instance-vagrant";
-/// Environment variable holding the instance ID (in the container, or the `Init` provisioner).
-pub const ENV_INSTANCE_ID: &str = "INFRAKIT_INSTANCE_ID";
-/// Environment variable holding the logical ID (empty for cattle).
-pub const ENV_LOGICAL_ID: &str = "INFRAKIT_LOGICAL_ID";
-/// Environment variable holding the `infrakit.group` tag (empty if absent).
-pub const ENV_GROUP: &str = "INFRAKIT_GROUP";
 /// Default number of `vagrant status` runs at once.
 pub const DEFAULT_STATUS_CONCURRENCY: usize = 4;
 /// Default time `vagrant up` may take.

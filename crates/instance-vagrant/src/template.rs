@@ -23,6 +23,13 @@ use serde_json::{Map, Value};
 
 use crate::properties::{Machine, Network};
 
+/// Environment variable holding the instance ID (in the container, or the `Init` provisioner).
+pub const ENV_INSTANCE_ID: &str = "INFRAKIT_INSTANCE_ID";
+/// Environment variable holding the logical ID (empty for cattle).
+pub const ENV_LOGICAL_ID: &str = "INFRAKIT_LOGICAL_ID";
+/// Environment variable holding the `infrakit.group` tag (empty if absent).
+pub const ENV_GROUP: &str = "INFRAKIT_GROUP";
+
 /// The built-in template.
 pub const DEFAULT_TEMPLATE: &str = include_str!("default.Vagrantfile.j2");
 
@@ -140,13 +147,10 @@ impl Context {
         logical_id: Option<&str>,
     ) -> Context {
         let mut env = machine.env.clone();
-        env.insert(crate::ENV_INSTANCE_ID.into(), id.into());
+        env.insert(ENV_INSTANCE_ID.into(), id.into());
+        env.insert(ENV_LOGICAL_ID.into(), logical_id.unwrap_or_default().into());
         env.insert(
-            crate::ENV_LOGICAL_ID.into(),
-            logical_id.unwrap_or_default().into(),
-        );
-        env.insert(
-            crate::ENV_GROUP.into(),
+            ENV_GROUP.into(),
             tags.get(infrakit_spi::instance::GROUP_TAG)
                 .map(str::to_string)
                 .unwrap_or_default(),

@@ -17,8 +17,8 @@ use infrakit_spi::Group;
 
 use crate::fixture::{self, SimGroup};
 use crate::measure::ms;
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement, Target};
-use crate::Opts;
 
 /// The `infrakit` binary to time.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf> {

@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use crate::fixture::{self, SimGroup};
 use crate::measure::ms;
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement, Target};
-use crate::Opts;
 
 /// One run: commit a group of `n` with `latency` and wait until it is converged.
 pub async fn once(n: usize, latency: Duration) -> Result<Duration> {

@@ -28,8 +28,8 @@ use infrakit_spi::{Group, GroupSpec, Instance, Tags};
 
 use crate::fixture::{self, VANILLA};
 use crate::measure::ms;
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement, Target};
-use crate::Opts;
 
 const PROCESS: &str = "instance-process";
 const GROUP: &str = "heal";

@@ -23,8 +23,8 @@ use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Instance, Spec, Tags};
 
 use crate::measure::{cpu_times, ms};
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement, Stats, Target};
-use crate::Opts;
 
 /// `calls` sequential hellos through `client`; returns each call's latency in microseconds.
 async fn hellos(client: &Client, calls: usize) -> Result<Vec<f64>> {

@@ -18,8 +18,8 @@ use infrakit_spi::Group;
 
 use crate::fixture::{self, SimGroup};
 use crate::measure::ms;
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement};
-use crate::Opts;
 
 /// One rollout of `n` instances with `updating`, at `poll_interval`; returns the time from the
 /// commit of the new configuration to convergence on it.

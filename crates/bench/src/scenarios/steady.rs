@@ -19,8 +19,8 @@ use serde_json::json;
 
 use crate::fixture::{self, SimGroup};
 use crate::measure::{cpu_time, memory, mib, ms};
+use crate::opts::Opts;
 use crate::report::{fmt, Measurement, Stats, Target};
-use crate::Opts;
 
 /// Starts a converged group of `n` with `poll_interval` and lets it settle.
 async fn converged_group(n: usize, poll_interval: Duration) -> Result<SimGroup> {
