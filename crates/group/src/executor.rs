@@ -47,9 +47,43 @@ pub(crate) async fn execute(
     plan: &Plan,
     observed: &[Description],
 ) -> Result<Report> {
-    let parallel = ctx.config.max_parallel.max(1);
+    let plugins = Plugins {
+        ctx,
+        settings,
+        instance,
+        flavor,
+    };
     let mut report = Report::default();
+    destroy_all(&plugins, plan, observed, &mut report).await;
+    if report.drain_failure.is_some() {
+        // The provisions were to replace what could not be drained: the rollout pauses here.
+        return Ok(report);
+    }
+    provision_all(&plugins, state, plan, &mut report).await?;
+    Ok(report)
+}
 
+/// What a plan runs against.
+struct Plugins<'a> {
+    ctx: &'a Context,
+    settings: &'a Settings,
+    instance: &'a dyn Instance,
+    flavor: &'a dyn Flavor,
+}
+
+/// Runs the plan's destroys, noting failures in `report`.
+async fn destroy_all(
+    plugins: &Plugins<'_>,
+    plan: &Plan,
+    observed: &[Description],
+    report: &mut Report,
+) {
+    let Plugins {
+        ctx,
+        settings,
+        instance,
+        flavor,
+    } = *plugins;
     let doomed: Vec<(&String, Reason)> = plan
         .actions
         .iter()
@@ -58,41 +92,46 @@ pub(crate) async fn execute(
             Action::Provision { .. } => None,
         })
         .collect();
+    if doomed.is_empty() {
+        return;
+    }
     // By ID: a scale-in of a large group destroys many of many.
-    let by_id: HashMap<&str, &Description> = if doomed.is_empty() {
-        HashMap::new()
-    } else {
-        observed.iter().map(|d| (d.id.as_str(), d)).collect()
-    };
+    let by_id: HashMap<&str, &Description> = observed.iter().map(|d| (d.id.as_str(), d)).collect();
     let mut destroys = Vec::new();
     for (id, reason) in doomed {
         if let Some(&d) = by_id.get(id.as_str()) {
             tracing::info!(group = %settings.id, instance = %d.id, reason = reason.as_str(), "destroying instance");
-            destroys.push(async move {
-                (
-                    reason,
-                    destroy_one(ctx, settings, instance, flavor, d, reason).await,
-                )
-            });
+            destroys.push(destroy_one(ctx, settings, instance, flavor, d, reason));
         }
     }
-    let results: Vec<(Reason, std::result::Result<(), DestroyError>)> =
-        futures::stream::iter(destroys)
-            .buffer_unordered(parallel)
-            .collect()
-            .await;
-    for (_, r) in results {
+    let results: Vec<std::result::Result<(), DestroyError>> = futures::stream::iter(destroys)
+        .buffer_unordered(ctx.config.max_parallel.max(1))
+        .collect()
+        .await;
+    for r in results {
         match r {
             Ok(()) => {}
             Err(DestroyError::Drain(why)) => report.drain_failure = Some(why),
             Err(DestroyError::Destroy(e)) => report.errors.push(e.to_string()),
         }
     }
-    if report.drain_failure.is_some() {
-        // The provisions were to replace what could not be drained: the rollout pauses here.
-        return Ok(report);
-    }
+}
 
+/// Runs the plan's provisions, recording them first when there is a store; notes what was
+/// created and what failed in `report`. Fails only when they cannot be recorded (then nothing
+/// is provisioned).
+async fn provision_all(
+    plugins: &Plugins<'_>,
+    state: &GroupState,
+    plan: &Plan,
+    report: &mut Report,
+) -> Result<()> {
+    let Plugins {
+        ctx,
+        settings,
+        instance,
+        flavor,
+    } = *plugins;
     // With a store, each provision carries a token tag and is recorded before it starts, so a
     // restarted controller can tell which ones completed. Without one there is nothing to resume.
     let durable = ctx.store.is_some();
@@ -110,7 +149,7 @@ pub(crate) async fn execute(
         })
         .collect();
     if provisions.is_empty() {
-        return Ok(report);
+        return Ok(());
     }
     if durable {
         let since_ms = rollout::now_ms();
@@ -151,7 +190,7 @@ pub(crate) async fn execute(
         })
         .collect();
     let results: Vec<(String, Option<String>, Result<String>)> = futures::stream::iter(futures)
-        .buffer_unordered(parallel)
+        .buffer_unordered(ctx.config.max_parallel.max(1))
         .collect()
         .await;
     // A provision that timed out or lost its connection may still complete: keep counting it
@@ -173,7 +212,7 @@ pub(crate) async fn execute(
             Err(e) => report.errors.push(e.to_string()),
         }
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Runs futures at most `parallel` at a time and returns the messages of those that failed.

@@ -134,7 +134,10 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
         let e = Error::caused("cannot save group web", io);
         assert_eq!(e.to_string(), "cannot save group web: denied");
-        assert_eq!(e.source().map(ToString::to_string).as_deref(), Some("denied"));
+        assert_eq!(
+            e.source().map(ToString::to_string).as_deref(),
+            Some("denied")
+        );
         assert_eq!(
             e.cause()
                 .and_then(|c| c.downcast_ref::<std::io::Error>())
