@@ -22,9 +22,9 @@ use infrakit_chaos::tap::InFlight;
 use infrakit_chaos::{specs, FaultReport, Ledger};
 use infrakit_rpc::GroupClient;
 use infrakit_spi::{Group, GroupSpec};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, unique_name};
 
-use common::{members, unique, Home};
+use common::{members, Home};
 
 const INIT: f64 = 0.2;
 const KILLS_PER_STEP: usize = 6;
@@ -71,7 +71,7 @@ async fn commit(client: &GroupClient, spec: &GroupSpec) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_killed_again_and_again_during_changes_loses_nothing() {
-    let id = unique("manager-kill");
+    let id = unique_name("manager-kill");
     let home = Home::start(&id, true).await;
     let ledger = Ledger::new(0);
     let tap = home.tap(&ledger);

@@ -20,15 +20,15 @@ use infrakit_group::GroupPlugin;
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupSpec, Instance};
 use infrakit_store::{FileStore, Store};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, unique_name};
 
-use common::{members, unique, Home};
+use common::{members, Home};
 
 const INIT: f64 = 0.5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_instance_plugin_mid_provision_loses_nothing() {
-    let id = unique("plugin-restart");
+    let id = unique_name("plugin-restart");
     let mut home = Home::start(&id, false).await;
     let ledger = Ledger::new(0);
     let tap = home.tap(&ledger);

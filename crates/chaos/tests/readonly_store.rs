@@ -21,11 +21,11 @@ use infrakit_chaos::sampler::{Sampler, Source};
 use infrakit_chaos::{specs, FaultReport, Ledger};
 use infrakit_rpc::GroupClient;
 use infrakit_spi::{Group, GroupSpec};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, unique_name};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use common::{members, unique, Home};
+use common::{members, Home};
 
 /// Waits until the controller reports that it cannot write its store.
 async fn write_failure_seen(client: &GroupClient, id: &str) {
@@ -66,7 +66,7 @@ fn kill_some(home: &Home, n: usize) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_read_only_store_stops_changes_and_loses_nothing() {
-    let id = unique("read-only");
+    let id = unique_name("read-only");
     let home = Home::start(&id, true).await;
     let disk = WriteBlock::prepare(&home.path().join("group")).unwrap();
     let ledger = Ledger::new(5);

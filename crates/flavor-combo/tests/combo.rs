@@ -14,7 +14,7 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_file::FilePlugin;
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
 use infrakit_spi::{Description, Error, Group, GroupSpec, Health, Instance, Tags};
-use infrakit_testkit::eventually;
+use infrakit_testkit::group;
 
 /// A plugin directory with `flavor-vanilla` and `flavor-combo` each behind a socket, the combo
 /// looking flavors up through a registry of its own (another process, as far as it can tell).
@@ -53,14 +53,11 @@ async fn sockets() -> Sockets {
 }
 
 fn group_spec(id: &str, flavors: Value) -> GroupSpec {
-    GroupSpec {
-        id: id.into(),
-        properties: json!({
-            "Allocation": {"Size": 2},
-            "Instance": {"Plugin": "instance-file", "Properties": {"Note": "combo"}},
-            "Flavor": {"Plugin": "flavor-combo", "Properties": {"Flavors": flavors}},
-        }),
-    }
+    group::spec(id)
+        .size(2)
+        .instance("instance-file", json!({"Note": "combo"}))
+        .flavor("flavor-combo", json!({"Flavors": flavors}))
+        .build()
 }
 
 #[tokio::test]
@@ -113,15 +110,7 @@ async fn a_group_gets_every_flavor_through_the_sockets() {
         ]),
     );
     group.commit_group(good, false).await.unwrap();
-    let d = eventually(
-        "two instances, converged",
-        Duration::from_secs(20),
-        || async {
-            let d = group.describe_group("web").await.ok()?;
-            (d.converged && d.instances.len() == 2).then_some(d)
-        },
-    )
-    .await;
+    let d = group::converged(&group, "web", 2, Duration::from_secs(20)).await;
     for inst in &d.instances {
         assert_eq!(&inst.tags["tier"], "db", "the later flavor wins");
         assert_eq!(&inst.tags["first"], "1");

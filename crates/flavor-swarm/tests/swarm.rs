@@ -18,7 +18,7 @@ use infrakit_flavor_swarm::{Role, SwarmFlavor, GROUP_LABEL, LINK_TAG};
 use infrakit_spi::{
     Allocation, Description, Error, Flavor, Group, GroupSpec, Health, Index, Instance, Spec, Tags,
 };
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, group};
 
 use common::{engine_labels, reachable_manager, ready, Fixture, BOOTSTRAP, SERIAL, SUBNET};
 
@@ -422,14 +422,11 @@ async fn bad_specs_are_rejected_with_the_field_and_nothing_runs() {
     let group =
         infrakit_group::GroupPlugin::new(plugins, infrakit_group::ControllerConfig::default());
     let spec = |allocation: serde_json::Value, role: &str, flavor: serde_json::Value| {
-        infrakit_spi::GroupSpec {
-            id: "bad".into(),
-            properties: json!({
-                "Allocation": allocation,
-                "Instance": {"Plugin": "instance-process", "Properties": {"Cmd": "dockerd"}},
-                "Flavor": {"Plugin": format!("flavor-swarm/{role}"), "Properties": flavor},
-            }),
-        }
+        group::spec("bad")
+            .allocation(allocation)
+            .instance("instance-process", json!({"Cmd": "dockerd"}))
+            .flavor(&format!("flavor-swarm/{role}"), flavor)
+            .build()
     };
     let size = json!({"Size": 2});
     let pets = json!({"LogicalIDs": ["10.0.0.1", "10.0.0.2"]});

@@ -14,7 +14,9 @@ use hyper_util::rt::TokioIo;
 use infrakit_flavor_vanilla::{
     HealthProbe, ProbeCheck, ProbeError, VanillaFlavor, VanillaProperties,
 };
+use infrakit_spi::Health::{Healthy, Unhealthy, Unknown};
 use infrakit_spi::{Allocation, Attachment, Description, Error, Flavor, Health, Index, Spec};
+use infrakit_testkit::{is_running, until};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -24,6 +26,19 @@ fn instance(id: &str, tags: Value, properties: Option<Value>) -> Description {
 
 async fn healthy(flavor: &VanillaFlavor, props: Value, inst: &Description) -> Health {
     flavor.healthy(&props, inst).await.unwrap()
+}
+
+/// An instance with no tags and no properties.
+fn bare(id: &str) -> Description {
+    instance(id, json!({}), None)
+}
+
+/// Judges each case, in order, with `flavor`: `(case, properties, instance, expected health)`.
+/// A failure names the case.
+async fn judged(flavor: &VanillaFlavor, cases: Vec<(&str, Value, Description, Health)>) {
+    for (case, props, inst, want) in cases {
+        assert_eq!(healthy(flavor, props, &inst).await, want, "{case}");
+    }
 }
 
 fn lines(path: &Path) -> usize {
@@ -301,61 +316,43 @@ async fn validate_accepts_good_properties_for_any_allocation() {
     }
 }
 
-#[tokio::test]
-async fn validate_errors_carry_field_paths() {
-    assert_eq!(invalid_path(json!({"Init": 5})).await, "Properties.Init");
-    assert_eq!(
-        invalid_path(json!({"Color": "red"})).await,
-        "Properties.Color"
-    );
-    assert_eq!(
-        invalid_path(json!({"Attachments": [{"ID": "a"}, {"ID": 3}]})).await,
-        "Properties.Attachments[1].ID"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"TCP": "a:1", "HTTP": {"URL": "http://x"}}})).await,
-        "Properties.Health"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"TCP": 8080}})).await,
-        "Properties.Health.TCP"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port"}})).await,
-        "Properties.Health.TCP"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"Exec": []}})).await,
-        "Properties.Health.Exec"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"HTTP": {"URL": "ftp://x/"}}})).await,
-        "Properties.Health.HTTP.URL"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"Exec": ["true"], "Interval": "1 fortnight"}})).await,
-        "Properties.Health.Interval"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"Exec": ["true"], "Timeout": "fast"}})).await,
-        "Properties.Health.Timeout"
-    );
-    assert_eq!(
-        invalid_path(json!({"Health": {"Exec": ["true"], "Retries": 3}})).await,
-        "Properties.Health.Retries"
-    );
-    assert_eq!(
-        invalid_path(json!({"Attachments": [{"ID": "data-{{ LogicalID }"}]})).await,
-        "Properties.Attachments[0].ID"
-    );
-    assert_eq!(
-        invalid_path(json!({"Attachments": [{"ID": "data-{{ ID }}"}]})).await,
-        "Properties.Attachments[0].ID"
-    );
-    assert_eq!(
-        invalid_path(json!({"Tags": {"a": "ok", "role": "{% for %}"}})).await,
-        "Properties.Tags.role"
-    );
+/// One test per case, named after it: validating the properties fails at the field.
+macro_rules! invalid_at {
+    ($($case:ident: $props:tt => $path:literal;)*) => {
+        mod validate_errors_carry_field_paths {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    assert_eq!(invalid_path(json!($props)).await, $path);
+                }
+            )*
+        }
+    };
+}
+
+invalid_at! {
+    init_a_number: {"Init": 5} => "Properties.Init";
+    an_unknown_field: {"Color": "red"} => "Properties.Color";
+    an_attachment_id_a_number: {"Attachments": [{"ID": "a"}, {"ID": 3}]}
+        => "Properties.Attachments[1].ID";
+    two_probes: {"Health": {"TCP": "a:1", "HTTP": {"URL": "http://x"}}} => "Properties.Health";
+    tcp_a_number: {"Health": {"TCP": 8080}} => "Properties.Health.TCP";
+    tcp_an_unclosed_template: {"Health": {"TCP": "127.0.0.1:{{ Tags.port"}}
+        => "Properties.Health.TCP";
+    exec_empty: {"Health": {"Exec": []}} => "Properties.Health.Exec";
+    http_not_http: {"Health": {"HTTP": {"URL": "ftp://x/"}}} => "Properties.Health.HTTP.URL";
+    interval_not_a_duration: {"Health": {"Exec": ["true"], "Interval": "1 fortnight"}}
+        => "Properties.Health.Interval";
+    timeout_not_a_duration: {"Health": {"Exec": ["true"], "Timeout": "fast"}}
+        => "Properties.Health.Timeout";
+    retries_unknown: {"Health": {"Exec": ["true"], "Retries": 3}}
+        => "Properties.Health.Retries";
+    attachment_template_half_closed: {"Attachments": [{"ID": "data-{{ LogicalID }"}]}
+        => "Properties.Attachments[0].ID";
+    attachment_template_naming_the_id: {"Attachments": [{"ID": "data-{{ ID }}"}]}
+        => "Properties.Attachments[0].ID";
+    tag_template_bad_syntax: {"Tags": {"a": "ok", "role": "{% for %}"}} => "Properties.Tags.role";
 }
 
 #[test]
@@ -420,28 +417,19 @@ async fn the_providers_own_health_check_is_honoured() {
             Some(json!({"State": "running", "Health": health})),
         )
     };
-    assert_eq!(
-        healthy(&flavor, Value::Null, &with("unhealthy")).await,
-        Health::Unhealthy
-    );
-    assert_eq!(
-        healthy(&flavor, Value::Null, &with("starting")).await,
-        Health::Unknown
-    );
-    assert_eq!(
-        healthy(&flavor, Value::Null, &with("healthy")).await,
-        Health::Healthy
-    );
-    assert_eq!(
-        healthy(&flavor, Value::Null, &with("none")).await,
-        Health::Healthy
-    );
-    // An unhealthy container stays unhealthy even if the flavor's own probe passes.
     let probe = json!({"Health": {"Exec": ["true"]}});
-    assert_eq!(
-        healthy(&flavor, probe, &with("unhealthy")).await,
-        Health::Unhealthy
-    );
+    judged(
+        &flavor,
+        vec![
+            ("unhealthy", Value::Null, with("unhealthy"), Unhealthy),
+            ("starting", Value::Null, with("starting"), Unknown),
+            ("healthy", Value::Null, with("healthy"), Healthy),
+            ("none", Value::Null, with("none"), Healthy),
+            // An unhealthy container stays unhealthy even if the flavor's own probe passes.
+            ("probe passes", probe, with("unhealthy"), Unhealthy),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -473,20 +461,17 @@ fn exec(script: &str) -> Value {
 
 #[tokio::test]
 async fn exec_probe_exit_status_decides() {
-    let flavor = VanillaFlavor::new();
-    let inst = instance("i-1", json!({}), None);
-    assert_eq!(
-        healthy(&flavor, exec("exit 0"), &inst).await,
-        Health::Healthy
-    );
-    let other = instance("i-2", json!({}), None);
-    assert_eq!(
-        healthy(&flavor, exec("exit 3"), &other).await,
-        Health::Unhealthy
-    );
-    let missing = instance("i-3", json!({}), None);
-    let props = json!({"Health": {"Exec": ["/nonexistent/probe"]}});
-    assert_eq!(healthy(&flavor, props, &missing).await, Health::Unhealthy);
+    let missing = json!({"Health": {"Exec": ["/nonexistent/probe"]}});
+    // One instance each: results are cached per instance.
+    judged(
+        &VanillaFlavor::new(),
+        vec![
+            ("exit 0", exec("exit 0"), bare("i-1"), Healthy),
+            ("exit 3", exec("exit 3"), bare("i-2"), Unhealthy),
+            ("no such program", missing, bare("i-3"), Unhealthy),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -529,19 +514,6 @@ async fn exec_probe_with_unrenderable_args_is_unhealthy_without_running() {
     assert_eq!(lines(&log), 0);
 }
 
-/// True while a process with this PID exists and is not a zombie.
-fn alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
-        Err(_) => false,
-    }
-}
-
 #[tokio::test]
 async fn exec_probe_timeout_is_unhealthy_and_kills_the_probe() {
     let dir = tempfile::tempdir().unwrap();
@@ -569,12 +541,12 @@ async fn exec_probe_timeout_is_unhealthy_and_kills_the_probe() {
         .parse()
         .unwrap();
     // SIGKILL has been sent to the whole group; wait (bounded) for the kernel to finish it off.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while alive(pid) && Instant::now() < deadline {
-        tokio::task::yield_now().await;
-        std::thread::yield_now();
-    }
-    assert!(!alive(pid), "the probe's child {pid} outlived the timeout");
+    until(
+        &format!("the probe's child {pid} ends with the probe"),
+        Duration::from_secs(5),
+        || async { !is_running(pid) },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -729,16 +701,16 @@ async fn tcp_probe_needs_a_listener() {
         l.local_addr().unwrap().port()
     };
     let props = json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port }}"}});
-    let flavor = VanillaFlavor::new();
-    let up = instance("up", json!({"port": open.to_string()}), None);
-    let down = instance("down", json!({"port": closed.to_string()}), None);
-    assert_eq!(healthy(&flavor, props.clone(), &up).await, Health::Healthy);
-    assert_eq!(
-        healthy(&flavor, props.clone(), &down).await,
-        Health::Unhealthy
-    );
-    let untagged = instance("untagged", json!({}), None);
-    assert_eq!(healthy(&flavor, props, &untagged).await, Health::Unhealthy);
+    let at = |id: &str, port: u16| instance(id, json!({"port": port.to_string()}), None);
+    judged(
+        &VanillaFlavor::new(),
+        vec![
+            ("listening", props.clone(), at("up", open), Healthy),
+            ("closed", props.clone(), at("down", closed), Unhealthy),
+            ("no port tag", props, bare("untagged"), Unhealthy),
+        ],
+    )
+    .await;
     drop(listener);
 }
 
@@ -785,25 +757,20 @@ fn http(path: &str, extra: Value) -> Value {
 #[tokio::test]
 async fn http_probe_checks_the_status() {
     let port = http_server().await;
-    let flavor = VanillaFlavor::new();
     let inst = |id: &str| instance(id, json!({"port": port.to_string()}), None);
-    assert_eq!(
-        healthy(&flavor, http("/ok", json!({})), &inst("a")).await,
-        Health::Healthy
-    );
-    assert_eq!(
-        healthy(&flavor, http("/fail", json!({})), &inst("b")).await,
-        Health::Unhealthy
-    );
-
     let expect_500 = json!({"Health": {"HTTP": {
         "URL": "http://127.0.0.1:{{ Tags.port }}/fail",
         "Status": 500
     }}});
-    assert_eq!(
-        healthy(&flavor, expect_500, &inst("c")).await,
-        Health::Healthy
-    );
+    judged(
+        &VanillaFlavor::new(),
+        vec![
+            ("200", http("/ok", json!({})), inst("a"), Healthy),
+            ("500", http("/fail", json!({})), inst("b"), Unhealthy),
+            ("500 expected", expect_500, inst("c"), Healthy),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

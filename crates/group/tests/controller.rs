@@ -13,8 +13,9 @@ use infrakit_instance_file::FilePlugin;
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
-use infrakit_spi::{Group, GroupDescription, GroupSpec, Instance, Tags};
-use infrakit_testkit::{eventually, ProcessDir};
+use infrakit_spi::{Description, Group, GroupDescription, Instance, Tags};
+use infrakit_testkit::group::{self, ids};
+use infrakit_testkit::{eventually, until, ProcessDir};
 
 /// How long a test waits for what the plugin's events drive (a dead process replaced): several
 /// times what it takes on an idle machine (well under a second), and still below the 60 s poll
@@ -33,15 +34,11 @@ fn reconcile_failures(group: &GroupPlugin, id: &str) -> u64 {
         .unwrap_or(0)
 }
 
-fn spec(id: &str, allocation: Value, instance: Value, flavor: Value) -> GroupSpec {
-    GroupSpec {
-        id: id.into(),
-        properties: json!({"Allocation": allocation, "Instance": instance, "Flavor": flavor}),
-    }
-}
-
-fn ids(d: &GroupDescription) -> BTreeSet<String> {
-    d.instances.iter().map(|i| i.id.clone()).collect()
+/// Plugins looked up in `dir`, with the vanilla flavor registered in-process.
+fn plugins(dir: impl AsRef<Path>) -> Arc<Plugins> {
+    let plugins = Arc::new(Plugins::new(dir.as_ref()));
+    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
+    plugins
 }
 
 fn config(poll: Duration) -> ControllerConfig {
@@ -54,15 +51,40 @@ fn config(poll: Duration) -> ControllerConfig {
 /// Waits until group `id` has converged at `n` instances. In the tests with a 60 s poll, healing
 /// within this bound is driven by events.
 async fn converged(group: &GroupPlugin, id: &str, n: usize) -> GroupDescription {
-    eventually(
-        &format!("{id} converged at {n}"),
-        BEFORE_THE_POLL,
-        || async {
-            let d = group.describe_group(id).await.ok()?;
-            (d.converged && d.instances.len() == n).then_some(d)
-        },
+    group::converged(group, id, n, BEFORE_THE_POLL).await
+}
+
+/// The IDs an instance plugin lists.
+async fn listed(plugin: &dyn Instance) -> BTreeSet<String> {
+    plugin
+        .describe_instances(&Tags::new(), false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect()
+}
+
+/// The member with logical ID `lid`.
+fn pet<'a>(d: &'a GroupDescription, lid: &str) -> Option<&'a Description> {
+    d.instances.iter().find(|i| i.logical_id() == Some(lid))
+}
+
+/// The members' logical IDs.
+fn logical_ids(d: &GroupDescription) -> BTreeSet<&str> {
+    d.instances
+        .iter()
+        .map(|i| i.logical_id().unwrap())
+        .collect()
+}
+
+/// SIGKILLs process `pid`.
+fn sigkill(pid: u32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
     )
-    .await
+    .unwrap();
 }
 
 /// Sends a captured request body and returns the parsed response.
@@ -86,14 +108,30 @@ async fn rpc(socket: &Path, body: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Sends a captured request body and checks the response: each `(JSON pointer, value)` of
+/// `want`, a missing value reading as null (`""` points at the whole response). A failure names
+/// the method and the pointer. Returns the response.
+async fn call(socket: &Path, body: &str, want: &[(&str, Value)]) -> Value {
+    let v = rpc(socket, body).await;
+    let request: Value = serde_json::from_str(body).unwrap();
+    for (pointer, value) in want {
+        assert_eq!(
+            v.pointer(pointer).unwrap_or(&Value::Null),
+            value,
+            "{} at {pointer:?} of {v}",
+            request["method"]
+        );
+    }
+    v
+}
+
 #[tokio::test]
 async fn group_methods_match_the_wire_captures() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("plugins");
-    let plugins = Arc::new(Plugins::new(&dir));
+    let plugins = plugins(&dir);
     let files = Arc::new(FilePlugin::new(tmp.path().join("files")).unwrap());
     plugins.register_instance("instance-file", files.clone());
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let group = Arc::new(GroupPlugin::new(
         plugins.clone(),
         config(Duration::from_millis(100)),
@@ -107,61 +145,49 @@ async fn group_methods_match_the_wire_captures() {
     .unwrap();
     let sock = server.socket().to_path_buf();
 
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.CommitGroup","params":{"Name":"group-stateless","Spec":{"ID":"cattle","Properties":{"Allocation":{"Size":2},"Instance":{"Plugin":"instance-file","Properties":{"Note":"v1"}},"Flavor":{"Plugin":"flavor-vanilla","Properties":{"Init":["echo hello"],"Tags":{"tier":"web"}}}}},"Pretend":false},"id":230145908432712945}"#).await;
-    assert_eq!(
-        v,
-        json!({"jsonrpc":"2.0","result":{"Name":"group-stateless","ID":"cattle","Details":"Managing 2 instances"},"id":230145908432712945u64})
-    );
+    call(&sock, r#"{"jsonrpc":"2.0","method":"Group.CommitGroup","params":{"Name":"group-stateless","Spec":{"ID":"cattle","Properties":{"Allocation":{"Size":2},"Instance":{"Plugin":"instance-file","Properties":{"Note":"v1"}},"Flavor":{"Plugin":"flavor-vanilla","Properties":{"Init":["echo hello"],"Tags":{"tier":"web"}}}}},"Pretend":false},"id":230145908432712945}"#, &[
+        ("", json!({"jsonrpc":"2.0","result":{"Name":"group-stateless","ID":"cattle","Details":"Managing 2 instances"},"id":230145908432712945u64})),
+    ]).await;
     converged(&group, "cattle", 2).await;
 
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.DescribeGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":1124036572001155406}"#).await;
-    let r = &v["result"];
-    assert_eq!(
-        (r["Name"].as_str(), r["ID"].as_str()),
-        (Some("group-stateless"), Some("cattle"))
-    );
-    assert_eq!(r["Description"]["Converged"], true);
-    let inst = &r["Description"]["Instances"][0];
     // Exactly the captured tags and prepared spec, including the recorded config hash.
     let tags = json!({"infrakit.config.hash":"rsfonnrfmaykaiytaj26ud5ixjk7m4rd","infrakit.group":"cattle","tier":"web"});
-    assert_eq!(inst["Tags"], tags);
-    assert_eq!(inst["LogicalID"], Value::Null);
-    assert_eq!(
-        inst["Properties"],
-        json!({"Properties":{"Note":"v1"},"Tags":tags,"Init":"echo hello","LogicalID":null,"Attachments":null})
-    );
+    let v = call(&sock, r#"{"jsonrpc":"2.0","method":"Group.DescribeGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":1124036572001155406}"#, &[
+        ("/result/Name", json!("group-stateless")),
+        ("/result/ID", json!("cattle")),
+        ("/result/Description/Converged", json!(true)),
+        ("/result/Description/Instances/0/Tags", tags.clone()),
+        ("/result/Description/Instances/0/LogicalID", Value::Null),
+        ("/result/Description/Instances/0/Properties", json!({"Properties":{"Note":"v1"},"Tags":tags,"Init":"echo hello","LogicalID":null,"Attachments":null})),
+    ]).await;
+    call(&sock, r#"{"jsonrpc":"2.0","method":"Group.InspectGroups","params":{"Name":"group-stateless","ID":""},"id":123120403758044522}"#, &[
+        ("/result/Groups/0/ID", json!("cattle")),
+        ("/result/Groups/0/Properties/Allocation", json!({"Size": 2})),
+    ]).await;
+    call(&sock, r#"{"jsonrpc":"2.0","method":"Group.Size","params":{"Name":"group-stateless","ID":"cattle"},"id":992679048839967766}"#, &[
+        ("/result", json!({"Name":"group-stateless","ID":"cattle","Size":2})),
+    ]).await;
 
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.InspectGroups","params":{"Name":"group-stateless","ID":""},"id":123120403758044522}"#).await;
-    assert_eq!(v["result"]["Groups"][0]["ID"], "cattle");
-    assert_eq!(
-        v["result"]["Groups"][0]["Properties"]["Allocation"],
-        json!({"Size": 2})
-    );
-
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.Size","params":{"Name":"group-stateless","ID":"cattle"},"id":992679048839967766}"#).await;
-    assert_eq!(
-        v["result"],
-        json!({"Name":"group-stateless","ID":"cattle","Size":2})
-    );
-
-    let victim = inst["ID"].as_str().unwrap().to_string();
-    let v = rpc(&sock, &format!(r#"{{"jsonrpc":"2.0","method":"Group.DestroyInstances","params":{{"Name":"group-stateless","ID":"cattle","Instances":["{victim}"]}},"id":826479638613112998}}"#)).await;
-    assert_eq!(v["result"], json!({"Name":"group-stateless","ID":"cattle"}));
+    let victim = v["result"]["Description"]["Instances"][0]["ID"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call(&sock, &format!(r#"{{"jsonrpc":"2.0","method":"Group.DestroyInstances","params":{{"Name":"group-stateless","ID":"cattle","Instances":["{victim}"]}},"id":826479638613112998}}"#), &[
+        ("/result", json!({"Name":"group-stateless","ID":"cattle"})),
+    ]).await;
     let d = converged(&group, "cattle", 1).await;
     assert!(!ids(&d).contains(&victim));
     assert_eq!(group.size("cattle").await.unwrap(), 1);
 
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.FreeGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":3539916565017515734}"#).await;
-    assert_eq!(v["result"]["ID"], "cattle");
-    let v = rpc(&sock, r#"{"jsonrpc":"2.0","method":"Group.DestroyGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":5933738276459039721}"#).await;
-    assert_eq!(v["error"]["code"], -32000);
-    assert_eq!(v["error"]["message"], "Group 'cattle' is not being watched");
+    call(&sock, r#"{"jsonrpc":"2.0","method":"Group.FreeGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":3539916565017515734}"#, &[
+        ("/result/ID", json!("cattle")),
+    ]).await;
+    call(&sock, r#"{"jsonrpc":"2.0","method":"Group.DestroyGroup","params":{"Name":"group-stateless","ID":"cattle"},"id":5933738276459039721}"#, &[
+        ("/error/code", json!(-32000)),
+        ("/error/message", json!("Group 'cattle' is not being watched")),
+    ]).await;
     assert_eq!(
-        files
-            .describe_instances(&Tags::new(), false)
-            .await
-            .unwrap()
-            .len(),
+        listed(&*files).await.len(),
         1,
         "free leaves instances alone"
     );
@@ -183,40 +209,26 @@ async fn a_killed_process_is_replaced_without_waiting_for_the_poll() {
     )
     .await
     .unwrap();
-    let plugins = Arc::new(Plugins::new(&dir));
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
-    let group = GroupPlugin::new(plugins, config(Duration::from_secs(60)));
+    let group = GroupPlugin::new(plugins(&dir), config(Duration::from_secs(60)));
     group
         .commit_group(
-            spec(
-                "workers",
-                json!({"Size": 3}),
-                json!({"Plugin": "instance-process", "Properties": {"Cmd": "sleep", "Args": ["300"]}}),
-                json!({"Plugin": "flavor-vanilla"}),
-            ),
+            group::spec("workers")
+                .size(3)
+                .instance("instance-process", json!({"Cmd": "sleep", "Args": ["300"]}))
+                .flavor("flavor-vanilla", Value::Null)
+                .build(),
             false,
         )
         .await
         .unwrap();
     let before = ids(&converged(&group, "workers", 3).await);
     let victim = before.iter().next().unwrap().clone();
-    let pid = procs.pid(&victim).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(procs.pid(&victim).unwrap());
     let after = eventually(
         "a replacement process runs, before the 60 s poll",
         BEFORE_THE_POLL,
         || async {
-            let now: BTreeSet<String> = procs
-                .describe_instances(&Tags::new(), false)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|d| d.id)
-                .collect();
+            let now = listed(&*procs).await;
             (now.len() == 3 && !now.contains(&victim)).then_some(now)
         },
     )
@@ -232,47 +244,31 @@ async fn a_killed_process_is_replaced_without_waiting_for_the_poll() {
 #[tokio::test]
 async fn pets_are_recreated_with_their_logical_ids() {
     let tmp = tempfile::tempdir().unwrap();
-    let plugins = Arc::new(Plugins::new(tmp.path().join("plugins")));
+    let plugins = plugins(tmp.path().join("plugins"));
     let files = Arc::new(FilePlugin::new(tmp.path().join("files")).unwrap());
     plugins.register_instance("instance-file", files.clone());
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let group = GroupPlugin::new(plugins, config(Duration::from_millis(50)));
-    let mk = |ids: Value| {
-        spec(
-            "db",
-            json!({"LogicalIDs": ids}),
-            json!({"Plugin": "instance-file", "Properties": {}}),
-            json!({"Plugin": "flavor-vanilla", "Properties": {"Attachments": [{"ID": "data", "Type": "volume"}]}}),
-        )
+    let mk = |ids: &[&str]| {
+        group::spec("db")
+            .logical_ids(ids)
+            .instance("instance-file", json!({}))
+            .flavor(
+                "flavor-vanilla",
+                json!({"Attachments": [{"ID": "data", "Type": "volume"}]}),
+            )
+            .build()
     };
     group
-        .commit_group(mk(json!(["db1", "db2", "db3"])), false)
+        .commit_group(mk(&["db1", "db2", "db3"]), false)
         .await
         .unwrap();
     let d = converged(&group, "db", 3).await;
-    let lids: BTreeSet<_> = d
-        .instances
-        .iter()
-        .map(|i| i.logical_id().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        lids,
-        ["db1", "db2", "db3"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    );
-    let db2 = d
-        .instances
-        .iter()
-        .find(|i| i.logical_id() == Some("db2"))
-        .unwrap()
-        .id
-        .clone();
+    assert_eq!(logical_ids(&d), BTreeSet::from(["db1", "db2", "db3"]));
+    let db2 = pet(&d, "db2").unwrap().id.clone();
     std::fs::remove_file(files.dir().join(&db2)).unwrap();
     let d = eventually("db2 recreated", Duration::from_secs(30), || async {
         let d = group.describe_group("db").await.ok()?;
-        let new = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
+        let new = pet(&d, "db2")?;
         (new.id != db2 && d.instances.len() == 3).then(|| new.clone())
     })
     .await;
@@ -284,27 +280,16 @@ async fn pets_are_recreated_with_their_logical_ids() {
 
     // Changing the logical IDs adds and removes members.
     let details = group
-        .commit_group(mk(json!(["db2", "db3", "db4"])), true)
+        .commit_group(mk(&["db2", "db3", "db4"]), true)
         .await
         .unwrap();
     assert_eq!(details, "Adding members db4, then removing members db1");
     group
-        .commit_group(mk(json!(["db2", "db3", "db4"])), false)
+        .commit_group(mk(&["db2", "db3", "db4"]), false)
         .await
         .unwrap();
     let d = converged(&group, "db", 3).await;
-    let lids: BTreeSet<_> = d
-        .instances
-        .iter()
-        .map(|i| i.logical_id().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        lids,
-        ["db2", "db3", "db4"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
-    );
+    assert_eq!(logical_ids(&d), BTreeSet::from(["db2", "db3", "db4"]));
 }
 
 #[tokio::test]
@@ -320,17 +305,14 @@ async fn an_unreachable_instance_plugin_destroys_nothing() {
     )
     .await
     .unwrap();
-    let plugins = Arc::new(Plugins::new(&dir));
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
-    let group = GroupPlugin::new(plugins, config(Duration::from_millis(20)));
+    let group = GroupPlugin::new(plugins(&dir), config(Duration::from_millis(20)));
     group
         .commit_group(
-            spec(
-                "web",
-                json!({"Size": 3}),
-                json!({"Plugin": "instance-file"}),
-                json!({"Plugin": "flavor-vanilla"}),
-            ),
+            group::spec("web")
+                .size(3)
+                .instance("instance-file", Value::Null)
+                .flavor("flavor-vanilla", Value::Null)
+                .build(),
             false,
         )
         .await
@@ -343,21 +325,15 @@ async fn an_unreachable_instance_plugin_destroys_nothing() {
     assert!(err.to_string().contains("instance-file"), "{err}");
     // Let several reconciles fail; the assertion is that none acted.
     let failed = reconcile_failures(&group, "web");
-    eventually(
+    until(
         "three more reconciles fail",
         Duration::from_secs(30),
-        || async { (reconcile_failures(&group, "web") >= failed + 3).then_some(()) },
+        || async { reconcile_failures(&group, "web") >= failed + 3 },
     )
     .await;
-    let on_disk: BTreeSet<String> = files
-        .describe_instances(&Tags::new(), false)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|d| d.id)
-        .collect();
     assert_eq!(
-        on_disk, before,
+        listed(&*files).await,
+        before,
         "nothing was created or destroyed while the plugin was away"
     );
 
@@ -376,20 +352,18 @@ async fn an_unreachable_instance_plugin_destroys_nothing() {
 #[tokio::test]
 async fn thousands_of_simulated_instances_converge_and_heal() {
     let tmp = tempfile::tempdir().unwrap();
-    let plugins = Arc::new(Plugins::new(tmp.path().join("plugins")));
+    let plugins = plugins(tmp.path().join("plugins"));
     let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
     plugins.register_instance("instance-simulator", sim.clone());
     plugins.register_publisher("instance-simulator", sim.clone());
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let group = GroupPlugin::new(plugins, config(Duration::from_secs(60)));
     group
         .commit_group(
-            spec(
-                "sim",
-                json!({"Size": 2000}),
-                json!({"Plugin": "instance-simulator"}),
-                json!({"Plugin": "flavor-vanilla"}),
-            ),
+            group::spec("sim")
+                .size(2000)
+                .instance("instance-simulator", Value::Null)
+                .flavor("flavor-vanilla", Value::Null)
+                .build(),
             false,
         )
         .await
@@ -404,58 +378,46 @@ async fn thousands_of_simulated_instances_converge_and_heal() {
 #[tokio::test]
 async fn a_replaced_pet_keeps_its_logical_id_and_sees_its_predecessors_data() {
     let tmp = ProcessDir::new();
-    let plugins = Arc::new(Plugins::new(tmp.path().join("plugins")));
+    let plugins = plugins(tmp.path().join("plugins"));
     let procs = Arc::new(ProcessPlugin::open(tmp.path().join("procs")).unwrap());
     plugins.register_instance("instance-process", procs.clone());
     plugins.register_publisher("instance-process", procs.clone());
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
     let group = GroupPlugin::new(plugins, config(Duration::from_secs(60)));
     let script = r#"echo "$INFRAKIT_INSTANCE_ID" >> "$INFRAKIT_VOLUMES/data-$INFRAKIT_LOGICAL_ID/history"; exec sleep 300"#;
     group
         .commit_group(
-            spec(
-                "db",
-                json!({"LogicalIDs": ["db1", "db2", "db3"]}),
-                json!({"Plugin": "instance-process", "Properties": {"Cmd": "sh", "Args": ["-c", script]}}),
-                json!({"Plugin": "flavor-vanilla", "Properties": {"Attachments": [{"ID": "data-{{ LogicalID }}", "Type": "volume"}]}}),
-            ),
+            group::spec("db")
+                .logical_ids(&["db1", "db2", "db3"])
+                .instance(
+                    "instance-process",
+                    json!({"Cmd": "sh", "Args": ["-c", script]}),
+                )
+                .flavor(
+                    "flavor-vanilla",
+                    json!({"Attachments": [{"ID": "data-{{ LogicalID }}", "Type": "volume"}]}),
+                )
+                .build(),
             false,
         )
         .await
         .unwrap();
     let d = converged(&group, "db", 3).await;
-    let old = d
-        .instances
-        .iter()
-        .find(|i| i.logical_id() == Some("db2"))
-        .unwrap()
-        .id
-        .clone();
+    let old = pet(&d, "db2").unwrap().id.clone();
     let history = procs.volume_dir("data-db2").unwrap().join("history");
-    eventually(
+    until(
         "db2 wrote to its volume",
         Duration::from_secs(30),
-        || async {
-            std::fs::read_to_string(&history)
-                .ok()
-                .filter(|s| s.contains(&old))
-                .map(|_| ())
-        },
+        || async { std::fs::read_to_string(&history).is_ok_and(|s| s.contains(&old)) },
     )
     .await;
 
-    let pid = procs.pid(&old).unwrap();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid as i32),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .unwrap();
+    sigkill(procs.pid(&old).unwrap());
     let new = eventually(
         "db2 replaced, before the 60 s poll",
         BEFORE_THE_POLL,
         || async {
             let d = group.describe_group("db").await.ok()?;
-            let db2 = d.instances.iter().find(|i| i.logical_id() == Some("db2"))?;
+            let db2 = pet(&d, "db2")?;
             (db2.id != old).then(|| db2.id.clone())
         },
     )

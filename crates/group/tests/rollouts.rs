@@ -1,7 +1,6 @@
 //! Health-driven healing and rollouts, on simulated instances under paused time: timers are
 //! exercised exactly, without waiting for them.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,6 +20,8 @@ use infrakit_spi::{
 };
 use infrakit_store::{MemoryStore, Store};
 use infrakit_testkit::eventually as wait_for;
+use infrakit_testkit::group::{self, ids};
+use infrakit_testkit::tags;
 
 /// The simulator behind knobs the tests turn. It records the group's size and healthy count at
 /// every `DescribeInstances` (that is, at every reconcile), can refuse to list anything (`down`),
@@ -138,35 +139,18 @@ async fn fixture(store: Option<Arc<dyn Store>>) -> Fixture {
     }
 }
 
+/// Group `web` of `size` simulated instances at `version`, with `extra` group properties.
 fn spec(size: usize, version: &str, extra: Value) -> GroupSpec {
-    let mut props = json!({
-        "Allocation": {"Size": size},
-        "Instance": {"Plugin": "instance-simulator", "Properties": {"Version": version}},
-        "Flavor": {"Plugin": "flavor-vanilla"},
-    });
-    for (k, v) in extra.as_object().unwrap() {
-        props[k] = v.clone();
-    }
-    GroupSpec {
-        id: "web".into(),
-        properties: props,
-    }
+    group::spec("web")
+        .size(size)
+        .instance("instance-simulator", json!({"Version": version}))
+        .flavor("flavor-vanilla", Value::Null)
+        .with(extra)
+        .build()
 }
 
 async fn converged(group: &GroupPlugin, n: usize) -> GroupDescription {
-    wait_for(
-        &format!("converged at {n}"),
-        Duration::from_secs(120),
-        || async {
-            let d = group.describe_group("web").await.ok()?;
-            (d.converged && d.instances.len() == n).then_some(d)
-        },
-    )
-    .await
-}
-
-fn ids(d: &GroupDescription) -> BTreeSet<String> {
-    d.instances.iter().map(|i| i.id.clone()).collect()
+    group::converged(group, "web", n, Duration::from_secs(120)).await
 }
 
 #[tokio::test(start_paused = true)]
@@ -273,10 +257,14 @@ async fn a_surge_rollout_never_drops_below_size_nor_exceeds_the_surge() {
         .commit_group(spec(10, "v2", updating), false)
         .await
         .unwrap();
-    let d = wait_for("all on v2", Duration::from_secs(120), || async {
-        let d = f.group.describe_group("web").await.ok()?;
-        (d.converged && d.instances.len() == 10 && ids(&d).is_disjoint(&v1)).then_some(d)
-    })
+    let d = group::converged_where(
+        &f.group,
+        "web",
+        10,
+        Duration::from_secs(120),
+        "all on v2",
+        |d| ids(d).is_disjoint(&v1),
+    )
     .await;
     assert_eq!(d.status.unwrap().rollout.unwrap().phase, "complete");
     let samples = f.sampled.samples.lock().unwrap().clone();
@@ -498,17 +486,13 @@ async fn a_restart_counts_recorded_provisions_and_resumes_the_rollout() {
         .status
         .unwrap()
         .config_hash;
-    let tags: Tags = [
-        ("infrakit.group", "web"),
-        ("infrakit.config.hash", hash.as_str()),
-        ("infrakit.provision.token", "late1"),
-    ]
-    .iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
     f.sim
         .provision(Spec {
-            tags,
+            tags: tags(&[
+                ("infrakit.group", "web"),
+                ("infrakit.config.hash", hash.as_str()),
+                ("infrakit.provision.token", "late1"),
+            ]),
             properties: json!({"Version": "v2"}),
             ..Default::default()
         })

@@ -18,9 +18,9 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_http::{HttpServer, Options, Sources};
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_rpc::Plugins;
-use infrakit_spi::{Group, GroupSpec};
+use infrakit_spi::Group;
 use infrakit_testkit::process::kill_processes_in;
-use infrakit_testkit::{eventually, free_port, ProcessGroup};
+use infrakit_testkit::{eventually, free_port, group, ProcessDir, ProcessGroup};
 
 const WITHIN: Duration = Duration::from_secs(30);
 
@@ -29,25 +29,15 @@ struct Fixture {
     process: Arc<ProcessPlugin>,
     group: Arc<GroupPlugin>,
     http: HttpServer,
-    // Dropped last, after the controller.
-    _dir: Reaped,
-}
-
-/// The process plugin's directory. The plugin leaves its instances running when dropped (by
-/// design); dropping this kills every process working in the directory, so that a failing test
-/// leaves no `sleep` behind.
-struct Reaped(tempfile::TempDir);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        // Before the directory is removed: a process's working directory is matched by path.
-        kill_processes_in(self.0.path());
-    }
+    /// The process plugin's directory. The plugin leaves its instances running when dropped
+    /// (by design); dropping this kills every process working in the directory, so that a
+    /// failing test leaves no `sleep` behind. Dropped last, after the controller.
+    _dir: ProcessDir,
 }
 
 impl Fixture {
     async fn start(id: &str, size: usize) -> Fixture {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = ProcessDir::new();
         let process = Arc::new(ProcessPlugin::open(dir.path().join("process")).unwrap());
         let plugins = Arc::new(Plugins::new(dir.path().join("plugins")));
         plugins.register_instance("instance-process", process.clone());
@@ -60,14 +50,11 @@ impl Fixture {
         let group = Arc::new(GroupPlugin::new(plugins, config));
         group
             .commit_group(
-                GroupSpec {
-                    id: id.into(),
-                    properties: json!({
-                        "Allocation": {"Size": size},
-                        "Instance": {"Plugin": "instance-process", "Properties": {"Cmd": "sleep", "Args": ["300"]}},
-                        "Flavor": {"Plugin": "flavor-vanilla"},
-                    }),
-                },
+                group::spec(id)
+                    .size(size)
+                    .instance("instance-process", json!({"Cmd": "sleep", "Args": ["300"]}))
+                    .flavor("flavor-vanilla", serde_json::Value::Null)
+                    .build(),
                 false,
             )
             .await
@@ -87,7 +74,7 @@ impl Fixture {
             process,
             group,
             http,
-            _dir: Reaped(dir),
+            _dir: dir,
         }
     }
 
@@ -96,13 +83,22 @@ impl Fixture {
     }
 
     async fn converged(&self, id: &str, size: usize) -> Vec<String> {
-        eventually("the group to converge", WITHIN, || async {
-            let d = self.group.describe_group(id).await.ok()?;
-            let healthy = d.status.as_ref().map(|s| s.healthy).unwrap_or(0);
-            (d.converged && d.instances.len() == size && healthy == size)
-                .then(|| d.instances.iter().map(|i| i.id.clone()).collect())
-        })
+        let healthy = |d: &infrakit_spi::GroupDescription| {
+            d.status.as_ref().map(|s| s.healthy).unwrap_or(0) == size
+        };
+        group::converged_where(
+            &*self.group,
+            id,
+            size,
+            WITHIN,
+            "every member healthy",
+            healthy,
+        )
         .await
+        .instances
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
     }
 }
 

@@ -6,13 +6,13 @@ mod common;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use infrakit_rpc::{Client, InstanceClient};
 use infrakit_spi::{Instance, Spec, Tags};
 use serde_json::json;
 
-use common::{ami, Moto};
+use common::{ami, eventually, Moto};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infrakit-instance-aws");
 
@@ -48,35 +48,25 @@ impl Drop for Running {
 /// Waits until the plugin answers on `socket`, failing if the process exits first.
 async fn serving(child: &mut Running, socket: &Path) -> InstanceClient {
     let client = Client::new("instance-aws", socket).with_timeout(Duration::from_secs(20));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.hello().await.is_err() {
+    let client = &client;
+    eventually("the plugin answers", Duration::from_secs(20), || {
         if let Some(status) = child.0.try_wait().unwrap() {
             let mut err = String::new();
             child.0.stderr.take().unwrap().read_to_string(&mut err).ok();
             panic!("infrakit-instance-aws exited ({status}): {err}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "the plugin did not answer within 20s"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    InstanceClient::new(client, "")
+        async move { client.hello().await.ok() }
+    })
+    .await;
+    InstanceClient::new(client.clone(), "")
 }
 
 /// Waits until the child exits.
 async fn exited(child: &mut Running, within: Duration) -> ExitStatus {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the plugin did not exit within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the plugin exits", within, || {
+        std::future::ready(child.0.try_wait().unwrap())
+    })
+    .await
 }
 
 fn creds() -> Vec<(&'static str, &'static str)> {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use infrakit_spi::Group;
+use infrakit_testkit::{group, unique_name};
 
 use common::{eventually, fixture, ids, subnet, tags_of, volume};
 
@@ -81,11 +82,14 @@ async fn a_rolling_update_changes_the_instance_type() {
         )
         .await
         .unwrap();
-    eventually("the rollout completes", Duration::from_secs(90), || async {
-        let d = f.group.describe_group(&f.id).await.ok()?;
-        let phase = d.status.as_ref()?.rollout.as_ref()?.phase.clone();
-        (phase == "complete" && d.converged && d.instances.len() == 3).then_some(())
-    })
+    group::converged_where(
+        &f.group,
+        &f.id,
+        3,
+        Duration::from_secs(90),
+        "the rollout complete",
+        |d| group::rollout_phase(d) == Some("complete"),
+    )
     .await;
     let after = f.running(3, &before).await;
     for i in &after {
@@ -104,7 +108,7 @@ async fn a_replaced_pet_keeps_its_address_and_its_volume() {
     let f = fixture("pets").await;
     let subnet = subnet(&f.ec2, "10.7.0.0/16", "10.7.1.0/24").await;
     let pets = ["10.7.1.10", "10.7.1.11"];
-    let prefix = common::unique("data");
+    let prefix = unique_name("data");
     let mut volumes = Vec::new();
     for ip in pets {
         volumes.push(volume(&f.ec2, "infrakit.volume", &format!("{prefix}-{ip}")).await);

@@ -7,25 +7,12 @@ use std::collections::BTreeSet;
 use aws_sdk_ec2::types as ec2;
 use infrakit_instance_aws::{AwsOptions, AwsPlugin};
 use infrakit_spi::instance::Attachment;
-use infrakit_spi::{DestroyContext, Error, Instance, Spec, Tags};
-use serde_json::{json, Value};
+use infrakit_spi::{DestroyContext, Error, Instance, Tags};
+use infrakit_testkit::instance::spec;
+use infrakit_testkit::tags;
+use serde_json::json;
 
 use common::{ami, attached_to, describe_volume, live, sdk_config, tags_of, volume, Moto};
-
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn spec(properties: Value, tags: Tags) -> Spec {
-    Spec {
-        properties,
-        tags,
-        ..Spec::default()
-    }
-}
 
 fn ebs(id: &str) -> Attachment {
     Attachment {

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use infrakit_spi::event::Publisher;
 use infrakit_spi::Group;
 use infrakit_testkit::docker::Engine;
+use infrakit_testkit::{eventually, group};
 use serde_json::json;
 
-use common::{eventually, fixture, image, running_names, sleeper, Cleanup};
+use common::{fixture, image, running_names, sleeper, Cleanup};
 
 #[tokio::test]
 async fn a_group_converges_again_after_the_engine_restarts() {
@@ -81,13 +82,7 @@ async fn a_group_converges_again_after_the_engine_restarts() {
         back.elapsed()
     );
     let d = f.converged(3).await;
-    assert_eq!(
-        d.instances
-            .iter()
-            .map(|i| i.id.clone())
-            .collect::<BTreeSet<_>>(),
-        after
-    );
+    assert_eq!(group::ids(&d), after);
     // Observed for a while (not waited on): never more than 3 run.
     let watch_until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < watch_until {

@@ -13,8 +13,9 @@ use bollard::query_parameters::{InspectContainerOptions, RemoveContainerOptions}
 use serde_json::json;
 
 use infrakit_spi::{Group, Instance};
+use infrakit_testkit::{eventually, group, unique_name};
 
-use common::{eventually, exec, fixture, image, kill, running_names, sleeper, unique, Cleanup};
+use common::{exec, fixture, image, kill, running_names, sleeper, Cleanup};
 
 /// How long a test waits for what the plugin's events drive (a dead or unhealthy container
 /// replaced): several times what it takes on an idle machine (a few seconds), and still below
@@ -87,13 +88,7 @@ async fn a_group_is_kept_at_its_size_through_kills_and_removals() {
     let healed = f.running(5, &removed, BEFORE_THE_POLL).await;
     assert_eq!(after.intersection(&healed).count(), 3);
     let d = f.converged(5).await;
-    assert_eq!(
-        d.instances
-            .iter()
-            .map(|i| i.id.clone())
-            .collect::<BTreeSet<_>>(),
-        healed
-    );
+    assert_eq!(group::ids(&d), healed);
     f.teardown().await;
 }
 
@@ -142,16 +137,13 @@ async fn a_surge_rollout_never_drops_below_the_size_nor_exceeds_the_surge() {
         )
         .await
         .unwrap();
-    let d = eventually(
-        "the rollout completes",
+    let d = group::converged_where(
+        &f.group,
+        &f.id,
+        5,
         Duration::from_secs(120),
-        || async {
-            let d = f.group.describe_group(&f.id).await.ok()?;
-            let phase = d.status.as_ref()?.rollout.as_ref()?.phase.clone();
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (phase == "complete" && d.converged && ids.len() == 5 && ids.is_disjoint(&before))
-                .then_some(d)
-        },
+        "the rollout complete, none of the old containers",
+        |d| group::rollout_phase(d) == Some("complete") && group::ids(d).is_disjoint(&before),
     )
     .await;
     // Let the sampler see the settled state too.
@@ -166,13 +158,7 @@ async fn a_surge_rollout_never_drops_below_the_size_nor_exceeds_the_surge() {
     assert!(min >= 5, "saw only {min} running: {samples:?}");
     assert!(max <= 6, "saw {max} running with MaxSurge 1: {samples:?}");
     assert!(samples.contains(&6), "the rollout surged: {samples:?}");
-    assert_eq!(
-        d.instances
-            .iter()
-            .map(|i| i.id.clone())
-            .collect::<BTreeSet<_>>(),
-        after
-    );
+    assert_eq!(group::ids(&d), after);
     for name in &after {
         assert!(f.env_of(name).await.contains(&"VERSION=2".to_string()));
     }
@@ -182,7 +168,7 @@ async fn a_surge_rollout_never_drops_below_the_size_nor_exceeds_the_surge() {
 #[tokio::test]
 async fn a_replaced_pet_finds_its_volume() {
     let f = fixture("pets").await;
-    let volume = unique("data");
+    let volume = unique_name("data");
     let mut cleanup = Cleanup::new(&f.label);
     cleanup.volumes = vec![format!("{volume}-db1"), format!("{volume}-db2")];
     let image = image().await;

@@ -8,24 +8,11 @@ use bollard::query_parameters::InspectContainerOptions;
 use infrakit_instance_docker::{DockerOptions, DockerPlugin, PLUGIN_LABEL};
 use infrakit_spi::event::Publisher;
 use infrakit_spi::{DestroyContext, Error, Instance, Spec, Tags};
+use infrakit_testkit::instance::spec;
+use infrakit_testkit::{eventually, tags, unique_name};
 use serde_json::{json, Value};
 
-use common::{eventually, exec, image, kill, unique, Cleanup};
-
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn spec(properties: Value, tags: Tags) -> Spec {
-    Spec {
-        properties,
-        tags,
-        ..Spec::default()
-    }
-}
+use common::{exec, image, kill, Cleanup};
 
 fn sleeper(image: &str) -> Value {
     json!({"image": image, "command": ["sleep", "3600"]})
@@ -33,7 +20,7 @@ fn sleeper(image: &str) -> Value {
 
 #[tokio::test]
 async fn provision_describe_label_and_destroy() {
-    let name = unique("plugin-basic");
+    let name = unique_name("plugin-basic");
     let _cleanup = Cleanup::new(format!("{PLUGIN_LABEL}={name}"));
     let state = tempfile::tempdir().unwrap();
     let image = image().await;
@@ -137,7 +124,7 @@ async fn provision_describe_label_and_destroy() {
         .is_err());
 
     // Another plugin on the same engine does not see (nor destroy) these containers.
-    let other = common::plugin(&unique("plugin-other")).await;
+    let other = common::plugin(&unique_name("plugin-other")).await;
     assert!(other
         .describe_instances(&Tags::new(), false)
         .await
@@ -178,7 +165,7 @@ async fn provision_describe_label_and_destroy() {
 
 #[tokio::test]
 async fn validation_errors_name_the_field() {
-    let name = unique("plugin-validate");
+    let name = unique_name("plugin-validate");
     let plugin = common::plugin(&name).await;
     let image = image().await;
     let err = |v: Value| {
@@ -252,7 +239,7 @@ async fn an_unreachable_engine_is_reported_with_its_endpoint() {
 
 #[tokio::test]
 async fn a_failing_init_removes_the_container_and_quotes_its_output() {
-    let name = unique("plugin-init");
+    let name = unique_name("plugin-init");
     let label = format!("{PLUGIN_LABEL}={name}");
     let _cleanup = Cleanup::new(&label);
     let plugin = common::plugin(&name).await;
@@ -282,13 +269,13 @@ async fn a_failing_init_removes_the_container_and_quotes_its_output() {
 
 #[tokio::test]
 async fn pets_keep_their_names_and_their_volumes() {
-    let name = unique("plugin-pets");
-    let volume = unique("vol");
+    let name = unique_name("plugin-pets");
+    let volume = unique_name("vol");
     let mut cleanup = Cleanup::new(format!("{PLUGIN_LABEL}={name}"));
     cleanup.volumes.push(volume.clone());
     let plugin = common::plugin(&name).await;
     let docker = common::docker().await;
-    let group = unique("db");
+    let group = unique_name("db");
     let script = format!(
         "echo \"$HOSTNAME $INFRAKIT_LOGICAL_ID\" >> \"$INFRAKIT_VOLUME_{}/history\"; exec sleep 3600",
         infrakit_instance_docker::volume_env_name(&volume).trim_start_matches("INFRAKIT_VOLUME_")
@@ -395,7 +382,7 @@ async fn pets_keep_their_names_and_their_volumes() {
 
 #[tokio::test]
 async fn a_killed_container_is_reported_at_once() {
-    let name = unique("plugin-events");
+    let name = unique_name("plugin-events");
     let _cleanup = Cleanup::new(format!("{PLUGIN_LABEL}={name}"));
     let plugin = common::plugin(&name).await;
     let docker = common::docker().await;
@@ -461,8 +448,8 @@ async fn a_killed_container_is_reported_at_once() {
 
 #[tokio::test]
 async fn the_original_form_and_networks() {
-    let name = unique("plugin-original");
-    let network = unique("net");
+    let name = unique_name("plugin-original");
+    let network = unique_name("net");
     let _cleanup = Cleanup::new(format!("{PLUGIN_LABEL}={name}"));
     let plugin = common::plugin(&name).await;
     let docker = common::docker().await;

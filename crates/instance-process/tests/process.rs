@@ -1,6 +1,5 @@
 //! Tests of the process plugin with real processes (`sleep`, `sh`).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -8,7 +7,7 @@ use infrakit_instance_process::{ProcessPlugin, STDOUT_LOG};
 use infrakit_spi::event::{Event, Publisher};
 use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Attachment, DestroyContext, Error, Instance, Spec, Tags};
-use infrakit_testkit::ProcessDir;
+use infrakit_testkit::{instance, is_running, tags, until, ProcessDir};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
@@ -18,19 +17,9 @@ use tokio::time::Instant;
 /// How long to wait for something the plugin or its processes do: generous, for a loaded machine.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
+/// A spec with these properties for a member of `group`.
 fn spec(props: Value, group: &str) -> Spec {
-    Spec {
-        properties: props,
-        tags: tags(&[(GROUP_TAG, group)]),
-        ..Spec::default()
-    }
+    instance::spec(props, tags(&[(GROUP_TAG, group)]))
 }
 
 fn sleeper(group: &str) -> Spec {
@@ -41,30 +30,6 @@ fn open(dir: &Path) -> ProcessPlugin {
     ProcessPlugin::open(dir.to_path_buf())
         .unwrap()
         .with_grace_period(Duration::from_secs(2))
-}
-
-/// True while `pid` is a process that has not exited (zombies count as exited).
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat[stat.rfind(')').unwrap() + 1..].trim_start();
-            !state.starts_with('Z') && !state.starts_with('X')
-        }
-        Err(_) => false,
-    }
-}
-
-/// Polls `check` until it holds, failing the test after [`DEADLINE`].
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + DEADLINE;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 async fn next_event(events: &mut broadcast::Receiver<Event>) -> Event {
@@ -111,7 +76,7 @@ async fn provision_starts_a_process_with_the_infrakit_environment() {
     let dir = p.instance_dir(&id).unwrap();
     assert_eq!(dir, state.path().join("instances").join(&id));
     let out = dir.join("out");
-    eventually("the instance to write its environment", || {
+    until("the instance to write its environment", DEADLINE, || {
         let out = out.clone();
         async move { std::fs::read_to_string(&out).is_ok_and(|s| s.ends_with('\n')) }
     })
@@ -122,7 +87,7 @@ async fn provision_starts_a_process_with_the_infrakit_environment() {
     );
 
     let pid = p.pid(&id).unwrap();
-    assert!(running(pid));
+    assert!(is_running(pid as i32));
     let d = p.describe_instances(&Tags::new(), true).await.unwrap();
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].id, id);
@@ -357,7 +322,7 @@ async fn destroy_kills_the_group_and_is_idempotent() {
         .unwrap();
     let pid = p.pid(&id).unwrap();
     let child_file = p.instance_dir(&id).unwrap().join("child");
-    eventually("the background child to start", || {
+    until("the background child to start", DEADLINE, || {
         let f = child_file.clone();
         async move { std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) }
     })
@@ -367,12 +332,15 @@ async fn destroy_kills_the_group_and_is_idempotent() {
         .trim()
         .parse()
         .unwrap();
-    assert!(running(child));
+    assert!(is_running(child as i32));
 
     let ctx = DestroyContext::reason("terminate");
     p.destroy(&id, &ctx).await.unwrap();
-    assert!(!running(pid), "the leader is dead");
-    eventually("the group member to die", || async move { !running(child) }).await;
+    assert!(!is_running(pid as i32), "the leader is dead");
+    until("the group member to die", DEADLINE, || async move {
+        !is_running(child as i32)
+    })
+    .await;
     assert!(!p.instance_dir(&id).unwrap().exists(), "its state is gone");
     assert!(ids(&p, &Tags::new()).await.is_empty());
 
@@ -401,7 +369,7 @@ async fn destroy_escalates_to_sigkill_after_the_grace_period() {
         .unwrap();
     let pid = p.pid(&id).unwrap();
     let ready = p.instance_dir(&id).unwrap().join("ready");
-    eventually("the TERM trap to be set", || {
+    until("the TERM trap to be set", DEADLINE, || {
         let f = ready.clone();
         async move { f.exists() }
     })
@@ -409,7 +377,7 @@ async fn destroy_escalates_to_sigkill_after_the_grace_period() {
     let started = Instant::now();
     p.destroy(&id, &DestroyContext::default()).await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(300));
-    assert!(!running(pid));
+    assert!(!is_running(pid as i32));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -424,12 +392,11 @@ async fn reopening_adopts_running_processes_and_drops_dead_ones() {
         (alive, pids.0, dead, pids.1)
     }; // the plugin is dropped; its processes run on
 
-    assert!(running(alive_pid) && running(dead_pid));
+    assert!(is_running(alive_pid as i32) && is_running(dead_pid as i32));
     kill(Pid::from_raw(dead_pid as i32), Signal::SIGKILL).unwrap();
-    eventually(
-        "the killed process to die",
-        || async move { !running(dead_pid) },
-    )
+    until("the killed process to die", DEADLINE, || async move {
+        !is_running(dead_pid as i32)
+    })
     .await;
 
     let p = open(state.path());
@@ -470,7 +437,7 @@ async fn an_adopted_process_can_be_destroyed() {
     let mut events = p.subscribe();
     assert_eq!(p.pid(&id), Some(pid));
     p.destroy(&id, &DestroyContext::default()).await.unwrap();
-    assert!(!running(pid));
+    assert!(!is_running(pid as i32));
     assert!(instance_dirs(state.path()).is_empty());
     assert!(ids(&p, &Tags::new()).await.is_empty());
     // Give the poller more than one period to (wrongly) report an exit.
@@ -491,7 +458,7 @@ async fn a_recycled_pid_is_not_adopted() {
         std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
         let pid = p.pid(&id).unwrap();
         p.destroy(&id, &DestroyContext::default()).await.unwrap();
-        assert!(!running(pid));
+        assert!(!is_running(pid as i32));
         // Write the record back as a dead plugin would have left it, with a live foreign pid.
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
         record["PID"] = json!(std::process::id());
@@ -549,10 +516,14 @@ async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
     assert_eq!(linked, ["data-db1"], "other attachment types are ignored");
     assert!(!state.path().join("not-a-volume").exists());
     let written = volume.join("f");
-    eventually("the first instance to write into its volume", || {
-        let f = written.clone();
-        async move { std::fs::read_to_string(&f).is_ok_and(|s| s == "hello\n") }
-    })
+    until(
+        "the first instance to write into its volume",
+        DEADLINE,
+        || {
+            let f = written.clone();
+            async move { std::fs::read_to_string(&f).is_ok_and(|s| s == "hello\n") }
+        },
+    )
     .await;
     let record: Value =
         serde_json::from_slice(&std::fs::read(dir.join("instance.json")).unwrap()).unwrap();
@@ -580,7 +551,7 @@ async fn a_volume_outlives_its_instance_and_is_found_by_the_next() {
     assert_ne!(id, id2);
     let dir2 = p.instance_dir(&id2).unwrap();
     let where_file = dir2.join("where");
-    eventually("the second instance to read the volume", || {
+    until("the second instance to read the volume", DEADLINE, || {
         let f = where_file.clone();
         async move { std::fs::read_to_string(&f).is_ok_and(|s| s.ends_with('\n')) }
     })

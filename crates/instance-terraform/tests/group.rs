@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use infrakit_spi::{Group, Instance, Spec, Tags};
+use infrakit_testkit::{group, is_running, until};
 use serde_json::json;
 
 use common::{
@@ -31,7 +32,7 @@ async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
         .await
         .unwrap();
     let d = f.converged("web", 3).await;
-    let first: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+    let first = group::ids(&d);
     assert_eq!(
         instance_resources(&f.dir),
         first,
@@ -46,16 +47,17 @@ async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
     // One removed from the state (and its file deleted): the group makes a new one.
     let victim = first.iter().next().unwrap().clone();
     state_rm(&f.dir, &victim);
-    let healed = eventually(
-        "the group replaced the removed resource",
-        Duration::from_secs(60),
-        || async {
-            let d = f.group.describe_group("web").await.ok()?;
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (d.converged && ids.len() == 3 && !ids.contains(&victim)).then_some(ids)
-        },
-    )
-    .await;
+    let healed = group::ids(
+        &group::converged_where(
+            &f.group,
+            "web",
+            3,
+            Duration::from_secs(60),
+            "the removed resource replaced",
+            |d| !group::ids(d).contains(&victim),
+        )
+        .await,
+    );
     assert_eq!(first.intersection(&healed).count(), 2, "the others stay");
     assert_eq!(instance_resources(&f.dir), healed);
 
@@ -72,16 +74,17 @@ async fn a_cattle_group_heals_resources_removed_outside_terraform_runs() {
             &format!("-target=terraform_data.{victim2}"),
         ],
     );
-    let healed2 = eventually(
-        "the group replaced the destroyed resource",
-        Duration::from_secs(60),
-        || async {
-            let d = f.group.describe_group("web").await.ok()?;
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (d.converged && ids.len() == 3 && !ids.contains(&victim2)).then_some(ids)
-        },
-    )
-    .await;
+    let healed2 = group::ids(
+        &group::converged_where(
+            &f.group,
+            "web",
+            3,
+            Duration::from_secs(60),
+            "the destroyed resource replaced",
+            |d| !group::ids(d).contains(&victim2),
+        )
+        .await,
+    );
     assert_eq!(instance_resources(&f.dir), healed2);
     assert_eq!(
         instance_files(&f.dir),
@@ -110,7 +113,7 @@ async fn pets_keep_their_logical_ids_through_a_rolling_update() {
         .await
         .unwrap();
     let d = f.converged("db", 2).await;
-    let before: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
+    let before = group::ids(&d);
     let logical: BTreeSet<Option<String>> =
         d.instances.iter().map(|i| i.logical_id.clone()).collect();
     assert_eq!(
@@ -122,14 +125,13 @@ async fn pets_keep_their_logical_ids_through_a_rolling_update() {
         .commit_group(f.spec("db", pets, instance("2"), json!({})), false)
         .await
         .unwrap();
-    let after = eventually(
-        "the rolling update replaced both pets",
+    let after = group::converged_where(
+        &f.group,
+        "db",
+        2,
         Duration::from_secs(90),
-        || async {
-            let d = f.group.describe_group("db").await.ok()?;
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (d.converged && ids.len() == 2 && ids.is_disjoint(&before)).then_some(d)
-        },
+        "the rolling update replaced both pets",
+        |d| group::ids(d).is_disjoint(&before),
     )
     .await;
     let mut seen = BTreeSet::new();
@@ -169,10 +171,7 @@ async fn pets_keep_their_logical_ids_through_a_rolling_update() {
 /// The pid in `path`, if the file is there and the process runs.
 fn running_pid(path: &Path) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(path).ok()?.trim().parse().ok()?;
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 3 is the state; a zombie has exited.
-    let state = stat.rsplit(')').next()?.split_whitespace().next()?;
-    (state != "Z").then_some(pid)
+    is_running(pid).then_some(pid)
 }
 
 /// Kills the processes whose pid files are in `dir` when dropped.
@@ -394,18 +393,10 @@ async fn the_documented_example_runs() {
         },
     )
     .await;
-    let running = |pid: i32| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().next())
-                != Some("Z")
-        })
-    };
-    eventually(
+    until(
         "the destroy-time provisioners stopped the processes",
         Duration::from_secs(30),
-        || async { pids.iter().all(|p| !running(*p)).then_some(()) },
+        || async { pids.iter().all(|p| !is_running(*p)) },
     )
     .await;
 }

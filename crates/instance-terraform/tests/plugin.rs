@@ -8,19 +8,14 @@ use std::time::Duration;
 
 use infrakit_instance_terraform::{ImportRequest, ImportSource, TerraformOptions, TerraformPlugin};
 use infrakit_spi::{DestroyContext, Instance, Spec, Tags};
+use infrakit_testkit::{instance, tags};
 use serde_json::{json, Value};
 
 use common::{eventually, instance_files, instance_resources, plugin, resources, state_rm, tf};
 
-fn spec(properties: Value, tags: &[(&str, &str)]) -> Spec {
-    Spec {
-        properties,
-        tags: tags
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..Spec::default()
-    }
+/// A spec with these properties and tags.
+fn spec(properties: Value, pairs: &[(&str, &str)]) -> Spec {
+    instance::spec(properties, tags(pairs))
 }
 
 fn data(input: Value) -> Value {
@@ -120,12 +115,6 @@ async fn describe_reads_the_state_with_tags_logical_ids_and_attributes() {
     assert_eq!(props["input"]["disk"], disk.1["id"]);
 
     // Tag filters are ANDed.
-    let tags = |pairs: &[(&str, &str)]| -> Tags {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    };
     assert_eq!(
         p.describe_instances(&tags(&[("infrakit.group", "g1")]), false)
             .await

@@ -11,11 +11,11 @@ use std::time::Duration;
 use infrakit_flavor_vanilla::VanillaFlavor;
 use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_rpc::Plugins;
-use infrakit_spi::{Group, GroupDescription, GroupSpec};
-use infrakit_testkit::eventually;
+use infrakit_spi::{Group, GroupDescription};
+use infrakit_testkit::{eventually, group, unique_name};
 use serde_json::json;
 
-use common::{container_running, exec, kill, sleeper, unique, TestPlugin};
+use common::{container_running, exec, kill, sleeper, TestPlugin};
 
 /// The controller's poll interval: how soon a dead machine is noticed.
 const POLL: Duration = Duration::from_secs(2);
@@ -28,17 +28,15 @@ async fn converged(
     n: usize,
     gone: &BTreeSet<String>,
 ) -> GroupDescription {
-    eventually(
-        &format!("{id} converged at {n} running machines, none of {gone:?}"),
+    group::converged_where(
+        group,
+        id,
+        n,
         Duration::from_secs(120),
-        || async {
-            let d = group.describe_group(id).await.ok()?;
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (d.converged
-                && ids.len() == n
-                && ids.is_disjoint(gone)
-                && ids.iter().all(|i| container_running(i)))
-            .then_some(d)
+        &format!("every machine running, none of {gone:?}"),
+        |d| {
+            let ids = group::ids(d);
+            ids.is_disjoint(gone) && ids.iter().all(|i| container_running(i))
         },
     )
     .await
@@ -58,27 +56,27 @@ async fn a_cattle_group_replaces_a_killed_machine() {
             ..ControllerConfig::default()
         },
     );
-    let id = unique("cattle");
+    let id = unique_name("cattle");
     group
         .commit_group(
-            GroupSpec {
-                id: id.clone(),
-                properties: json!({
-                    "Allocation": {"Size": 2},
-                    "Instance": {"Plugin": "instance-vagrant", "Properties": sleeper(t.image)},
-                    "Flavor": {"Plugin": "flavor-vanilla", "Properties": {
+            group::spec(&id)
+                .size(2)
+                .instance("instance-vagrant", sleeper(t.image))
+                .flavor(
+                    "flavor-vanilla",
+                    json!({
                         "Init": ["echo \"ready $INFRAKIT_GROUP\" > /ready"],
                         "Tags": {"tier": "web"}
-                    }},
-                }),
-            },
+                    }),
+                )
+                .build(),
             false,
         )
         .await
         .unwrap();
 
     let before = converged(&group, &id, 2, &BTreeSet::new()).await;
-    let members: BTreeSet<String> = before.instances.iter().map(|i| i.id.clone()).collect();
+    let members = group::ids(&before);
     for m in &before.instances {
         assert_eq!(m.tags["infrakit.group"], id);
         assert_eq!(&m.tags["tier"], "web");
@@ -102,7 +100,7 @@ async fn a_cattle_group_replaces_a_killed_machine() {
         "vagrant status of the killed machine: {state:?}"
     );
     let after = converged(&group, &id, 2, &BTreeSet::from([victim.clone()])).await;
-    let now: BTreeSet<String> = after.instances.iter().map(|i| i.id.clone()).collect();
+    let now = group::ids(&after);
     assert_eq!(
         members.intersection(&now).count(),
         1,

@@ -6,17 +6,10 @@ use std::time::Duration;
 
 use infrakit_instance_vagrant::{VagrantOptions, VagrantPlugin};
 use infrakit_spi::{DestroyContext, Error, Instance, Spec, Tags};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, tags, unique_name};
 use serde_json::json;
 
 use common::{container_running, containers, exec, inspect, kill, sleeper, TestPlugin};
-
-fn tags(pairs: &[(&str, &str)]) -> Tags {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn entries(dir: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -246,7 +239,7 @@ async fn a_killed_machine_is_listed_by_at_most_one_more_describe_then_cleaned_up
 async fn a_user_template_replaces_the_built_in_one() {
     let image = common::ready().await;
     let root = tempfile::tempdir().unwrap();
-    let name = common::unique("vg-tmpl");
+    let name = unique_name("vg-tmpl");
     let template = root.path().join("Vagrantfile.j2");
     std::fs::write(
         &template,

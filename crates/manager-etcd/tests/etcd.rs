@@ -1,7 +1,6 @@
 //! The etcd backend against real three-member etcd clusters: election, fencing, quorum loss,
 //! the leader-only store, and managers failing over while running a group.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +15,10 @@ use infrakit_manager::{Leadership, Manager, ManagerError, Term};
 use infrakit_manager_etcd::{EtcdLeadership, EtcdStore};
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
 use infrakit_spi::manager::Manager as _;
-use infrakit_spi::{Group, GroupSpec};
+use infrakit_spi::Group;
 use infrakit_store::{Store, StoreError};
 
-use infrakit_testkit::{eventually, EtcdCluster};
+use infrakit_testkit::{eventually, group, EtcdCluster};
 
 const TTL: Duration = Duration::from_secs(3);
 /// How long a test waits for something that takes about a TTL on an idle machine: generous, as
@@ -418,26 +417,20 @@ async fn managers_fail_over_resume_the_group_from_etcd_and_heal_it() {
     let follower = (leader + 1) % 3;
 
     // Committed through a follower: forwarded to the leader over its socket.
-    let spec = GroupSpec {
-        id: "web".into(),
-        properties: json!({
-            "Allocation": {"Size": 2},
-            "Instance": {"Plugin": "instance-simulator", "Properties": {"Version": "v1"}},
-            "Flavor": {"Plugin": "flavor-vanilla"},
-        }),
-    };
+    let spec = group::spec("web")
+        .size(2)
+        .instance("instance-simulator", json!({"Version": "v1"}))
+        .flavor("flavor-vanilla", serde_json::Value::Null)
+        .build();
     let details = nodes[follower]
         .manager
         .commit_group(spec.clone(), false)
         .await
         .unwrap();
     assert_eq!(details, "Managing 2 instances");
-    let before = eventually("the group converges", Duration::from_secs(20), || async {
-        let d = nodes[follower].manager.describe_group("web").await.ok()?;
-        let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-        (d.converged && ids.len() == 2).then_some(ids)
-    })
-    .await;
+    let before = group::ids(
+        &group::converged(&*nodes[follower].manager, "web", 2, Duration::from_secs(20)).await,
+    );
     let saved = nodes[follower].leadership.store().load().await.unwrap();
     assert_eq!(saved["web"]["Spec"]["ID"], "web");
 
@@ -456,23 +449,23 @@ async fn managers_fail_over_resume_the_group_from_etcd_and_heal_it() {
     );
     // The stopped manager forwards to the new leader, which manages the same instances.
     let d = nodes[leader].manager.describe_group("web").await.unwrap();
-    let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-    assert_eq!(ids, before);
+    assert_eq!(group::ids(&d), before);
     assert_eq!(sim.len(), 2);
 
     // And heals the group: a dead instance is replaced.
     let victim = before.iter().next().unwrap().clone();
     assert!(sim.kill(&victim));
-    let after = eventually(
-        "the dead instance is replaced",
-        Duration::from_secs(20),
-        || async {
-            let d = nodes[next].manager.describe_group("web").await.ok()?;
-            let ids: BTreeSet<String> = d.instances.iter().map(|i| i.id.clone()).collect();
-            (d.converged && ids.len() == 2 && !ids.contains(&victim)).then_some(ids)
-        },
-    )
-    .await;
+    let after = group::ids(
+        &group::converged_where(
+            &*nodes[next].manager,
+            "web",
+            2,
+            Duration::from_secs(20),
+            "the dead instance replaced",
+            |d| !group::ids(d).contains(&victim),
+        )
+        .await,
+    );
     assert_eq!(after.intersection(&before).count(), 1);
     assert_eq!(sim.len(), 2);
 

@@ -132,17 +132,18 @@ pub fn kill_processes_in(dir: &Path) -> usize {
 }
 
 /// Whether process `pid` runs: it exists and has not exited (an exited process waiting for its
-/// parent to reap it does not count).
+/// parent to reap it, or one being reaped, does not count).
 pub fn is_running(pid: i32) -> bool {
     kill(Pid::from_raw(pid), None).is_ok() && !is_zombie(pid)
 }
 
-/// A process that has exited and waits for its parent to reap it.
+/// A process that has exited: a zombie waiting for its parent to reap it (`Z`), or one being
+/// reaped (`X`).
 fn is_zombie(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
         s.rfind(')')
             .and_then(|i| s[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state == "Z")
+            .is_some_and(|state| state == "Z" || state == "X")
     })
 }
 

@@ -25,17 +25,6 @@ pub fn members(id: &str) -> Tags {
     Tags::from([(GROUP_TAG.to_string(), id.to_string())])
 }
 
-/// A group ID no other test (or earlier run) uses.
-pub fn unique(prefix: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A controller in this process over simulated instances:
 /// controller -> faulty instance plugin -> tap -> simulator, and controller -> faulty flavor ->
 /// vanilla flavor. The tap judges health with its own vanilla flavor, which never fails.

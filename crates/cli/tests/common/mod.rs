@@ -205,19 +205,9 @@ impl Drop for Background {
     }
 }
 
-/// Polls `f` until it returns `Some`, or panics with `what` after `timeout`.
-pub fn eventually<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for: {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+/// Polls `f` until it returns `Some`, failing the test after `within`: the tests here run the
+/// binary without a runtime of their own, so they wait on their thread.
+pub use infrakit_testkit::eventually_blocking as eventually;
 
 /// The repository's `examples/` directory.
 pub fn example(name: &str) -> String {

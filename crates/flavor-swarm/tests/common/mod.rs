@@ -25,7 +25,7 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Description, Group, GroupDescription, GroupSpec, Health, Instance, Spec, Tags};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, group};
 
 /// The lab's subnet (private to each lab's switch namespace, so labs may share it).
 pub const SUBNET: &str = "10.213.0";
@@ -341,14 +341,11 @@ impl Fixture {
 
     /// A group of engines run by the launcher.
     pub fn spec(&self, id: &str, allocation: Value, role: &str, flavor: Value) -> GroupSpec {
-        GroupSpec {
-            id: id.to_string(),
-            properties: json!({
-                "Allocation": allocation,
-                "Instance": {"Plugin": "instance-process", "Properties": {"Cmd": self.lab.launcher()}},
-                "Flavor": {"Plugin": format!("flavor-swarm/{role}"), "Properties": flavor},
-            }),
-        }
+        group::spec(id)
+            .allocation(allocation)
+            .instance("instance-process", json!({"Cmd": self.lab.launcher()}))
+            .flavor(&format!("flavor-swarm/{role}"), flavor)
+            .build()
     }
 
     /// The swarm's nodes, by the engine's `infrakit-link` label (the bootstrap manager, which

@@ -16,7 +16,7 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_process::ProcessPlugin;
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupDescription, GroupSpec, Health};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, group};
 
 /// Debian's `zkServer.sh` (package `zookeeper`).
 pub const ZK_SERVER_SH: &str = "/usr/share/zookeeper/bin/zkServer.sh";
@@ -148,18 +148,12 @@ impl Fixture {
 
     /// A pet group spec over the process plugin.
     pub fn spec(&self, members: &[String], flavor: Value, extra: Value) -> GroupSpec {
-        let mut properties = json!({
-            "Allocation": {"LogicalIDs": members},
-            "Instance": {"Plugin": "instance-process", "Properties": {"Cmd": "zookeeper"}},
-            "Flavor": {"Plugin": "flavor-zookeeper", "Properties": flavor},
-        });
-        if let (Some(p), Value::Object(extra)) = (properties.as_object_mut(), extra) {
-            p.extend(extra);
-        }
-        GroupSpec {
-            id: self.id.clone(),
-            properties,
-        }
+        group::spec(&self.id)
+            .logical_ids(members)
+            .instance("instance-process", json!({"Cmd": "zookeeper"}))
+            .flavor("flavor-zookeeper", flavor)
+            .with(extra)
+            .build()
     }
 
     /// Waits until the group has one healthy instance per member, is converged and the members

@@ -8,7 +8,6 @@ use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +20,8 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_aws::{config, AwsOptions, AwsPlugin};
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupDescription, GroupSpec};
-use serde_json::{json, Value};
+use infrakit_testkit::{group, unique_name};
+use serde_json::Value;
 
 pub use infrakit_testkit::eventually;
 
@@ -164,16 +164,6 @@ pub fn options() -> AwsOptions {
         wait_timeout: Duration::from_secs(30),
         ..AwsOptions::default()
     }
-}
-
-/// A name no other test uses: `<prefix>-<pid>-<n>`.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 /// An Amazon Linux AMI that moto lists (and so accepts with AMI validation on).
@@ -406,7 +396,7 @@ pub async fn fixture(prefix: &str) -> Fixture {
         group,
         plugin,
         ec2,
-        id: unique(prefix),
+        id: unique_name(prefix),
         ami,
     }
 }
@@ -421,31 +411,17 @@ impl Fixture {
         flavor: Value,
         extra: Value,
     ) -> GroupSpec {
-        let mut properties = json!({
-            "Allocation": allocation,
-            "Instance": {"Plugin": "instance-aws", "Properties": instance},
-            "Flavor": {"Plugin": "flavor-vanilla", "Properties": flavor},
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            properties[k] = v.clone();
-        }
-        GroupSpec {
-            id: self.id.clone(),
-            properties,
-        }
+        group::spec(&self.id)
+            .allocation(allocation)
+            .instance("instance-aws", instance)
+            .flavor("flavor-vanilla", flavor)
+            .with(extra)
+            .build()
     }
 
     /// Waits until the controller reports the group converged with `n` instances.
     pub async fn converged(&self, n: usize) -> GroupDescription {
-        eventually(
-            &format!("{} converged at {n}", self.id),
-            Duration::from_secs(60),
-            || async {
-                let d = self.group.describe_group(&self.id).await.ok()?;
-                (d.converged && d.instances.len() == n).then_some(d)
-            },
-        )
-        .await
+        group::converged(&self.group, &self.id, n, Duration::from_secs(60)).await
     }
 
     /// The group's live instances in EC2.

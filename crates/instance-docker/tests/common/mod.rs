@@ -1,13 +1,12 @@
 //! Shared by the integration tests and the `heal_latency` example: the locally built test image,
-//! engine helpers, polling with deadlines and cleanup of what a test leaves on the engine.
+//! engine helpers, a group controller over the plugin and cleanup of what a test leaves on the
+//! engine.
 
 #![allow(dead_code)]
 
 use std::collections::{BTreeSet, HashMap};
-use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::ContainerSummary;
@@ -19,6 +18,7 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_docker::{DockerOptions, DockerPlugin};
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupDescription, GroupSpec};
+use infrakit_testkit::{eventually, group, unique_name};
 use serde_json::{json, Value};
 
 /// The test image: busybox on `scratch`, built from the host's static busybox.
@@ -83,21 +83,6 @@ pub async fn docker() -> Docker {
         .expect("a Docker engine must be running (start dockerd)")
 }
 
-/// A name no other test (or run) uses: `<prefix>-<pid>-<n>`.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 4096
-    )
-}
-
 /// A plugin named `name`, stopping containers after 1 s (busybox `sleep` as PID 1 ignores
 /// SIGTERM).
 pub async fn plugin(name: &str) -> DockerPlugin {
@@ -108,25 +93,6 @@ pub async fn plugin(name: &str) -> DockerPlugin {
     })
     .await
     .unwrap()
-}
-
-/// Polls `f` until it returns `Some`, failing the test after `timeout`.
-pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// Containers with label `label` (`k=v`), in any state when `all`, else running ones.
@@ -245,7 +211,7 @@ pub struct Fixture {
 
 /// A fixture for a group whose ID starts with `prefix`.
 pub async fn fixture(prefix: &str) -> Fixture {
-    let id = unique(prefix);
+    let id = unique_name(prefix);
     let plugin = Arc::new(plugin(&format!("{id}-plugin")).await);
     let plugins = Arc::new(Plugins::new("/nonexistent/plugins"));
     plugins.register_instance("instance-docker", plugin.clone());
@@ -277,31 +243,17 @@ impl Fixture {
         flavor: Value,
         extra: Value,
     ) -> GroupSpec {
-        let mut properties = json!({
-            "Allocation": allocation,
-            "Instance": {"Plugin": "instance-docker", "Properties": instance},
-            "Flavor": {"Plugin": "flavor-vanilla", "Properties": flavor},
-        });
-        for (k, v) in extra.as_object().unwrap() {
-            properties[k] = v.clone();
-        }
-        GroupSpec {
-            id: self.id.clone(),
-            properties,
-        }
+        group::spec(&self.id)
+            .allocation(allocation)
+            .instance("instance-docker", instance)
+            .flavor("flavor-vanilla", flavor)
+            .with(extra)
+            .build()
     }
 
     /// Waits until the controller reports the group converged with `n` instances.
     pub async fn converged(&self, n: usize) -> GroupDescription {
-        eventually(
-            &format!("{} converged at {n}", self.id),
-            Duration::from_secs(60),
-            || async {
-                let d = self.group.describe_group(&self.id).await.ok()?;
-                (d.converged && d.instances.len() == n).then_some(d)
-            },
-        )
-        .await
+        group::converged(&self.group, &self.id, n, Duration::from_secs(60)).await
     }
 
     /// Waits until exactly `n` containers of the group run, none of them in `gone`.

@@ -14,7 +14,8 @@ use infrakit_group::{ControllerConfig, GroupPlugin};
 use infrakit_instance_terraform::{TerraformOptions, TerraformPlugin};
 use infrakit_rpc::Plugins;
 use infrakit_spi::{Group, GroupDescription, GroupSpec};
-use serde_json::{json, Value};
+use infrakit_testkit::group;
+use serde_json::Value;
 
 pub use infrakit_testkit::eventually;
 
@@ -171,38 +172,20 @@ pub async fn fixture_with(poll: Duration) -> Fixture {
 impl Fixture {
     /// A group spec for this plugin and the vanilla flavor.
     pub fn spec(&self, id: &str, allocation: Value, instance: Value, flavor: Value) -> GroupSpec {
-        GroupSpec {
-            id: id.to_string(),
-            properties: json!({
-                "Allocation": allocation,
-                "Instance": {"Plugin": "instance-terraform", "Properties": instance},
-                "Flavor": {"Plugin": "flavor-vanilla", "Properties": flavor},
-            }),
-        }
+        group::spec(id)
+            .allocation(allocation)
+            .instance("instance-terraform", instance)
+            .flavor("flavor-vanilla", flavor)
+            .build()
     }
 
     /// Waits until group `id` is converged with `n` instances.
     pub async fn converged(&self, id: &str, n: usize) -> GroupDescription {
-        eventually(
-            &format!("group {id} converged with {n} instances"),
-            Duration::from_secs(90),
-            || async {
-                let d = self.group.describe_group(id).await.ok()?;
-                (d.converged && d.instances.len() == n).then_some(d)
-            },
-        )
-        .await
+        group::converged(&self.group, id, n, Duration::from_secs(90)).await
     }
 
     /// The member IDs of group `id`.
     pub async fn members(&self, id: &str) -> BTreeSet<String> {
-        self.group
-            .describe_group(id)
-            .await
-            .unwrap()
-            .instances
-            .into_iter()
-            .map(|i| i.id)
-            .collect()
+        group::ids(&self.group.describe_group(id).await.unwrap())
     }
 }

@@ -5,11 +5,10 @@
 #![allow(dead_code)]
 
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use infrakit_instance_vagrant::{VagrantOptions, VagrantPlugin};
-use infrakit_testkit::eventually;
+use infrakit_testkit::{eventually, unique_name};
 use serde_json::{json, Value};
 
 /// The test image: busybox on `scratch`, built from the host's static busybox.
@@ -80,21 +79,6 @@ fn build_image() {
         .unwrap_or_else(|e| panic!("building {IMAGE}: {e}"));
 }
 
-/// A name no other test (or run) uses: `<prefix>-<pid>-<n>`.
-pub fn unique(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!(
-        "{prefix}-{}-{}{:x}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed),
-        nanos % 4096
-    )
-}
-
 /// A plugin named `name` with its machines and its `VAGRANT_HOME` in temporary directories;
 /// its containers are removed when it is dropped, also when the test fails.
 pub struct TestPlugin {
@@ -108,7 +92,7 @@ impl TestPlugin {
     /// A plugin whose name starts with `prefix`.
     pub async fn new(prefix: &str) -> TestPlugin {
         let image = ready().await;
-        let name = unique(prefix);
+        let name = unique_name(prefix);
         let root = tempfile::tempdir().unwrap();
         let plugin = VagrantPlugin::open(VagrantOptions {
             vagrant_home: Some(root.path().join("vagrant.d")),
