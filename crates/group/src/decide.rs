@@ -162,35 +162,20 @@ pub(crate) fn decide(
 ) -> Decision {
     let Input {
         settings,
-        in_force,
         rollout,
         members,
         lost,
         throttle,
         now,
+        ..
     } = *input;
     let mut events = observed_events(lost, members);
 
     let gate = rollout.gate(settings);
     let target = target(settings, gate);
     let mut plan = planner::plan(&target, members);
-
-    // The rollout's own bookkeeping: completion, and the progress deadline.
-    let n = target.desired.count();
-    let current = members.iter().filter(|m| m.current && !m.pending).count();
-    let updated = members
-        .iter()
-        .filter(|m| m.current && m.available(&target))
-        .count();
-    let old = members.iter().filter(|m| !m.current).count();
-    let stalled = progress.observe(updated, old, now);
-    let held = matches!(gate, Gate::Partition(p) if current >= p.min(n));
-    let done = old == 0 && updated >= n && plan.actions.is_empty();
-    let transition = if in_force {
-        rollout::decide(rollout, settings, done, held, stalled)
-    } else {
-        Transition::None
-    };
+    let progress_now = judge_rollout(input, &target, &plan, progress);
+    let transition = progress_now.transition;
     let mut phase = rollout.phase;
     match &transition {
         Transition::None => {}
@@ -198,39 +183,31 @@ pub(crate) fn decide(
             events.push(Event::group(
                 kind::ROLLOUT_COMPLETE,
                 format!(
-                    "rollout complete: {n} instance(s) on {}",
-                    settings.config_hash
+                    "rollout complete: {} instance(s) on {}",
+                    progress_now.n, settings.config_hash
                 ),
             ));
             phase = Phase::Complete;
         }
-        Transition::Pause(why) | Transition::Rollback { why, .. } => {
-            let (kind, message) = match &transition {
-                Transition::Pause(_) => (
-                    kind::ROLLOUT_FAILED,
-                    format!("rollout failed, paused: {why}"),
-                ),
-                _ => {
-                    progress.reset(now);
-                    (
-                        kind::ROLLED_BACK,
-                        format!("rollout failed, rolling back: {why}"),
-                    )
-                }
-            };
-            events.push(Event::group(kind, message));
-            // The rollout changed course: nothing else acts in this pass.
-            plan.actions.clear();
-            return Decision {
-                events,
-                transition,
-                plan,
-                outcome: Outcome::Acted,
-                spends_backoff: false,
-                after: None,
-            };
+        Transition::Pause(why) => {
+            events.push(Event::group(
+                kind::ROLLOUT_FAILED,
+                format!("rollout failed, paused: {why}"),
+            ));
+            return changed_course(events, transition, plan);
+        }
+        Transition::Rollback { why, .. } => {
+            progress.reset(now);
+            events.push(Event::group(
+                kind::ROLLED_BACK,
+                format!("rollout failed, rolling back: {why}"),
+            ));
+            return changed_course(events, transition, plan);
         }
     }
+    let RolloutCounts {
+        n, updated, old, ..
+    } = progress_now;
 
     // Crash-loop protection: hold back provisions while new instances keep dying young.
     let wanted = plan.provisions();
@@ -294,6 +271,64 @@ pub(crate) fn decide(
         transition,
         plan,
         outcome,
+        spends_backoff: false,
+        after: None,
+    }
+}
+
+/// Where the rollout stands after an observation, and its transition.
+struct RolloutCounts {
+    transition: Transition,
+    /// Members wanted.
+    n: usize,
+    /// Members on the current configuration and available.
+    updated: usize,
+    /// Members on an old configuration.
+    old: usize,
+}
+
+/// The rollout's own bookkeeping: completion, and the progress deadline. A pass that began
+/// before a commit decides nothing about the rollout: the next pass judges the settings now in
+/// force.
+fn judge_rollout(
+    input: &Input<'_>,
+    target: &Target,
+    plan: &Plan,
+    progress: &mut Progress,
+) -> RolloutCounts {
+    let members = input.members;
+    let n = target.desired.count();
+    let current = members.iter().filter(|m| m.current && !m.pending).count();
+    let updated = members
+        .iter()
+        .filter(|m| m.current && m.available(target))
+        .count();
+    let old = members.iter().filter(|m| !m.current).count();
+    let stalled = progress.observe(updated, old, input.now);
+    let held = matches!(target.gate, Gate::Partition(p) if current >= p.min(n));
+    let done = old == 0 && updated >= n && plan.actions.is_empty();
+    let transition = if input.in_force {
+        rollout::decide(input.rollout, input.settings, done, held, stalled)
+    } else {
+        Transition::None
+    };
+    RolloutCounts {
+        transition,
+        n,
+        updated,
+        old,
+    }
+}
+
+/// The decision of a pass whose rollout changed course (paused or rolled back): nothing else
+/// acts in it.
+fn changed_course(events: Vec<Event>, transition: Transition, mut plan: Plan) -> Decision {
+    plan.actions.clear();
+    Decision {
+        events,
+        transition,
+        plan,
+        outcome: Outcome::Acted,
         spends_backoff: false,
         after: None,
     }

@@ -22,18 +22,18 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use infrakit_spi::group::RolloutAction;
-use infrakit_spi::{Error, Result};
+use infrakit_spi::{Error, Flavor, Instance, Result};
 
 use crate::context::plugins_of;
 pub use crate::context::{Context, ControllerConfig};
 pub(crate) use crate::decide::target;
-use crate::decide::{self, decide, settle, Event, Executed, Input, Outcome, Pace};
+use crate::decide::{self, decide, settle, Decision, Event, Executed, Input, Outcome, Pace};
 use crate::executor::execute;
 use crate::follow::watch_events;
 use crate::history::History;
-use crate::observe::{members, observe};
+use crate::observe::{members, observe, Observation};
 pub use crate::observe::{membership, PROTECT_TAG};
-use crate::planner::{Action, Reason};
+use crate::planner::{Action, Member, Reason};
 use crate::rollout::{self, Progress, RolloutState, Transition, TOKEN_TAG};
 use crate::settings::Settings;
 pub use crate::state::decode_record;
@@ -160,24 +160,9 @@ async fn reconcile(
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
     let now = Instant::now();
-    let mut members = members(settings, &observed, history, now);
+    let members = gather(ctx, state, settings, &observed, history, now).await;
     let lost = history.take_lost();
-    // Provisions recorded before a restart still count until they show up or expire.
-    let wall = rollout::now_ms();
-    let pending = state.retain_pending(
-        || -> HashSet<&str> {
-            observed
-                .descriptions
-                .iter()
-                .filter_map(|d| d.tags.get(TOKEN_TAG))
-                .collect()
-        },
-        wall,
-    );
-    state.flush(ctx).await;
-    decide::with_in_flight(&mut members, &pending, history.in_flight());
     let rollout = state.rollout().clone();
-    let throttle = history.throttle(settings.desired(), now);
 
     // Decide.
     let input = Input {
@@ -186,79 +171,131 @@ async fn reconcile(
         rollout: &rollout,
         members: &members,
         lost: &lost,
-        throttle,
+        throttle: history.throttle(settings.desired(), now),
         now,
     };
     let decision = decide(&input, progress, || ctx.fence.check());
     publish(ctx, settings, &decision.events);
 
     // Apply: the rollout's transition first, persisted before anything acts on it.
-    match &decision.transition {
-        Transition::None => {}
-        Transition::Rollback { why, to } => {
-            tracing::warn!(group = %settings.id, reason = %why, "rollout failed; rolling back");
-            state
-                .change(ctx, Some((**to).clone()), |r| {
-                    r.apply(&decision.transition, settings)
-                })
-                .await?;
-        }
-        transition => {
-            match transition {
-                Transition::Pause(why) => {
-                    tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing")
-                }
-                _ => tracing::info!(group = %settings.id, "rollout complete"),
-            }
-            state
-                .change(ctx, None, |r| r.apply(transition, settings))
-                .await?;
-        }
-    }
-    let plan = &decision.plan;
-    let mut outcome = decision.outcome;
-    if !plan.actions.is_empty() {
-        if decision.spends_backoff {
-            history.spend_backoff(now);
-        }
-        for action in &plan.actions {
-            if let Action::Destroy { id, reason } = action {
-                history.destroyed(id);
-                if *reason == Reason::Unhealthy {
-                    history.replacing(now);
-                }
-            }
-        }
-        let report = execute(
-            ctx,
-            state,
-            settings,
-            instance.as_ref(),
-            flavor.as_ref(),
-            plan,
-            &observed.descriptions,
+    apply_transition(ctx, state, settings, &decision.transition).await?;
+    let outcome = if decision.plan.actions.is_empty() {
+        decision.outcome
+    } else {
+        let plugins = (instance.as_ref(), flavor.as_ref());
+        act(
+            ctx, state, settings, plugins, &decision, &observed, history, now,
         )
-        .await?;
-        let done = Instant::now();
-        for (id, logical_id) in &report.provisioned {
-            history.provisioned(id, logical_id.clone(), done);
-            if let Some(took) = history.healed(done) {
-                ctx.config.telemetry.metrics.healed(&settings.id, took);
+        .await?
+    };
+    let view = status(settings, &state.rollout(), members, &decision.plan);
+    Ok((outcome, view))
+}
+
+/// The group's members for this pass: those observed, and the provisions that count although no
+/// observation listed them yet. Provisions recorded before a restart that showed up or expired
+/// are forgotten (and the record saved).
+async fn gather(
+    ctx: &Context,
+    state: &GroupState,
+    settings: &Settings,
+    observed: &Observation,
+    history: &mut History,
+    now: Instant,
+) -> Vec<Member> {
+    let mut members = members(settings, observed, history, now);
+    let pending = state.retain_pending(
+        || -> HashSet<&str> {
+            observed
+                .descriptions
+                .iter()
+                .filter_map(|d| d.tags.get(TOKEN_TAG))
+                .collect()
+        },
+        rollout::now_ms(),
+    );
+    state.flush(ctx).await;
+    decide::with_in_flight(&mut members, &pending, history.in_flight());
+    members
+}
+
+/// Persists a rollout transition (a rollback also puts the settings it goes back to in force).
+async fn apply_transition(
+    ctx: &Context,
+    state: &GroupState,
+    settings: &Settings,
+    transition: &Transition,
+) -> Result<()> {
+    match transition {
+        Transition::None => return Ok(()),
+        Transition::Complete => tracing::info!(group = %settings.id, "rollout complete"),
+        Transition::Pause(why) => {
+            tracing::warn!(group = %settings.id, reason = %why, "rollout failed; pausing")
+        }
+        Transition::Rollback { why, .. } => {
+            tracing::warn!(group = %settings.id, reason = %why, "rollout failed; rolling back")
+        }
+    }
+    let next = match transition {
+        Transition::Rollback { to, .. } => Some((**to).clone()),
+        _ => None,
+    };
+    state
+        .change(ctx, next, |r| r.apply(transition, settings))
+        .await
+}
+
+/// Runs a decision's actions and settles the pass: the outcome, or why it failed.
+#[allow(clippy::too_many_arguments)]
+async fn act(
+    ctx: &Context,
+    state: &GroupState,
+    settings: &Settings,
+    (instance, flavor): (&dyn Instance, &dyn Flavor),
+    decision: &Decision,
+    observed: &Observation,
+    history: &mut History,
+    now: Instant,
+) -> Result<Outcome> {
+    let plan = &decision.plan;
+    if decision.spends_backoff {
+        history.spend_backoff(now);
+    }
+    for action in &plan.actions {
+        if let Action::Destroy { id, reason } = action {
+            history.destroyed(id);
+            if *reason == Reason::Unhealthy {
+                history.replacing(now);
             }
         }
-        publish(ctx, settings, decision.after.as_slice());
-        let settled = settle(&Executed {
-            drain_failure: report.drain_failure.as_deref(),
-            errors: &report.errors,
-        });
-        publish(ctx, settings, &settled.events);
-        if let Some(why) = settled.pause {
-            state.change(ctx, None, |r| r.paused = Some(why)).await?;
-        }
-        outcome = settled.outcome.map_err(Error::plugin)?;
     }
-    let view = status(settings, &state.rollout(), members, plan);
-    Ok((outcome, view))
+    let report = execute(
+        ctx,
+        state,
+        settings,
+        instance,
+        flavor,
+        plan,
+        &observed.descriptions,
+    )
+    .await?;
+    let done = Instant::now();
+    for (id, logical_id) in &report.provisioned {
+        history.provisioned(id, logical_id.clone(), done);
+        if let Some(took) = history.healed(done) {
+            ctx.config.telemetry.metrics.healed(&settings.id, took);
+        }
+    }
+    publish(ctx, settings, decision.after.as_slice());
+    let settled = settle(&Executed {
+        drain_failure: report.drain_failure.as_deref(),
+        errors: &report.errors,
+    });
+    publish(ctx, settings, &settled.events);
+    if let Some(why) = settled.pause {
+        state.change(ctx, None, |r| r.paused = Some(why)).await?;
+    }
+    settled.outcome.map_err(Error::plugin)
 }
 
 /// Publishes a pass's events for `settings`' group.
