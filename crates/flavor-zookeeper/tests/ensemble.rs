@@ -409,7 +409,7 @@ async fn a_rolling_tick_time_change_never_loses_the_quorum() {
         || async {
             let d = f.group.describe_group(&f.id).await.ok()?;
             let status = d.status.as_ref()?;
-            let phase = status.rollout.as_ref()?.phase.clone();
+            let phase = status.rollout.as_ref()?.phase;
             let fresh =
                 d.instances.len() == 3 && d.instances.iter().all(|i| !before.contains(&i.id));
             (phase == "complete" && d.converged && fresh).then_some(d)

@@ -116,7 +116,7 @@ pub fn run_instances_input(
         b = volume_placement(props, b, zone)?;
     }
     b.build()
-        .map_err(|e| Error::plugin(format!("cannot build the RunInstances request: {e}")))
+        .map_err(|e| Error::caused("cannot build the RunInstances request", e))
 }
 
 /// Tags, at launch: the `instance` entry (the properties' `TagSpecifications` for instances,

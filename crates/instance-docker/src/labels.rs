@@ -34,22 +34,17 @@ impl LabelStore {
             });
         };
         fs::create_dir_all(dir).map_err(|e| {
-            Error::plugin(format!(
-                "cannot create the state directory {}: {e}",
-                dir.display()
-            ))
+            Error::caused(
+                format!("cannot create the state directory {}", dir.display()),
+                e,
+            )
         })?;
         let file = dir.join(LABELS_FILE);
         let map = match fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::plugin(format!("{} is not valid: {e}", file.display())))?,
+                .map_err(|e| Error::caused(format!("{} is not valid", file.display()), e))?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
-            Err(e) => {
-                return Err(Error::plugin(format!(
-                    "cannot read {}: {e}",
-                    file.display()
-                )))
-            }
+            Err(e) => return Err(Error::caused(format!("cannot read {}", file.display()), e)),
         };
         Ok(LabelStore {
             file: Some(file),
@@ -111,11 +106,11 @@ impl LabelStore {
             return Ok(());
         };
         let tmp = file.with_extension("json.tmp");
-        let bytes = serde_json::to_vec_pretty(map)
-            .map_err(|e| Error::plugin(format!("cannot encode labels: {e}")))?;
+        let bytes =
+            serde_json::to_vec_pretty(map).map_err(|e| Error::caused("cannot encode labels", e))?;
         fs::write(&tmp, bytes)
             .and_then(|()| fs::rename(&tmp, file))
-            .map_err(|e| Error::plugin(format!("cannot write {}: {e}", file.display())))
+            .map_err(|e| Error::caused(format!("cannot write {}", file.display()), e))
     }
 }
 

@@ -159,7 +159,7 @@ impl Shared {
                 message,
             } => Error::plugin(format!("{what}: {message} (HTTP {status_code})")),
             E::JsonDataError { .. } | E::JsonSerdeError { .. } => {
-                Error::plugin(format!("{what}: {e}"))
+                Error::caused(what.to_string(), e)
             }
             other => Error::Unavailable {
                 name: self.options.name.clone(),

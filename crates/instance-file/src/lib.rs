@@ -58,7 +58,7 @@ impl FilePlugin {
     /// A plugin keeping its instances in `dir`, which is created if it does not exist.
     pub fn new(dir: PathBuf) -> Result<Self> {
         fs::create_dir_all(&dir)
-            .map_err(|e| Error::plugin(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| Error::caused(format!("cannot create {}", dir.display()), e))?;
         Ok(FilePlugin {
             dir,
             lock: Arc::new(Mutex::new(())),
@@ -84,7 +84,7 @@ impl FilePlugin {
         let this = self.clone();
         tokio::task::spawn_blocking(move || f(this))
             .await
-            .map_err(|e| Error::plugin(format!("file plugin task failed: {e}")))?
+            .map_err(|e| Error::caused("file plugin task failed", e))?
     }
 }
 
@@ -109,7 +109,7 @@ fn read_instance(path: &Path) -> io::Result<InstanceFile> {
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
-    Error::plugin(format!("cannot {what} {}: {e}", path.display()))
+    Error::caused(format!("cannot {what} {}", path.display()), e)
 }
 
 fn check_properties(properties: &Value) -> Result<()> {

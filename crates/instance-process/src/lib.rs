@@ -145,8 +145,11 @@ impl Drop for Inner {
     }
 }
 
-fn plugin_error(what: impl std::fmt::Display, e: impl std::fmt::Display) -> Error {
-    Error::plugin(format!("{what}: {e}"))
+fn plugin_error(
+    what: impl std::fmt::Display,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> Error {
+    Error::caused(what.to_string(), e)
 }
 
 /// True when `id` could name an instance directory (a plain, non-hidden file name).

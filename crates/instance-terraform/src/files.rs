@@ -25,7 +25,7 @@ pub struct Files {
 }
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::plugin(format!("{what} {}: {e}", path.display()))
+    Error::caused(format!("{what} {}", path.display()), e)
 }
 
 impl Files {
@@ -126,7 +126,7 @@ impl Files {
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::plugin(format!("cannot parse {}: {e}", path.display()))),
+                .map_err(|e| Error::caused(format!("cannot parse {}", path.display()), e)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("cannot read", &path, e)),
         }

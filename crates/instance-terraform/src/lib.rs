@@ -128,11 +128,11 @@ impl TerraformPlugin {
             ));
         }
         std::fs::create_dir_all(&options.dir)
-            .map_err(|e| Error::plugin(format!("cannot create {}: {e}", options.dir.display())))?;
+            .map_err(|e| Error::caused(format!("cannot create {}", options.dir.display()), e))?;
         let dir = options
             .dir
             .canonicalize()
-            .map_err(|e| Error::plugin(format!("cannot open {}: {e}", options.dir.display())))?;
+            .map_err(|e| Error::caused(format!("cannot open {}", options.dir.display()), e))?;
         let tf = Terraform {
             bin: options.terraform.clone(),
             dir: dir.clone(),
@@ -145,7 +145,7 @@ impl TerraformPlugin {
                 "{\"//\": \"Kept by infrakit's terraform instance plugin: Terraform needs a \
                         configuration to destroy the last instance.\"}\n";
             std::fs::write(&anchor, text)
-                .map_err(|e| Error::plugin(format!("cannot write {}: {e}", anchor.display())))?;
+                .map_err(|e| Error::caused(format!("cannot write {}", anchor.display()), e))?;
         }
         let version = tf.version().await?;
         tf.init().await?;

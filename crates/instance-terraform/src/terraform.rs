@@ -218,10 +218,13 @@ impl Terraform {
             .run(&["show", "-json", "-no-color"], SHOW_TIMEOUT)
             .await?;
         State::parse(&out).map_err(|e| {
-            Error::plugin(format!(
-                "cannot parse `terraform show -json` in {}: {e}",
-                self.dir.display()
-            ))
+            Error::caused(
+                format!(
+                    "cannot parse `terraform show -json` in {}",
+                    self.dir.display()
+                ),
+                e,
+            )
         })
     }
 
@@ -296,7 +299,7 @@ impl Terraform {
             },
             reader
         );
-        let status = status.map_err(|e| Error::plugin(format!("waiting for terraform: {e}")))?;
+        let status = status.map_err(|e| Error::caused("waiting for terraform", e))?;
         let mut tail_text = tail(&plain);
         if !status.success() && diagnostics.is_empty() && tail_text.is_empty() {
             tail_text = format!("terraform apply exited with {status}");

@@ -67,7 +67,7 @@ pub struct Listing {
 }
 
 fn io_error(what: &str, path: &Path, e: io::Error) -> Error {
-    Error::plugin(format!("{what} {}: {e}", path.display()))
+    Error::caused(format!("{what} {}", path.display()), e)
 }
 
 impl Dirs {
@@ -123,7 +123,7 @@ impl Dirs {
         match std::fs::read(&file) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
-                .map_err(|e| Error::plugin(format!("corrupt tags file {}: {e}", file.display()))),
+                .map_err(|e| Error::caused(format!("corrupt tags file {}", file.display()), e)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error("cannot read", &file, e)),
         }

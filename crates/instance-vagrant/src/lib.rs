@@ -167,7 +167,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A finished task's result; a panicked task is a plugin error.
 fn joined<T>(r: std::result::Result<Result<T>, tokio::task::JoinError>) -> Result<T> {
-    r.unwrap_or_else(|e| Err(Error::plugin(format!("internal error: {e}"))))
+    r.unwrap_or_else(|e| Err(Error::caused("internal error", e)))
 }
 
 impl VagrantPlugin {
@@ -318,7 +318,7 @@ impl Inner {
             tracing::warn!(instance = %id, error = %re, "cannot remove the directory of a failed provision");
         }
         lock(&self.machines).remove(id);
-        Err(Error::plugin(format!("provisioning {id}: {e}")))
+        Err(Error::caused(format!("provisioning {id}"), e))
     }
 
     /// `vagrant destroy -f` and removal of the directory of `id`.
@@ -336,7 +336,7 @@ impl Inner {
                 if !self.dirs.exists(id) {
                     return Ok(()); // destroyed by someone else meanwhile
                 }
-                return Err(Error::plugin(format!("destroying {id}: {e}")));
+                return Err(Error::caused(format!("destroying {id}"), e));
             }
         }
         self.dirs.remove(id)?;

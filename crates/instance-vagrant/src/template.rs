@@ -314,10 +314,10 @@ impl Template {
     /// The template in file `path`, checked.
     pub fn from_file(path: &Path) -> Result<Template> {
         let source = std::fs::read_to_string(path).map_err(|e| {
-            Error::plugin(format!(
-                "cannot read the Vagrantfile template {}: {e}",
-                path.display()
-            ))
+            Error::caused(
+                format!("cannot read the Vagrantfile template {}", path.display()),
+                e,
+            )
         })?;
         Template::from_source(&format!("template {}", path.display()), source)
     }

@@ -106,7 +106,7 @@ impl Vagrant {
                     humantime::format_duration(timeout)
                 ))
             })?
-            .map_err(|e| Error::plugin(format!("{what} in {}: {e}", dir.display())))?;
+            .map_err(|e| Error::caused(format!("{what} in {}", dir.display()), e))?;
         Ok(Output {
             status: out.status,
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
