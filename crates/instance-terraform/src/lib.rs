@@ -16,7 +16,8 @@
 //! * [`state`]: `terraform show -json`, and which instances really exist in it;
 //! * [`batch`]: the pure decisions around an apply: judging each change, blaming errors on
 //!   instances, orphaned files, back-off;
-//! * `applier`: the one-at-a-time apply loop; `terraform`: running the command.
+//! * `options`: the plugin's options and their defaults; `applier`: the one-at-a-time apply
+//!   loop; `terraform`: running the command.
 //!
 //! # Lifecycle
 //!
