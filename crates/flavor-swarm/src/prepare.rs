@@ -10,9 +10,9 @@
 //! - **Command** (the process instance plugin, whose command is a `dockerd`): the command
 //!   becomes `/bin/sh -c <wrapper> infrakit-swarm-engine <Cmd> <Args...> --label k=v ...`.
 //!   The wrapper ([`WRAPPER_PROLOGUE`] and its script) starts the engine with the labels and
-//!   one more `-H unix://...` socket of its own, waits for it to answer there, joins, and then waits for the engine: it forwards
-//!   SIGTERM to it and exits with its status, so the instance lives exactly as long as its
-//!   engine. The token and addresses reach the wrapper in `Env` (not in the arguments, which
+//!   one more `-H unix://...` socket of its own, waits for it to answer there, joins, and then
+//!   waits for the engine: it forwards SIGTERM to it and exits with its status, so the instance
+//!   lives exactly as long as its engine. The token and addresses reach the wrapper in `Env` (not in the arguments, which
 //!   any user can read with `ps`).
 //!
 //! Both run the same join ([`JOIN_FUNCTIONS`]): wait up to 120 s for the engine, do nothing if
