@@ -668,30 +668,42 @@ mod tests {
     fn bad_params_name_the_field() {
         for (method, params, path) in [
             (
-                "Instance.Label",
+                Method::InstanceLabel.as_str(),
                 json!({"Instance": " "}),
                 "params.Instance",
             ),
-            ("Instance.Provision", json!({}), "params"),
+            (Method::InstanceProvision.as_str(), json!({}), "params"),
             (
-                "Instance.Provision",
+                Method::InstanceProvision.as_str(),
                 json!({"Spec": {"Tags": {"a": 1}}}),
                 "params.Spec.Tags.a",
             ),
-            ("Group.Size", json!({}), "params.ID"),
-            ("Group.Size", json!({"ID": "a", "Name": "g/b"}), "params.ID"),
-            ("Group.CommitGroup", json!({"ID": "a"}), "params.Spec"),
+            (Method::GroupSize.as_str(), json!({}), "params.ID"),
             (
-                "Group.CommitGroup",
+                Method::GroupSize.as_str(),
+                json!({"ID": "a", "Name": "g/b"}),
+                "params.ID",
+            ),
+            (
+                Method::GroupCommitGroup.as_str(),
+                json!({"ID": "a"}),
+                "params.Spec",
+            ),
+            (
+                Method::GroupCommitGroup.as_str(),
                 json!({"ID": "a", "Spec": {"ID": "b"}}),
                 "params.Spec.ID",
             ),
             (
-                "Group.DestroyInstances",
+                Method::GroupDestroyInstances.as_str(),
                 json!({"ID": "a", "Instances": ["x", ""]}),
                 "params.Instances[1]",
             ),
-            ("Group.SetSize", json!({"ID": "a"}), "params.Size"),
+            (
+                Method::GroupSetSize.as_str(),
+                json!({"ID": "a"}),
+                "params.Size",
+            ),
         ] {
             let f = parse(method, params, &Everything).unwrap_err();
             assert_eq!(f.code, jsonrpc::INVALID_PARAMS, "{method}");
@@ -702,7 +714,7 @@ mod tests {
     #[test]
     fn group_calls_take_the_id_from_a_keyed_name() {
         let (_, call) = parse(
-            "Group.PauseRollout",
+            Method::GroupPauseRollout.as_str(),
             json!({"Name": "group/workers"}),
             &Everything,
         )

@@ -295,19 +295,20 @@ mod tests {
 
     #[test]
     fn unknown_names_are_rejected() {
+        let provision = Method::InstanceProvision.as_str();
         for name in [
-            "",
-            ".",
-            "Instance",
-            "Instance.",
-            "Instance.Bogus",
-            "instance.provision",
-            "Instance.Provision ",
-            " Instance.Provision",
-            "Instance.Provision.x",
-            "Controller.Commit",
+            String::new(),
+            ".".into(),
+            "Instance".into(),
+            "Instance.".into(),
+            "Instance.Bogus".into(),
+            provision.to_lowercase(),
+            format!("{provision} "),
+            format!(" {provision}"),
+            format!("{provision}.x"),
+            "Controller.Commit".into(),
         ] {
-            assert_eq!(name.parse::<Method>(), Err(Unknown(name.to_string())));
+            assert_eq!(name.parse::<Method>(), Err(Unknown(name.clone())));
         }
         for name in ["", "instance", "Instance.", "Controller"] {
             assert!(name.parse::<Interface>().is_err(), "{name}");
