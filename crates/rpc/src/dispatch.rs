@@ -4,8 +4,8 @@
 //! Every request is checked completely before a plugin is called: a body that is not JSON, an
 //! envelope that is not JSON-RPC 2.0, params of the wrong shape or type, missing required fields
 //! and contradictory fields all get a JSON-RPC error, and the plugin sees nothing. The method
-//! and its params are parsed once into a typed [`Call`](crate::call::Call); params errors name
-//! the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
+//! and its params are parsed once into a typed call (a [`Method`] and decoded params); params
+//! errors name the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
