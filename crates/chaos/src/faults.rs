@@ -15,8 +15,8 @@ use tokio::sync::watch;
 
 use infrakit_spi::event::Publisher;
 use infrakit_spi::{
-    Allocation, Description, DestroyContext, Error, Event, Flavor, Health, Index, Instance, Result,
-    Spec, Tags,
+    Allocation, Description, DestroyContext, Error, Event, Flavor, Health, Index, Instance, Method,
+    Result, Spec, Tags,
 };
 
 /// What a switched-on call does.
@@ -74,7 +74,7 @@ impl Switch {
     }
 
     /// Runs the fault for a call about `subject`: `Ok` when the call should go through.
-    pub async fn gate(&self, method: &str, subject: Option<&str>) -> Result<()> {
+    pub async fn gate(&self, method: Method, subject: Option<&str>) -> Result<()> {
         let mut rx = self.state.subscribe();
         let mut counted = false;
         loop {
@@ -150,7 +150,7 @@ impl<I: Instance + 'static> Instance for FaultyInstance<I> {
     }
 
     async fn provision(&self, spec: Spec) -> Result<String> {
-        self.provision.gate("Instance.Provision", None).await?;
+        self.provision.gate(Method::InstanceProvision, None).await?;
         self.inner.provision(spec).await
     }
 
@@ -159,13 +159,13 @@ impl<I: Instance + 'static> Instance for FaultyInstance<I> {
     }
 
     async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
-        self.destroy.gate("Instance.Destroy", Some(id)).await?;
+        self.destroy.gate(Method::InstanceDestroy, Some(id)).await?;
         self.inner.destroy(id, context).await
     }
 
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
         self.describe
-            .gate("Instance.DescribeInstances", None)
+            .gate(Method::InstanceDescribeInstances, None)
             .await?;
         self.inner.describe_instances(tags, properties).await
     }
@@ -231,7 +231,7 @@ impl<F: Flavor + 'static> Flavor for FaultyFlavor<F> {
 
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
         self.healthy
-            .gate("Flavor.Healthy", Some(&instance.id))
+            .gate(Method::FlavorHealthy, Some(&instance.id))
             .await?;
         let h = self.inner.healthy(properties, instance).await;
         *self.answered.lock().unwrap_or_else(PoisonError::into_inner) += 1;
@@ -239,7 +239,9 @@ impl<F: Flavor + 'static> Flavor for FaultyFlavor<F> {
     }
 
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
-        self.drain.gate("Flavor.Drain", Some(&instance.id)).await?;
+        self.drain
+            .gate(Method::FlavorDrain, Some(&instance.id))
+            .await?;
         self.inner.drain(properties, instance).await
     }
 }
@@ -249,23 +251,26 @@ mod tests {
     use super::*;
     use futures::FutureExt;
 
+    /// The method the tests gate.
+    const M: Method = Method::InstanceProvision;
+
     #[tokio::test(start_paused = true)]
     async fn a_switch_delays_fails_or_holds_calls_until_it_changes() {
         let s = Switch::default();
-        assert!(s.gate("M", None).await.is_ok());
+        assert!(s.gate(M, None).await.is_ok());
         assert_eq!(s.injected(), 0);
 
         s.set(Fault::Fail("down".into()));
-        let e = s.gate("M", None).await.unwrap_err().to_string();
-        assert_eq!(e, "M: down");
+        let e = s.gate(M, None).await.unwrap_err().to_string();
+        assert_eq!(e, format!("{M}: down"));
 
         s.set(Fault::Delay(Duration::from_secs(3)));
         let start = tokio::time::Instant::now();
-        s.gate("M", None).await.unwrap();
+        s.gate(M, None).await.unwrap();
         assert_eq!(start.elapsed(), Duration::from_secs(3));
 
         s.set(Fault::Hang);
-        let mut held = Box::pin(s.gate("M", None));
+        let mut held = Box::pin(s.gate(M, None));
         assert!((&mut held).now_or_never().is_none());
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!((&mut held).now_or_never().is_none());
@@ -278,9 +283,9 @@ mod tests {
     async fn a_switch_can_target_some_instances_only() {
         let s = Switch::default();
         s.set_for(Fault::Fail("x".into()), ["a".to_string()]);
-        assert!(s.gate("M", Some("a")).await.is_err());
-        assert!(s.gate("M", Some("b")).await.is_ok());
-        assert!(s.gate("M", None).await.is_ok());
+        assert!(s.gate(M, Some("a")).await.is_err());
+        assert!(s.gate(M, Some("b")).await.is_ok());
+        assert!(s.gate(M, None).await.is_ok());
         assert_eq!(s.injected(), 1);
     }
 }

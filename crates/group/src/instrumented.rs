@@ -12,7 +12,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use infrakit_spi::{
-    Allocation, Description, DestroyContext, Flavor, Health, Index, Instance, Result, Spec, Tags,
+    Allocation, Description, DestroyContext, Flavor, Health, Index, Instance, Method, Result, Spec,
+    Tags,
 };
 
 use crate::telemetry::{CallMetrics, Metrics};
@@ -32,11 +33,11 @@ impl TimedInstance {
     pub(crate) fn new(inner: Arc<dyn Instance>, name: &str, metrics: &Metrics) -> Self {
         TimedInstance {
             inner,
-            validate: metrics.call(name, "Instance.Validate"),
-            provision: metrics.call(name, "Instance.Provision"),
-            label: metrics.call(name, "Instance.Label"),
-            destroy: metrics.call(name, "Instance.Destroy"),
-            describe: metrics.call(name, "Instance.DescribeInstances"),
+            validate: metrics.call(name, Method::InstanceValidate),
+            provision: metrics.call(name, Method::InstanceProvision),
+            label: metrics.call(name, Method::InstanceLabel),
+            destroy: metrics.call(name, Method::InstanceDestroy),
+            describe: metrics.call(name, Method::InstanceDescribeInstances),
         }
     }
 }
@@ -75,9 +76,9 @@ impl TimedFlavor {
     pub(crate) fn new(inner: Arc<dyn Flavor>, name: &str, metrics: &Metrics) -> Self {
         TimedFlavor {
             inner,
-            validate: metrics.call(name, "Flavor.Validate"),
-            prepare: metrics.call(name, "Flavor.Prepare"),
-            drain: metrics.call(name, "Flavor.Drain"),
+            validate: metrics.call(name, Method::FlavorValidate),
+            prepare: metrics.call(name, Method::FlavorPrepare),
+            drain: metrics.call(name, Method::FlavorDrain),
         }
     }
 }

@@ -338,11 +338,12 @@ impl Metrics {
         self.heal.get_or_create(&l).observe(took.as_secs_f64());
     }
 
-    /// The instruments of one plugin method, resolved once so each call only records.
-    pub(crate) fn call(&self, plugin: &str, method: &str) -> CallMetrics {
+    /// The instruments of one plugin method (a [`Method`](infrakit_spi::Method), or its wire
+    /// name), resolved once so each call only records.
+    pub(crate) fn call(&self, plugin: &str, method: impl AsRef<str>) -> CallMetrics {
         let l = CallLabels {
             plugin: plugin.to_string(),
-            method: method.to_string(),
+            method: method.as_ref().to_string(),
         };
         CallMetrics {
             latency: self.calls.get_or_create(&l).clone(),
@@ -450,14 +451,15 @@ mod tests {
     fn metrics_encode_as_prometheus_text() {
         let m = Metrics::default();
         m.group_seen("web", 3, 2, 1);
-        m.call("instance-simulator", "Instance.Provision")
+        let method = infrakit_spi::Method::InstanceProvision;
+        m.call("instance-simulator", method)
             .record(Duration::from_millis(3), false);
         let text = m.encode();
         assert!(text.contains("infrakit_group_desired_instances{group=\"web\"} 3"));
         assert!(text.contains("infrakit_group_healthy_instances{group=\"web\"} 1"));
-        assert!(text.contains(
-            "infrakit_plugin_call_errors_total{plugin=\"instance-simulator\",method=\"Instance.Provision\"} 1"
-        ));
+        assert!(text.contains(&format!(
+            "infrakit_plugin_call_errors_total{{plugin=\"instance-simulator\",method=\"{method}\"}} 1"
+        )));
         assert!(text.ends_with("# EOF\n"));
         m.forget("web");
         assert!(!m.encode().contains("group=\"web\""));

@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{
     Allocation, Description, DestroyContext, Error, Flavor, Group, GroupDescription, GroupSpec,
-    Health, Index, Instance, Result, Spec, Tags,
+    Health, Index, Instance, Method, Result, Spec, Tags,
 };
 
 use infrakit_spi::secret::Secret;
@@ -200,7 +200,7 @@ impl Client {
     /// Calls `method` with `params` and decodes the result, within the quick-call timeout.
     pub async fn call<P: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
-        method: &str,
+        method: Method,
         params: &P,
     ) -> Result<R> {
         self.call_within(method, params, self.timeout).await
@@ -209,13 +209,13 @@ impl Client {
     /// Calls `method` with an explicit timeout.
     pub async fn call_within<P: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
-        method: &str,
+        method: Method,
         params: &P,
         timeout: Duration,
     ) -> Result<R> {
         let body = serde_json::to_vec(&json!({
             "jsonrpc": "2.0",
-            "method": method,
+            "method": method.as_str(),
             "params": params,
             "id": next_id(),
         }))
@@ -329,7 +329,7 @@ impl Client {
             #[serde(rename = "Objects", default)]
             objects: std::collections::BTreeMap<String, Vec<Value>>,
         }
-        let h: Hello = self.call("Handshake.Hello", &json!({})).await?;
+        let h: Hello = self.call(Method::HandshakeHello, &json!({})).await?;
         Ok(h.objects)
     }
 }
@@ -384,7 +384,7 @@ impl Instance for InstanceClient {
     async fn validate(&self, properties: &Value) -> Result<()> {
         let p = json!({"Type": self.kind, "Properties": properties});
         self.client
-            .call::<_, Ack>("Instance.Validate", &p)
+            .call::<_, Ack>(Method::InstanceValidate, &p)
             .await
             .map(|_| ())
     }
@@ -398,7 +398,7 @@ impl Instance for InstanceClient {
         let p = json!({"Type": self.kind, "Spec": spec});
         let r: R = self
             .client
-            .call_within("Instance.Provision", &p, LONG_TIMEOUT)
+            .call_within(Method::InstanceProvision, &p, LONG_TIMEOUT)
             .await?;
         r.id.ok_or_else(|| {
             Error::plugin(format!(
@@ -411,7 +411,7 @@ impl Instance for InstanceClient {
     async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
         let p = json!({"Type": self.kind, "Instance": id, "Labels": labels});
         self.client
-            .call::<_, Ack>("Instance.Label", &p)
+            .call::<_, Ack>(Method::InstanceLabel, &p)
             .await
             .map(|_| ())
     }
@@ -419,7 +419,7 @@ impl Instance for InstanceClient {
     async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
         let p = json!({"Type": self.kind, "Instance": id, "Context": context});
         self.client
-            .call_within::<_, Ack>("Instance.Destroy", &p, LONG_TIMEOUT)
+            .call_within::<_, Ack>(Method::InstanceDestroy, &p, LONG_TIMEOUT)
             .await
             .map(|_| ())
     }
@@ -431,7 +431,10 @@ impl Instance for InstanceClient {
             descriptions: Option<Vec<Description>>,
         }
         let p = json!({"Type": self.kind, "Tags": tags, "Properties": properties});
-        let r: R = self.client.call("Instance.DescribeInstances", &p).await?;
+        let r: R = self
+            .client
+            .call(Method::InstanceDescribeInstances, &p)
+            .await?;
         Ok(r.descriptions.unwrap_or_default())
     }
 }
@@ -458,7 +461,7 @@ impl Flavor for FlavorClient {
     async fn validate(&self, properties: &Value, allocation: &Allocation) -> Result<()> {
         let p = json!({"Type": self.kind, "Properties": properties, "Allocation": allocation});
         self.client
-            .call::<_, Ack>("Flavor.Validate", &p)
+            .call::<_, Ack>(Method::FlavorValidate, &p)
             .await
             .map(|_| ())
     }
@@ -476,7 +479,7 @@ impl Flavor for FlavorClient {
             spec: Spec,
         }
         let p = json!({"Type": self.kind, "Properties": properties, "Spec": spec, "Allocation": allocation, "Index": index});
-        let r: R = self.client.call("Flavor.Prepare", &p).await?;
+        let r: R = self.client.call(Method::FlavorPrepare, &p).await?;
         Ok(r.spec)
     }
 
@@ -487,14 +490,14 @@ impl Flavor for FlavorClient {
             health: Health,
         }
         let p = json!({"Type": self.kind, "Properties": properties, "Instance": instance});
-        let r: R = self.client.call("Flavor.Healthy", &p).await?;
+        let r: R = self.client.call(Method::FlavorHealthy, &p).await?;
         Ok(r.health)
     }
 
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
         let p = json!({"Type": self.kind, "Properties": properties, "Instance": instance});
         self.client
-            .call_within::<_, Ack>("Flavor.Drain", &p, LONG_TIMEOUT)
+            .call_within::<_, Ack>(Method::FlavorDrain, &p, LONG_TIMEOUT)
             .await
             .map(|_| ())
     }
@@ -528,14 +531,14 @@ impl Group for GroupClient {
         let p = json!({"Name": self.client.name, "Spec": spec, "Pretend": pretend});
         let r: R = self
             .client
-            .call_within("Group.CommitGroup", &p, LONG_TIMEOUT)
+            .call_within(Method::GroupCommitGroup, &p, LONG_TIMEOUT)
             .await?;
         Ok(r.details)
     }
 
     async fn free_group(&self, id: &str) -> Result<()> {
         self.client
-            .call::<_, Value>("Group.FreeGroup", &self.params(id))
+            .call::<_, Value>(Method::GroupFreeGroup, &self.params(id))
             .await
             .map(|_| ())
     }
@@ -548,14 +551,14 @@ impl Group for GroupClient {
         }
         let r: R = self
             .client
-            .call("Group.DescribeGroup", &self.params(id))
+            .call(Method::GroupDescribeGroup, &self.params(id))
             .await?;
         Ok(r.description)
     }
 
     async fn destroy_group(&self, id: &str) -> Result<()> {
         self.client
-            .call_within::<_, Value>("Group.DestroyGroup", &self.params(id), LONG_TIMEOUT)
+            .call_within::<_, Value>(Method::GroupDestroyGroup, &self.params(id), LONG_TIMEOUT)
             .await
             .map(|_| ())
     }
@@ -568,7 +571,7 @@ impl Group for GroupClient {
         }
         let r: R = self
             .client
-            .call("Group.InspectGroups", &self.params(""))
+            .call(Method::GroupInspectGroups, &self.params(""))
             .await?;
         Ok(r.groups.unwrap_or_default())
     }
@@ -576,7 +579,7 @@ impl Group for GroupClient {
     async fn destroy_instances(&self, id: &str, instances: &[String]) -> Result<()> {
         let p = json!({"Name": self.client.name, "ID": id, "Instances": instances});
         self.client
-            .call_within::<_, Value>("Group.DestroyInstances", &p, LONG_TIMEOUT)
+            .call_within::<_, Value>(Method::GroupDestroyInstances, &p, LONG_TIMEOUT)
             .await
             .map(|_| ())
     }
@@ -587,14 +590,17 @@ impl Group for GroupClient {
             #[serde(rename = "Size")]
             size: usize,
         }
-        let r: R = self.client.call("Group.Size", &self.params(id)).await?;
+        let r: R = self
+            .client
+            .call(Method::GroupSize, &self.params(id))
+            .await?;
         Ok(r.size)
     }
 
     async fn set_size(&self, id: &str, size: usize) -> Result<()> {
         let p = json!({"Name": self.client.name, "ID": id, "Size": size});
         self.client
-            .call::<_, Value>("Group.SetSize", &p)
+            .call::<_, Value>(Method::GroupSetSize, &p)
             .await
             .map(|_| ())
     }
@@ -608,19 +614,14 @@ impl Group for GroupClient {
         let p = json!({"Name": self.client.name, "Spec": spec});
         let r: R = self
             .client
-            .call_within("Group.PlanGroup", &p, LONG_TIMEOUT)
+            .call_within(Method::GroupPlanGroup, &p, LONG_TIMEOUT)
             .await?;
         Ok(r.plan)
     }
 
     async fn rollout(&self, id: &str, action: RolloutAction) -> Result<()> {
-        let method = match action {
-            RolloutAction::Pause => "Group.PauseRollout",
-            RolloutAction::Resume => "Group.ResumeRollout",
-            RolloutAction::Undo => "Group.UndoRollout",
-        };
         self.client
-            .call::<_, Value>(method, &self.params(id))
+            .call::<_, Value>(Method::rollout(action), &self.params(id))
             .await
             .map(|_| ())
     }
@@ -647,7 +648,10 @@ impl infrakit_spi::manager::Manager for ManagerClient {
             #[serde(rename = "Leader")]
             leader: bool,
         }
-        let r: R = self.client.call("Manager.IsLeader", &json!({})).await?;
+        let r: R = self
+            .client
+            .call(Method::ManagerIsLeader, &json!({}))
+            .await?;
         Ok(r.leader)
     }
 
@@ -659,7 +663,7 @@ impl infrakit_spi::manager::Manager for ManagerClient {
         }
         let r: R = self
             .client
-            .call("Manager.LeaderLocation", &json!({}))
+            .call(Method::ManagerLeaderLocation, &json!({}))
             .await?;
         Ok(r.location)
     }
@@ -670,7 +674,7 @@ impl infrakit_spi::manager::Manager for ManagerClient {
             #[serde(rename = "Status")]
             status: infrakit_spi::manager::ManagerStatus,
         }
-        let r: R = self.client.call("Manager.Status", &json!({})).await?;
+        let r: R = self.client.call(Method::ManagerStatus, &json!({})).await?;
         Ok(r.status)
     }
 }

@@ -1,22 +1,24 @@
-//! From a JSON-RPC body to a call on a trait object and back: method names, parameter and
-//! result shapes of InfraKit's Instance, Flavor, Group and Handshake services.
+//! From a JSON-RPC body to a call on a trait object and back: the envelope, the audit log, and
+//! the result shapes of InfraKit's Instance, Flavor, Group and Handshake services.
 //!
 //! Every request is checked completely before a plugin is called: a body that is not JSON, an
 //! envelope that is not JSON-RPC 2.0, params of the wrong shape or type, missing required fields
-//! and contradictory fields all get a JSON-RPC error, and the plugin sees nothing. Params errors
-//! name the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
+//! and contradictory fields all get a JSON-RPC error, and the plugin sees nothing. The method
+//! and its params are parsed once into a typed call (a [`Method`] and decoded params); params
+//! errors name the bad field (`params.Spec.Tags`) in the message and in `data.Path`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
-use infrakit_spi::group::RolloutAction;
-use infrakit_spi::{Allocation, Description, DestroyContext, Error, GroupSpec, Index, Spec, Tags};
+use infrakit_spi::manager::Manager;
+use infrakit_spi::{Flavor, Group, Instance, Interface, Method};
 
+use crate::call::{Call, FlavorCall, GroupCall, HandshakeCall, InstanceCall, ManagerCall, Served};
+use crate::failure::{clip, failure, not_found, Failure};
 use crate::handlers::Handlers;
 use crate::jsonrpc::{self, Request};
 
@@ -28,81 +30,6 @@ pub(crate) enum Caller {
     /// A client over TCP, by address.
     Remote(SocketAddr),
 }
-
-/// Messages of protocol errors (not the plugin's own) are cut to this many bytes: some echo the
-/// input (a method name, a bad value, a map key).
-const MAX_MESSAGE_BYTES: usize = 1024;
-
-/// Cuts `s` to at most [`MAX_MESSAGE_BYTES`] on a character boundary.
-fn clip(mut s: String) -> String {
-    if s.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-        s.push_str("...");
-    }
-    s
-}
-
-/// What went wrong, mapped to a JSON-RPC error code.
-struct Failure {
-    code: i64,
-    message: String,
-    data: Value,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        let data = match &e {
-            Error::Invalid { path, message } => json!({"Path": path, "Message": message}),
-            _ => Value::Null,
-        };
-        Failure {
-            code: jsonrpc::SERVER_ERROR,
-            message: e.to_string(),
-            data,
-        }
-    }
-}
-
-fn failure(code: i64, message: impl Into<String>) -> Failure {
-    Failure {
-        code,
-        message: clip(message.into()),
-        data: Value::Null,
-    }
-}
-
-/// Invalid params: code -32602, the path of the bad field in the message and in `data`.
-fn bad_param(path: &str, message: impl Into<String>) -> Failure {
-    // Paths hold the caller's map keys, which may be of any length.
-    let path = clip(path.to_string());
-    let message = clip(message.into());
-    Failure {
-        code: jsonrpc::INVALID_PARAMS,
-        data: json!({"Path": path, "Message": message}),
-        message: format!("{path}: {message}"),
-    }
-}
-
-/// Methods that change infrastructure or a group; each call is logged (the audit trail) with the
-/// caller's pid.
-const MUTATING: &[&str] = &[
-    "Instance.Provision",
-    "Instance.Destroy",
-    "Instance.Label",
-    "Flavor.Drain",
-    "Group.CommitGroup",
-    "Group.FreeGroup",
-    "Group.DestroyGroup",
-    "Group.DestroyInstances",
-    "Group.SetSize",
-    "Group.PauseRollout",
-    "Group.ResumeRollout",
-    "Group.UndoRollout",
-];
 
 /// Handles one JSON-RPC request body as a server would, without a socket: the response body, or
 /// `None` for a notification. This is the entry point of the protocol fuzz target; it never
@@ -166,7 +93,13 @@ pub(crate) async fn handle(
         Ok(p) => p,
         Err(f) => return Some(jsonrpc::encode_error(id, f.code, &f.message)),
     };
-    let outcome = call(handlers, method, params, &|| audit(plugin, method, caller)).await;
+    let outcome = match Call::parse(method, params, handlers) {
+        Ok((method, call)) => {
+            audit(plugin, method, caller);
+            execute(handlers, method, call).await
+        }
+        Err(f) => Err(f),
+    };
     let id = id?;
     Some(match outcome {
         Ok(result) => jsonrpc::encode_result(id, &result),
@@ -176,10 +109,11 @@ pub(crate) async fn handle(
 
 /// Logs a mutating call that passed validation and is about to reach the plugin: the plugin, the
 /// method and the caller, never the params (they may hold secrets such as `Init` user data).
-fn audit(plugin: &str, method: &str, caller: Caller) {
-    if !MUTATING.contains(&method) {
+fn audit(plugin: &str, method: Method, caller: Caller) {
+    if !method.mutates() {
         return;
     }
+    let method = method.as_str();
     match caller {
         Caller::Local(pid) => {
             let caller = pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
@@ -209,58 +143,62 @@ fn unwrap_params(raw: Option<&RawValue>) -> Result<Value, Failure> {
     }
 }
 
-/// Decodes params, naming the bad field (`params.Spec.Tags: ...`) on failure.
-fn decode<T: DeserializeOwned>(params: Value) -> Result<T, Failure> {
-    infrakit_spi::error::decode_at("params", &params).map_err(|e| match e {
-        Error::Invalid { path, message } => bad_param(&path, message),
-        other => failure(jsonrpc::INVALID_PARAMS, other.to_string()),
-    })
-}
+impl Served for Handlers {
+    fn serves(&self, interface: Interface) -> bool {
+        match interface {
+            Interface::Plugin | Interface::Handshake => true,
+            Interface::Instance => !self.instances.is_empty(),
+            Interface::Flavor => !self.flavors.is_empty(),
+            Interface::Group => self.group.is_some(),
+            Interface::Manager => self.manager.is_some(),
+            Interface::Event => self.publisher.is_some(),
+        }
+    }
 
-/// Called once a request has passed every check, just before the plugin is.
-type Audit<'a> = &'a (dyn Fn() + Send + Sync);
-
-async fn call(
-    h: &Handlers,
-    method: &str,
-    params: Value,
-    audit: Audit<'_>,
-) -> Result<Value, Failure> {
-    let (service, name) = method.split_once('.').ok_or_else(|| {
-        failure(
-            jsonrpc::METHOD_NOT_FOUND,
-            format!("rpc: service/method request ill-formed: \"{method}\""),
-        )
-    })?;
-    match service {
-        "Plugin" | "Handshake" => handshake(h, name),
-        "Instance" if !h.instances.is_empty() => instance(h, name, params, audit).await,
-        "Flavor" if !h.flavors.is_empty() => flavor(h, name, params, audit).await,
-        "Group" if h.group.is_some() => group(h, name, params, audit).await,
-        "Manager" if h.manager.is_some() => manager(h, name).await,
-        "Event" if h.publisher.is_some() && name == "List" => Ok(json!({"Nodes": ["instance"]})),
-        _ => Err(not_found(method)),
+    fn check_type(&self, interface: Interface, kind: &str) -> Result<(), Failure> {
+        match interface {
+            Interface::Instance => pick(&self.instances, kind, "instance").map(drop),
+            Interface::Flavor => pick(&self.flavors, kind, "flavor").map(drop),
+            _ => Ok(()),
+        }
     }
 }
 
-fn not_found(method: &str) -> Failure {
-    failure(
-        jsonrpc::METHOD_NOT_FOUND,
-        format!("rpc: can't find method \"{}\"", clip(method.to_string())),
-    )
+/// Makes a parsed call; `method` names it if what it calls is gone.
+async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Value, Failure> {
+    match call {
+        Call::Handshake(call) => Ok(handshake(h, call)),
+        Call::Instance { kind, call } => {
+            let plugin = pick(&h.instances, &kind, "instance")?;
+            instance(plugin.as_ref(), kind, call).await
+        }
+        Call::Flavor { kind, call } => {
+            let plugin = pick(&h.flavors, &kind, "flavor")?;
+            flavor(plugin.as_ref(), kind, call).await
+        }
+        Call::Group { name, call } => match &h.group {
+            Some(g) => group(g.as_ref(), name, call).await,
+            None => Err(not_found(method.as_str())),
+        },
+        Call::Manager(call) => match &h.manager {
+            Some(m) => manager(m.as_ref(), call).await,
+            None => Err(not_found(method.as_str())),
+        },
+        Call::EventList => Ok(json!({"Nodes": ["instance"]})),
+    }
 }
 
-fn handshake(h: &Handlers, name: &str) -> Result<Value, Failure> {
+fn handshake(h: &Handlers, call: HandshakeCall) -> Value {
     let ifaces = h.interfaces();
-    match name {
-        "Implements" => {
+    match call {
+        HandshakeCall::Implements => {
             let apis: Vec<Value> = ifaces
                 .iter()
                 .map(|(i, _)| json!({"Name": i.name, "Version": i.version}))
                 .collect();
-            Ok(json!({ "APIs": apis }))
+            json!({ "APIs": apis })
         }
-        "Types" => {
+        HandshakeCall::Types => {
             let types: BTreeMap<String, Vec<String>> = ifaces
                 .iter()
                 .map(|(i, types)| {
@@ -270,9 +208,9 @@ fn handshake(h: &Handlers, name: &str) -> Result<Value, Failure> {
                     )
                 })
                 .collect();
-            Ok(json!({ "Types": types }))
+            json!({ "Types": types })
         }
-        "Hello" => {
+        HandshakeCall::Hello => {
             let objects: BTreeMap<String, Vec<Value>> = ifaces
                 .iter()
                 .map(|(i, types)| {
@@ -283,9 +221,8 @@ fn handshake(h: &Handlers, name: &str) -> Result<Value, Failure> {
                     (i.to_string(), objs)
                 })
                 .collect();
-            Ok(json!({ "Objects": objects }))
+            json!({ "Objects": objects })
         }
-        _ => Err(not_found(&format!("Handshake.{name}"))),
     }
 }
 
@@ -297,33 +234,12 @@ fn display_type(t: &str) -> String {
     }
 }
 
-#[derive(Deserialize)]
-struct Typed {
-    #[serde(rename = "Type", default)]
-    kind: Option<String>,
-}
-
-/// The `Type` of Instance and Flavor params (`""`, the default plugin, when absent or null).
-fn type_of(params: &Value) -> Result<String, Failure> {
-    match params.get("Type") {
-        None | Some(Value::Null) => Ok(String::new()),
-        Some(v) => decode::<Typed>(json!({ "Type": v })).map(|t| t.kind.unwrap_or_default()),
-    }
-}
-
-/// A required identifier that must not be empty.
-fn non_empty(path: &str, value: &str) -> Result<(), Failure> {
-    if value.trim().is_empty() {
-        return Err(bad_param(path, "must not be empty"));
-    }
-    Ok(())
-}
-
+/// The plugin of subtype `kind`, or an error listing the subtypes served.
 fn pick<'a, T: ?Sized>(
-    map: &'a BTreeMap<String, std::sync::Arc<T>>,
+    map: &'a BTreeMap<String, Arc<T>>,
     kind: &str,
     what: &str,
-) -> Result<&'a std::sync::Arc<T>, Failure> {
+) -> Result<&'a Arc<T>, Failure> {
     map.get(kind).ok_or_else(|| {
         failure(
             jsonrpc::SERVER_ERROR,
@@ -338,349 +254,123 @@ fn pick<'a, T: ?Sized>(
     })
 }
 
-#[derive(Deserialize)]
-struct ValidateReq {
-    #[serde(rename = "Properties", default)]
-    properties: Value,
-    #[serde(rename = "Allocation", default)]
-    allocation: Allocation,
-}
-
-#[derive(Deserialize)]
-struct ProvisionReq {
-    #[serde(rename = "Spec")]
-    spec: Spec,
-}
-
-#[derive(Deserialize)]
-struct LabelReq {
-    #[serde(rename = "Instance")]
-    instance: String,
-    #[serde(rename = "Labels", default)]
-    labels: Option<Tags>,
-}
-
-#[derive(Deserialize)]
-struct DestroyReq {
-    #[serde(rename = "Instance")]
-    instance: String,
-    #[serde(rename = "Context", default)]
-    context: Option<DestroyContext>,
-}
-
-#[derive(Deserialize)]
-struct DescribeReq {
-    #[serde(rename = "Tags", default)]
-    tags: Option<Tags>,
-    #[serde(rename = "Properties", default)]
-    properties: bool,
-}
-
 async fn instance(
-    h: &Handlers,
-    name: &str,
-    params: Value,
-    audit: Audit<'_>,
+    plugin: &dyn Instance,
+    kind: String,
+    call: InstanceCall,
 ) -> Result<Value, Failure> {
-    let kind = type_of(&params)?;
-    let plugin = pick(&h.instances, &kind, "instance")?;
-    match name {
-        "Validate" => {
-            let req: ValidateReq = decode(params)?;
-            plugin.validate(&req.properties).await?;
+    match call {
+        InstanceCall::Validate { properties } => {
+            plugin.validate(&properties).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
-        "Provision" => {
-            let req: ProvisionReq = decode(params)?;
-            audit();
-            let id = plugin.provision(req.spec).await?;
+        InstanceCall::Provision { spec } => {
+            let id = plugin.provision(spec).await?;
             Ok(json!({"Type": kind, "ID": id}))
         }
-        "Label" => {
-            let req: LabelReq = decode(params)?;
-            non_empty("params.Instance", &req.instance)?;
-            audit();
-            plugin
-                .label(&req.instance, &req.labels.unwrap_or_default())
-                .await?;
+        InstanceCall::Label { instance, labels } => {
+            plugin.label(&instance, &labels).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
-        "Destroy" => {
-            let req: DestroyReq = decode(params)?;
-            non_empty("params.Instance", &req.instance)?;
-            audit();
-            let ctx = req
-                .context
-                .unwrap_or_else(|| DestroyContext::reason("terminate"));
-            plugin.destroy(&req.instance, &ctx).await?;
+        InstanceCall::Destroy { instance, context } => {
+            plugin.destroy(&instance, &context).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
-        "DescribeInstances" => {
-            let req: DescribeReq = decode(params)?;
-            let list = plugin
-                .describe_instances(&req.tags.unwrap_or_default(), req.properties)
-                .await?;
+        InstanceCall::DescribeInstances { tags, properties } => {
+            let list = plugin.describe_instances(&tags, properties).await?;
             Ok(json!({"Type": kind, "Descriptions": list}))
         }
-        _ => Err(not_found(&format!("Instance.{name}"))),
     }
 }
 
-#[derive(Deserialize)]
-struct PrepareReq {
-    #[serde(rename = "Properties", default)]
-    properties: Value,
-    #[serde(rename = "Spec", default)]
-    spec: Spec,
-    #[serde(rename = "Allocation", default)]
-    allocation: Allocation,
-    #[serde(rename = "Index", default)]
-    index: Option<Index>,
-}
-
-#[derive(Deserialize)]
-struct FlavorInstanceReq {
-    #[serde(rename = "Properties", default)]
-    properties: Value,
-    #[serde(rename = "Instance")]
-    instance: Description,
-}
-
-async fn flavor(
-    h: &Handlers,
-    name: &str,
-    params: Value,
-    audit: Audit<'_>,
-) -> Result<Value, Failure> {
-    let kind = type_of(&params)?;
-    let plugin = pick(&h.flavors, &kind, "flavor")?;
-    match name {
-        "Validate" => {
-            let req: ValidateReq = decode(params)?;
-            plugin.validate(&req.properties, &req.allocation).await?;
+async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<Value, Failure> {
+    match call {
+        FlavorCall::Validate {
+            properties,
+            allocation,
+        } => {
+            plugin.validate(&properties, &allocation).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
-        "Prepare" => {
-            let req: PrepareReq = decode(params)?;
+        FlavorCall::Prepare {
+            properties,
+            spec,
+            allocation,
+            index,
+        } => {
             let spec = plugin
-                .prepare(
-                    &req.properties,
-                    req.spec,
-                    &req.allocation,
-                    &req.index.unwrap_or_default(),
-                )
+                .prepare(&properties, spec, &allocation, &index)
                 .await?;
             Ok(json!({"Type": kind, "Spec": spec}))
         }
-        "Healthy" => {
-            let req: FlavorInstanceReq = decode(params)?;
-            let health = plugin.healthy(&req.properties, &req.instance).await?;
+        FlavorCall::Healthy {
+            properties,
+            instance,
+        } => {
+            let health = plugin.healthy(&properties, &instance).await?;
             Ok(json!({"Type": kind, "Health": health}))
         }
-        "Drain" => {
-            let req: FlavorInstanceReq = decode(params)?;
-            audit();
-            plugin.drain(&req.properties, &req.instance).await?;
+        FlavorCall::Drain {
+            properties,
+            instance,
+        } => {
+            plugin.drain(&properties, &instance).await?;
             Ok(json!({"Type": kind, "OK": true}))
         }
-        _ => Err(not_found(&format!("Flavor.{name}"))),
     }
 }
 
-#[derive(Deserialize)]
-struct GroupReq {
-    #[serde(rename = "Name", default)]
-    name: Option<String>,
-    #[serde(rename = "ID", default)]
-    id: Option<String>,
-    #[serde(rename = "Spec", default)]
-    spec: Option<GroupSpec>,
-    #[serde(rename = "Pretend", default)]
-    pretend: bool,
-    #[serde(rename = "Instances", default)]
-    instances: Option<Vec<String>>,
-    #[serde(rename = "Size", default)]
-    size: Option<usize>,
-}
-
-impl GroupReq {
-    /// The object part of a keyed name (`mystack/workers` gives `workers`; `.` is the default).
-    fn name_object(&self) -> Option<&str> {
-        self.name
-            .as_deref()
-            .and_then(|n| n.split_once('/'))
-            .map(|(_, obj)| obj)
-            .filter(|obj| !obj.is_empty() && *obj != ".")
-    }
-
-    /// The group ID: `ID`, else the object part of a keyed `Name`; both given and different is
-    /// contradictory.
-    fn group_id(&self) -> Result<String, Failure> {
-        let id = self.id.as_deref().filter(|id| !id.is_empty());
-        match (id, self.name_object()) {
-            (Some(id), Some(obj)) if id != obj => Err(bad_param(
-                "params.ID",
-                format!("'{id}' contradicts params.Name, which names group '{obj}'"),
-            )),
-            (Some(id), _) => Ok(id.to_string()),
-            (None, Some(obj)) => Ok(obj.to_string()),
-            (None, None) => Ok(String::new()),
-        }
-    }
-
-    /// The group ID of a method that acts on one group.
-    fn required_id(&self) -> Result<String, Failure> {
-        let id = self.group_id()?;
-        if id.is_empty() {
-            return Err(bad_param(
-                "params.ID",
-                "missing: name the group with ID (or a Name of the form plugin/group)",
-            ));
-        }
-        Ok(id)
-    }
-
-    /// The spec of CommitGroup and PlanGroup: present, with an ID, agreeing with `ID`/`Name`.
-    fn required_spec(&mut self) -> Result<GroupSpec, Failure> {
-        let id = self.group_id()?;
-        let spec = self
-            .spec
-            .take()
-            .ok_or_else(|| bad_param("params.Spec", "missing"))?;
-        non_empty("params.Spec.ID", &spec.id)?;
-        if !id.is_empty() && id != spec.id {
-            return Err(bad_param(
-                "params.Spec.ID",
-                format!("'{}' contradicts the group '{id}' named in params", spec.id),
-            ));
-        }
-        Ok(spec)
-    }
-}
-
-const GROUP_METHODS: &[&str] = &[
-    "CommitGroup",
-    "FreeGroup",
-    "DescribeGroup",
-    "DestroyGroup",
-    "InspectGroups",
-    "DestroyInstances",
-    "Size",
-    "SetSize",
-    "PlanGroup",
-    "PauseRollout",
-    "ResumeRollout",
-    "UndoRollout",
-];
-
-async fn group(
-    h: &Handlers,
-    method: &str,
-    params: Value,
-    audit: Audit<'_>,
-) -> Result<Value, Failure> {
-    let g = h.group.as_ref().expect("checked by the caller");
-    if !GROUP_METHODS.contains(&method) {
-        return Err(not_found(&format!("Group.{method}")));
-    }
-    let mut req: GroupReq = decode(params)?;
-    let name = req.name.clone().unwrap_or_default();
-    match method {
-        "CommitGroup" => {
-            let spec = req.required_spec()?;
+async fn group(g: &dyn Group, name: String, call: GroupCall) -> Result<Value, Failure> {
+    match call {
+        GroupCall::CommitGroup { spec, pretend } => {
             let id = spec.id.clone();
-            audit();
-            let details = g.commit_group(spec, req.pretend).await?;
+            let details = g.commit_group(spec, pretend).await?;
             Ok(json!({"Name": name, "ID": id, "Details": details}))
         }
-        "PlanGroup" => {
-            let spec = req.required_spec()?;
+        GroupCall::PlanGroup { spec } => {
             let id = spec.id.clone();
             let plan = g.plan_group(spec).await?;
             Ok(json!({"Name": name, "ID": id, "Plan": plan}))
         }
-        "InspectGroups" => {
-            let id = req.group_id()?;
+        GroupCall::InspectGroups { id } => {
             let groups = g.inspect_groups().await?;
             Ok(json!({"Name": name, "ID": id, "Groups": groups}))
         }
-        _ => {
-            let id = req.required_id()?;
-            one_group(g.as_ref(), method, req, name, id, audit).await
-        }
-    }
-}
-
-/// The Group methods that act on the one group `id`.
-async fn one_group(
-    g: &dyn infrakit_spi::Group,
-    method: &str,
-    req: GroupReq,
-    name: String,
-    id: String,
-    audit: Audit<'_>,
-) -> Result<Value, Failure> {
-    match method {
-        "DescribeGroup" => {
+        GroupCall::DescribeGroup { id } => {
             let d = g.describe_group(&id).await?;
             Ok(json!({"Name": name, "ID": id, "Description": d}))
         }
-        "Size" => {
+        GroupCall::Size { id } => {
             let size = g.size(&id).await?;
             Ok(json!({"Name": name, "ID": id, "Size": size}))
         }
-        "FreeGroup" => {
-            audit();
+        GroupCall::FreeGroup { id } => {
             g.free_group(&id).await?;
             Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
-        "DestroyGroup" => {
-            audit();
+        GroupCall::DestroyGroup { id } => {
             g.destroy_group(&id).await?;
             Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
-        "DestroyInstances" => {
-            let instances = req
-                .instances
-                .ok_or_else(|| bad_param("params.Instances", "missing"))?;
-            if let Some(i) = instances.iter().position(|i| i.trim().is_empty()) {
-                return Err(bad_param(
-                    &format!("params.Instances[{i}]"),
-                    "must not be empty",
-                ));
-            }
-            audit();
+        GroupCall::DestroyInstances { id, instances } => {
             g.destroy_instances(&id, &instances).await?;
             Ok(json!({"Name": name, "ID": id}))
         }
-        "SetSize" => {
-            let size = req
-                .size
-                .ok_or_else(|| bad_param("params.Size", "missing"))?;
-            audit();
+        GroupCall::SetSize { id, size } => {
             g.set_size(&id, size).await?;
             Ok(json!({"Name": name, "ID": id}))
         }
-        _ => {
-            let action = match method {
-                "PauseRollout" => RolloutAction::Pause,
-                "ResumeRollout" => RolloutAction::Resume,
-                "UndoRollout" => RolloutAction::Undo,
-                _ => return Err(not_found(&format!("Group.{method}"))),
-            };
-            audit();
+        GroupCall::Rollout { id, action } => {
             g.rollout(&id, action).await?;
             Ok(json!({"Name": name, "ID": id, "OK": true}))
         }
     }
 }
 
-async fn manager(h: &Handlers, method: &str) -> Result<Value, Failure> {
-    let m = h.manager.as_ref().expect("checked by the caller");
-    match method {
-        "IsLeader" => Ok(json!({"Leader": m.is_leader().await?})),
-        "LeaderLocation" => Ok(json!({"Location": m.leader_location().await?})),
-        "Status" => Ok(json!({"Status": m.status().await?})),
-        _ => Err(not_found(&format!("Manager.{method}"))),
+async fn manager(m: &dyn Manager, call: ManagerCall) -> Result<Value, Failure> {
+    match call {
+        ManagerCall::IsLeader => Ok(json!({"Leader": m.is_leader().await?})),
+        ManagerCall::LeaderLocation => Ok(json!({"Location": m.leader_location().await?})),
+        ManagerCall::Status => Ok(json!({"Status": m.status().await?})),
     }
 }

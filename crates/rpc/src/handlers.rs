@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use infrakit_spi::event::Publisher;
 use infrakit_spi::manager::Manager;
-use infrakit_spi::{Flavor, Group, Instance, InterfaceSpec};
+use infrakit_spi::{Flavor, Group, Instance, Interface, InterfaceSpec};
 
 /// The trait objects one server exposes, keyed by subtype (`""` is the default plugin).
 #[derive(Default, Clone)]
@@ -83,7 +83,7 @@ impl Handlers {
         if self.publisher.is_some() {
             add(
                 &[InterfaceSpec {
-                    name: "Event",
+                    name: Interface::Event.as_str(),
                     version: "0.1.0",
                 }],
                 vec![String::new()],

@@ -97,9 +97,11 @@ mod tests {
 
     #[test]
     fn large_ids_are_echoed_exactly() {
-        let body =
-            r#"{"jsonrpc":"2.0","method":"Handshake.Hello","params":{},"id":18446744073709551615}"#;
-        let req: Request = serde_json::from_str(body).unwrap();
+        let body = format!(
+            r#"{{"jsonrpc":"2.0","method":"{}","params":{{}},"id":18446744073709551615}}"#,
+            infrakit_spi::Method::HandshakeHello
+        );
+        let req: Request = serde_json::from_str(&body).unwrap();
         let out = encode_result(req.id.unwrap(), &serde_json::json!({"OK": true}));
         assert_eq!(
             String::from_utf8(out).unwrap(),

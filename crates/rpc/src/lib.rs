@@ -9,15 +9,18 @@
 //! - [`limits`] bounds what one client can make a server hold (body and header sizes, idle time).
 //! - [`tcp`] configures the optional TCP listener (TLS with client certificates, or a bearer
 //!   token) and TCP clients, for remote CLIs and plugins.
-//! - [`dispatch`] turns a request body into a call; [`dispatch::handle_bytes`] is the socket-free
+//! - [`dispatch`] turns a request body into a typed call (a [`infrakit_spi::Method`] and its
+//!   decoded params) and makes it; [`dispatch::handle_bytes`] is the socket-free
 //!   entry point the fuzz targets use.
 //!
 //! See `docs/security.md` for the threat model.
 
+mod call;
 pub mod client;
 pub mod dir;
 pub mod dispatch;
 pub mod events;
+mod failure;
 mod handlers;
 pub mod jsonrpc;
 pub mod limits;

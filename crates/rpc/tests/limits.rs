@@ -228,7 +228,7 @@ async fn connections_beyond_the_limit_wait_their_turn() {
     let client = infrakit_rpc::Client::new("limited", &socket);
     let mut call = tokio::spawn(async move {
         client
-            .call::<_, serde_json::Value>("Handshake.Hello", &json!({}))
+            .call::<_, serde_json::Value>(infrakit_spi::Method::HandshakeHello, &json!({}))
             .await
     });
     // Both slots are held: the third connection is not served.

@@ -6,16 +6,16 @@ use serde_json::Value;
 
 use crate::instance::{Description, Spec};
 use crate::serde_util::null_as_default;
-use crate::{InterfaceSpec, Result};
+use crate::{Interface, InterfaceSpec, Result};
 
 /// The versions of the Flavor API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
     InterfaceSpec {
-        name: "Flavor",
+        name: Interface::Flavor.as_str(),
         version: "0.1.1",
     },
     InterfaceSpec {
-        name: "Flavor",
+        name: Interface::Flavor.as_str(),
         version: "0.1.0",
     },
 ];

@@ -12,16 +12,16 @@ use crate::error::decode_at;
 use crate::flavor::{Allocation, Health};
 use crate::instance::Description;
 use crate::serde_util::null_as_default;
-use crate::{Error, InterfaceSpec, Result};
+use crate::{Error, Interface, InterfaceSpec, Result};
 
 /// The versions of the Group API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
     InterfaceSpec {
-        name: "Group",
+        name: Interface::Group.as_str(),
         version: "0.1.1",
     },
     InterfaceSpec {
-        name: "Group",
+        name: Interface::Group.as_str(),
         version: "0.1.0",
     },
 ];

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::serde_util::{empty_vec_as_null, null_as_default};
-use crate::{InterfaceSpec, Result};
+use crate::{Interface, InterfaceSpec, Result};
 
 pub use crate::properties::Properties;
 pub use crate::tags::Tags;
@@ -27,19 +27,19 @@ pub const TOKEN_TAG: &str = "infrakit.provision.token";
 /// The versions of the Instance API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
     InterfaceSpec {
-        name: "Instance",
+        name: Interface::Instance.as_str(),
         version: "0.6.1",
     },
     InterfaceSpec {
-        name: "Instance",
+        name: Interface::Instance.as_str(),
         version: "0.5.0",
     },
     InterfaceSpec {
-        name: "Instance",
+        name: Interface::Instance.as_str(),
         version: "0.3.0",
     },
     InterfaceSpec {
-        name: "Instance",
+        name: Interface::Instance.as_str(),
         version: "0.1.0",
     },
 ];

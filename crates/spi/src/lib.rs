@@ -12,6 +12,7 @@ pub mod flavor;
 pub mod group;
 pub mod instance;
 pub mod manager;
+pub mod method;
 mod properties;
 pub mod secret;
 mod serde_util;
@@ -22,11 +23,13 @@ pub use event::{Event, Publisher};
 pub use flavor::{Allocation, Flavor, Health, Index};
 pub use group::{Group, GroupDescription, GroupProperties, GroupSpec, PluginRef};
 pub use instance::{Attachment, Description, DestroyContext, Instance, Spec, Tags};
+pub use method::{Interface, Method};
 
 /// An interface a plugin implements, with its API version, e.g. `Instance/0.6.1`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct InterfaceSpec {
-    /// The service name used as the JSON-RPC method prefix (`Instance`, `Flavor`, `Group`).
+    /// The service name used as the JSON-RPC method prefix (`Instance`, `Flavor`, `Group`): an
+    /// [`Interface`]'s name.
     pub name: &'static str,
     /// The API version a client of some InfraKit generation requires.
     pub version: &'static str,

@@ -5,16 +5,16 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{InterfaceSpec, Result};
+use crate::{Interface, InterfaceSpec, Result};
 
 /// The versions of the Manager API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
     InterfaceSpec {
-        name: "Manager",
+        name: Interface::Manager.as_str(),
         version: "0.1.1",
     },
     InterfaceSpec {
-        name: "Manager",
+        name: Interface::Manager.as_str(),
         version: "0.1.0",
     },
 ];

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use infrakit_instance_simulator::Simulator;
 use infrakit_rpc::{Client, Handlers, InstanceClient, PluginServer};
 use infrakit_spi::instance::GROUP_TAG;
-use infrakit_spi::{Instance, Spec, Tags};
+use infrakit_spi::{Instance, Method, Spec, Tags};
 
 use crate::measure::{cpu_times, ms};
 use crate::opts::Opts;
@@ -79,7 +79,7 @@ async fn raw_describe(socket: &Path, group: &str) -> Result<Bytes> {
     tokio::spawn(conn);
     let body = json!({
         "jsonrpc": "2.0",
-        "method": "Instance.DescribeInstances",
+        "method": Method::InstanceDescribeInstances.as_str(),
         "params": {"Type": "", "Tags": {GROUP_TAG: group}, "Properties": true},
         "id": 1,
     });
@@ -130,7 +130,8 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
             cpu.push(per_call((user1 - user0) + (system1 - system0)));
             kernel.push(per_call(system1 - system0));
             eprintln!(
-                "protocol Handshake.Hello, {clients} client(s), run {}/{runs}: {} calls/s",
+                "protocol {}, {clients} client(s), run {}/{runs}: {} calls/s",
+                Method::HandshakeHello,
                 i + 1,
                 fmt(rate)
             );
@@ -145,7 +146,7 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         out.push(
             Measurement::runs(
                 "protocol",
-                format!("Handshake.Hello, {how}: throughput"),
+                format!("{}, {how}: throughput", Method::HandshakeHello),
                 "calls/s",
                 &rates,
             )
@@ -153,14 +154,17 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         );
         out.push(Measurement::samples(
             "protocol",
-            format!("Handshake.Hello, {how}: latency"),
+            format!("{}, {how}: latency", Method::HandshakeHello),
             "µs",
             &lat,
         ));
         out.push(
             Measurement::runs(
                 "protocol",
-                format!("Handshake.Hello, {how}: CPU per call, client and server"),
+                format!(
+                    "{}, {how}: CPU per call, client and server",
+                    Method::HandshakeHello
+                ),
                 "µs",
                 &cpu,
             )
@@ -211,7 +215,8 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
     out.push(Measurement::samples(
         "protocol",
         format!(
-            "Instance.DescribeInstances of {} instances (with properties): latency",
+            "{} of {} instances (with properties): latency",
+            Method::InstanceDescribeInstances,
             fmt(n as f64)
         ),
         "ms",
@@ -221,7 +226,8 @@ pub async fn run(opts: &Opts) -> Result<Vec<Measurement>> {
         Measurement::runs(
             "protocol",
             format!(
-                "Instance.DescribeInstances of {} instances: response body",
+                "{} of {} instances: response body",
+                Method::InstanceDescribeInstances,
                 fmt(n as f64)
             ),
             "bytes",
