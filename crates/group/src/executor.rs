@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use futures::StreamExt;
 
 use infrakit_spi::instance::{CONFIG_HASH_TAG, LOGICAL_ID_TAG};
-use infrakit_spi::{Description, DestroyContext, Error, Flavor, Index, Instance, Result, Spec};
+use infrakit_spi::{
+    Description, DestroyContext, Error, Flavor, Index, Instance, Method, Result, Spec,
+};
 
 use crate::context::Context;
 use crate::observe::membership;
@@ -267,7 +269,7 @@ pub(crate) async fn provision_one(
             &index,
         )
         .await
-        .map_err(|e| Error::caused("Flavor.Prepare", e))?;
+        .map_err(|e| Error::caused(Method::FlavorPrepare.as_str(), e))?;
     // Membership tags are ours: a flavor cannot change them.
     spec.tags.extend(&tags);
     spec.logical_id = logical_id;
@@ -294,7 +296,7 @@ pub(crate) async fn provision_one(
             );
             return Err(match e {
                 Error::Timeout { .. } | Error::Unavailable { .. } => e,
-                other => Error::caused("Instance.Provision", other),
+                other => Error::caused(Method::InstanceProvision.as_str(), other),
             });
         }
     };
@@ -403,7 +405,7 @@ pub(crate) async fn destroy_one(
                 data,
             );
             Err(DestroyError::Destroy(Error::caused(
-                format!("Instance.Destroy {}", d.id),
+                format!("{} {}", Method::InstanceDestroy, d.id),
                 e,
             )))
         }

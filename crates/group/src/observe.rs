@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use infrakit_spi::instance::GROUP_TAG;
-use infrakit_spi::{Description, Flavor, Health, Instance, Result, Tags};
+use infrakit_spi::{Description, Flavor, Health, Instance, Method, Result, Tags};
 
 use crate::context::Context;
 use crate::history::History;
@@ -134,7 +134,7 @@ async fn check_health<'a>(
     if waiting.is_empty() && next == n {
         return;
     }
-    let calls = timing.metrics.call(timing.plugin, "Flavor.Healthy");
+    let calls = timing.metrics.call(timing.plugin, Method::FlavorHealthy);
     let timeout = timing.timeout;
     let calls = &calls;
     let mut checks = Vec::with_capacity(waiting.len() + n - next);

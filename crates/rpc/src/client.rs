@@ -219,7 +219,7 @@ impl Client {
             "params": params,
             "id": next_id(),
         }))
-        .map_err(|e| Error::plugin(format!("cannot encode {method} params: {e}")))?;
+        .map_err(|e| Error::caused(format!("cannot encode {method} params"), e))?;
         let body = Full::new(Bytes::from(body));
         let resp = self.send(hyper::Method::POST, "/", body)?;
         let exchange = async {
@@ -248,10 +248,10 @@ impl Client {
             )));
         }
         let resp: Response<Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            Error::plugin(format!(
-                "plugin '{}' sent an invalid {method} response: {e}",
-                self.name
-            ))
+            Error::caused(
+                format!("plugin '{}' sent an invalid {method} response", self.name),
+                e,
+            )
         })?;
         if let Some(err) = resp.error {
             let path = err.data.get("Path").and_then(Value::as_str);
@@ -267,10 +267,10 @@ impl Client {
                 self.name
             ))),
             Some(v) => serde_json::from_value(v).map_err(|e| {
-                Error::plugin(format!(
-                    "plugin '{}' sent an unexpected {method} result: {e}",
-                    self.name
-                ))
+                Error::caused(
+                    format!("plugin '{}' sent an unexpected {method} result", self.name),
+                    e,
+                )
             }),
         }
     }
