@@ -783,6 +783,46 @@ mod tests {
     use super::*;
 
     #[test]
+    fn waits_are_tagged_by_reason_and_read_as_text() {
+        let wait = Wait::AtPartition {
+            updated: 1,
+            total: 3,
+            partition: 1,
+            pets: false,
+        };
+        let wire = serde_json::to_value(&wait).unwrap();
+        assert_eq!(
+            wire,
+            serde_json::json!({"Reason": "AtPartition", "Updated": 1, "Total": 3, "Partition": 1, "Pets": false})
+        );
+        assert_eq!(serde_json::from_value::<Wait>(wire).unwrap(), wait);
+        assert_eq!(
+            wait.to_string(),
+            "rollout paused at partition: 1 of 3 updated (Partition 1)"
+        );
+        let pets = Wait::RolloutPaused {
+            updated: 2,
+            total: 5,
+            pets: true,
+        };
+        assert_eq!(pets.to_string(), "rollout paused: 2 of 5 members updated");
+        let status = GroupStatus {
+            waiting: Some(Wait::NotHealthy { count: 2 }),
+            ..Default::default()
+        };
+        let wire = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            wire["Waiting"],
+            serde_json::json!({"Reason": "NotHealthy", "Count": 2})
+        );
+        let without = serde_json::to_value(GroupStatus::default()).unwrap();
+        assert!(
+            without.get("Waiting").is_none(),
+            "left out when not waiting"
+        );
+    }
+
+    #[test]
     fn rollout_phases_and_pauses_keep_their_wire_text() {
         for phase in [
             RolloutPhase::Progressing,
