@@ -621,7 +621,7 @@ impl Group for GroupClient {
 
     async fn rollout(&self, id: &str, action: RolloutAction) -> Result<()> {
         self.client
-            .call::<_, Value>(Method::rollout(action), &self.params(id))
+            .call::<_, Value>(action.method(), &self.params(id))
             .await
             .map(|_| ())
     }

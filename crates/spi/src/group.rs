@@ -12,7 +12,7 @@ use crate::error::decode_at;
 use crate::flavor::{Allocation, Health};
 use crate::instance::Description;
 use crate::serde_util::null_as_default;
-use crate::{Error, Interface, InterfaceSpec, Result};
+use crate::{Error, Interface, InterfaceSpec, Method, Result};
 
 /// The versions of the Group API that clients of each InfraKit generation require.
 pub const INTERFACES: &[InterfaceSpec] = &[
@@ -768,6 +768,15 @@ pub enum RolloutAction {
 }
 
 impl RolloutAction {
+    /// The method of this command.
+    pub const fn method(self) -> Method {
+        match self {
+            RolloutAction::Pause => Method::GroupPauseRollout,
+            RolloutAction::Resume => Method::GroupResumeRollout,
+            RolloutAction::Undo => Method::GroupUndoRollout,
+        }
+    }
+
     /// The lower-case verb.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -781,6 +790,23 @@ impl RolloutAction {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rollout_commands_have_their_own_methods() {
+        for action in [
+            RolloutAction::Pause,
+            RolloutAction::Resume,
+            RolloutAction::Undo,
+        ] {
+            let m = action.method();
+            assert_eq!(m.interface(), crate::Interface::Group);
+            assert!(m.mutates());
+            assert!(
+                m.as_str().to_lowercase().contains(action.as_str()),
+                "{m} for {action:?}"
+            );
+        }
+    }
 
     #[test]
     fn waits_are_tagged_by_reason_and_read_as_text() {

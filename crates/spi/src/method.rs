@@ -10,7 +10,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::group::RolloutAction;
 
 /// A service of the protocol: the part of a method's name before the dot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -141,15 +140,6 @@ impl Method {
     /// audit log.
     pub const fn mutates(self) -> bool {
         matches!(self.effect(), Effect::Mutates)
-    }
-
-    /// The method of an operator's rollout command.
-    pub const fn rollout(action: RolloutAction) -> Method {
-        match action {
-            RolloutAction::Pause => Method::GroupPauseRollout,
-            RolloutAction::Resume => Method::GroupResumeRollout,
-            RolloutAction::Undo => Method::GroupUndoRollout,
-        }
     }
 }
 
@@ -312,23 +302,6 @@ mod tests {
         }
         for name in ["", "instance", "Instance.", "Controller"] {
             assert!(name.parse::<Interface>().is_err(), "{name}");
-        }
-    }
-
-    #[test]
-    fn rollout_commands_have_their_own_methods() {
-        for action in [
-            RolloutAction::Pause,
-            RolloutAction::Resume,
-            RolloutAction::Undo,
-        ] {
-            let m = Method::rollout(action);
-            assert_eq!(m.interface(), Interface::Group);
-            assert!(m.mutates());
-            assert!(
-                m.as_str().to_lowercase().contains(action.as_str()),
-                "{m} for {action:?}"
-            );
         }
     }
 }
