@@ -136,6 +136,12 @@ scripts/check-default-build.sh
 step formatting
 cargo fmt --all -- --check
 
+step no module cycles in any crate
+for src in crates/*/src; do python3 scripts/modcycles.py "$src" >/dev/null || {
+    python3 scripts/modcycles.py "$src"
+    exit 1
+}; done
+
 # The etcd store is a feature of the CLI (its client needs protoc); the tests cover it.
 FEATURES=(--features infrakit/etcd)
 
