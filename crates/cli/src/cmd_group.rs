@@ -446,8 +446,8 @@ pub fn table_and_summary(id: &str, d: &GroupDescription) -> Vec<String> {
             style::paint("converged", Color::Green)
         } else {
             match &s.waiting {
-                Some(wait) => wait_text(wait),
-                None => s.message.clone(),
+                Some(wait) if *wait != Wait::Unknown => wait_text(wait),
+                _ => s.message.clone(),
             }
         };
         lines.push(String::new());

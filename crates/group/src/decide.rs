@@ -96,6 +96,8 @@ pub(crate) struct Decision {
     pub events: Vec<Event>,
     /// The rollout's transition, to persist before anything acts.
     pub transition: Transition,
+    /// The event announcing the transition, to publish once it is stored.
+    pub announce: Option<Event>,
     /// The actions to run (none when the pass only changes the rollout) and what the group
     /// waits for.
     pub plan: Plan,
@@ -153,8 +155,8 @@ pub(crate) fn with_in_flight<'a>(
     }
 }
 
-/// Decides a pass. `progress` tracks the rollout's deadline (it is reset by a rollback);
-/// `may_act` is the fence, asked only when there are actions to run.
+/// Decides a pass. `progress` tracks the rollout's deadline (the caller resets it once a
+/// rollback is stored); `may_act` is the fence, asked only when there are actions to run.
 pub(crate) fn decide(
     input: &Input<'_>,
     progress: &mut Progress,
@@ -166,48 +168,52 @@ pub(crate) fn decide(
         members,
         lost,
         throttle,
-        now,
         ..
     } = *input;
-    let mut events = observed_events(lost, members);
+    let events = observed_events(lost, members);
 
     let gate = rollout.gate(settings);
     let target = target(settings, gate);
     let mut plan = planner::plan(&target, members);
-    let progress_now = judge_rollout(input, &target, &plan, progress);
-    let transition = progress_now.transition;
-    let mut phase = rollout.phase;
-    match &transition {
-        Transition::None => {}
-        Transition::Complete => {
-            events.push(Event::group(
-                kind::ROLLOUT_COMPLETE,
-                format!(
-                    "rollout complete: {} instance(s) on {}",
-                    progress_now.n, settings.config_hash
-                ),
-            ));
-            phase = Phase::Complete;
-        }
-        Transition::Pause(why) => {
-            events.push(Event::group(
-                kind::ROLLOUT_FAILED,
-                format!("rollout failed, paused: {why}"),
-            ));
-            return changed_course(events, transition, plan);
-        }
-        Transition::Rollback { why, .. } => {
-            progress.reset(now);
-            events.push(Event::group(
-                kind::ROLLED_BACK,
-                format!("rollout failed, rolling back: {why}"),
-            ));
-            return changed_course(events, transition, plan);
-        }
+    let judged = judge_rollout(input, &target, &plan, progress);
+    let transition = judged.transition;
+    let announce = match &transition {
+        Transition::None => None,
+        Transition::Complete => Some(Event::group(
+            kind::ROLLOUT_COMPLETE,
+            format!(
+                "rollout complete: {} instance(s) on {}",
+                judged.n, settings.config_hash
+            ),
+        )),
+        Transition::Pause(why) => Some(Event::group(
+            kind::ROLLOUT_FAILED,
+            format!("rollout failed, paused: {why}"),
+        )),
+        Transition::Rollback { why, .. } => Some(Event::group(
+            kind::ROLLED_BACK,
+            format!("rollout failed, rolling back: {why}"),
+        )),
+    };
+    if matches!(
+        transition,
+        Transition::Pause(_) | Transition::Rollback { .. }
+    ) {
+        // The rollout changed course: nothing else acts in this pass.
+        plan.actions.clear();
+        return Decision {
+            events,
+            transition,
+            announce,
+            plan,
+            outcome: Outcome::Acted,
+            spends_backoff: false,
+            after: None,
+        };
     }
     let RolloutCounts {
         n, updated, old, ..
-    } = progress_now;
+    } = judged;
 
     // Crash-loop protection: hold back provisions while new instances keep dying young.
     let wanted = plan.provisions();
@@ -227,14 +233,15 @@ pub(crate) fn decide(
             return Decision {
                 events,
                 transition,
+                announce,
                 plan,
                 outcome: Outcome::Waiting,
                 spends_backoff: false,
                 after: None,
             };
         }
-        let after =
-            (matches!(phase, Phase::Progressing | Phase::RollingBack) && old > 0).then(|| {
+        let after = (matches!(rollout.phase, Phase::Progressing | Phase::RollingBack) && old > 0)
+            .then(|| {
                 Event::group(
                     kind::ROLLOUT_STEP,
                     format!(
@@ -246,6 +253,7 @@ pub(crate) fn decide(
         return Decision {
             events,
             transition,
+            announce,
             plan,
             outcome: Outcome::Acted,
             spends_backoff,
@@ -269,6 +277,7 @@ pub(crate) fn decide(
     Decision {
         events,
         transition,
+        announce,
         plan,
         outcome,
         spends_backoff: false,
@@ -317,20 +326,6 @@ fn judge_rollout(
         n,
         updated,
         old,
-    }
-}
-
-/// The decision of a pass whose rollout changed course (paused or rolled back): nothing else
-/// acts in it.
-fn changed_course(events: Vec<Event>, transition: Transition, mut plan: Plan) -> Decision {
-    plan.actions.clear();
-    Decision {
-        events,
-        transition,
-        plan,
-        outcome: Outcome::Acted,
-        spends_backoff: false,
-        after: None,
     }
 }
 
@@ -704,7 +699,7 @@ mod tests {
         let v2 = settings("v2", 3, json!(null));
         let d = pass(&v2, &rolling(&v1, &v2), &healthy(3, true));
         assert_eq!(d.transition, Transition::Complete);
-        assert_eq!(d.events[0].kind, kind::ROLLOUT_COMPLETE);
+        assert_eq!(d.announce.unwrap().kind, kind::ROLLOUT_COMPLETE);
         assert_eq!(d.outcome, Outcome::Converged);
     }
 
@@ -747,7 +742,7 @@ mod tests {
             Transition::Pause(why) => assert!(why.starts_with("no progress for 31s"), "{why}"),
             other => panic!("expected a pause, got {other:?}"),
         }
-        assert_eq!(d.events[0].kind, kind::ROLLOUT_FAILED);
+        assert_eq!(d.announce.as_ref().unwrap().kind, kind::ROLLOUT_FAILED);
         assert!(d.plan.actions.is_empty());
         assert_eq!(d.outcome, Outcome::Acted);
     }
@@ -761,7 +756,7 @@ mod tests {
             }
             other => panic!("expected a rollback, got {other:?}"),
         }
-        assert_eq!(d.events[0].kind, kind::ROLLED_BACK);
+        assert_eq!(d.announce.as_ref().unwrap().kind, kind::ROLLED_BACK);
         assert!(d.plan.actions.is_empty());
     }
 

@@ -155,6 +155,47 @@ impl GroupState {
         Ok(())
     }
 
+    /// Applies a pass's rollout transition, decided against `decided` settings, and stores it:
+    /// nothing happens if a commit or an operator's command replaced those settings meanwhile
+    /// (the next pass judges the new ones). A rollback (`next`, the settings it goes back to)
+    /// changes nothing when it cannot be stored, like a commit. A completion or a pause stays in
+    /// force here even when it cannot be stored (a failing store must not let a failed rollout
+    /// go on); the record catches up with the next write. Returns whether it was applied.
+    pub(crate) async fn transition(
+        &self,
+        ctx: &Context,
+        decided: &Arc<Settings>,
+        next: Option<Settings>,
+        change: impl FnOnce(&mut RolloutState),
+    ) -> Result<bool> {
+        let _writing = self.writes.lock().await;
+        if !self.is_current(decided) {
+            return Ok(false);
+        }
+        let before = self.rollout().clone();
+        change(&mut self.rollout());
+        let written = self.write(ctx, next.as_ref().unwrap_or(decided)).await;
+        match (written, next) {
+            (Ok(()), Some(settings)) => {
+                self.settings.send_replace(Arc::new(settings));
+                Ok(true)
+            }
+            (Ok(()), None) => Ok(true),
+            (Err(e), Some(_)) => {
+                *self.rollout() = before;
+                Err(e)
+            }
+            (Err(e), None) => Err(e),
+        }
+    }
+
+    /// Pauses the rollout because of `pause` (a pass's finding, such as a failed drain); the
+    /// pause stays in force even when it cannot be stored.
+    pub(crate) async fn pause(&self, ctx: &Context, pause: Pause) -> Result<()> {
+        self.rollout().paused = Some(pause);
+        self.persist(ctx).await
+    }
+
     /// Notes that the stored record lists provisions that are no longer pending.
     pub(crate) fn mark_unsaved(&self) {
         self.unsaved.store(true, Ordering::SeqCst);

@@ -178,7 +178,7 @@ async fn reconcile(
     publish(ctx, settings, &decision.events);
 
     // Apply: the rollout's transition first, persisted before anything acts on it.
-    apply_transition(ctx, state, settings, &decision.transition).await?;
+    apply_transition(ctx, state, settings, &decision, progress).await?;
     let outcome = if decision.plan.actions.is_empty() {
         decision.outcome
     } else {
@@ -219,13 +219,17 @@ async fn gather(
     members
 }
 
-/// Persists a rollout transition (a rollback also puts the settings it goes back to in force).
+/// Persists the rollout transition a decision made against `settings`, and announces it: a
+/// rollback also puts the settings it goes back to in force and restarts the progress clock.
+/// Nothing happens if the settings were replaced meanwhile.
 async fn apply_transition(
     ctx: &Context,
     state: &GroupState,
-    settings: &Settings,
-    transition: &Transition,
+    settings: &Arc<Settings>,
+    decision: &Decision,
+    progress: &mut Progress,
 ) -> Result<()> {
+    let transition = &decision.transition;
     match transition {
         Transition::None => return Ok(()),
         Transition::Complete => tracing::info!(group = %settings.id, "rollout complete"),
@@ -240,9 +244,18 @@ async fn apply_transition(
         Transition::Rollback { to, .. } => Some((**to).clone()),
         _ => None,
     };
-    state
-        .change(ctx, next, |r| r.apply(transition, settings))
-        .await
+    let rollback = next.is_some();
+    let applied = state
+        .transition(ctx, settings, next, |r| r.apply(transition, settings))
+        .await;
+    // A completion or a pause is in force even when it could not be stored: announce it.
+    if matches!(applied, Ok(true)) || (applied.is_err() && !rollback) {
+        publish(ctx, settings, decision.announce.as_slice());
+    }
+    if matches!(applied, Ok(true)) && rollback {
+        progress.reset(Instant::now());
+    }
+    applied.map(drop)
 }
 
 /// Runs a decision's actions and settles the pass: the outcome, or why it failed.
@@ -250,7 +263,7 @@ async fn apply_transition(
 async fn act(
     ctx: &Context,
     state: &GroupState,
-    settings: &Settings,
+    settings: &Arc<Settings>,
     (instance, flavor): (&dyn Instance, &dyn Flavor),
     decision: &Decision,
     observed: &Observation,
@@ -292,8 +305,8 @@ async fn act(
         errors: &report.errors,
     });
     publish(ctx, settings, &settled.events);
-    if let Some(why) = settled.pause {
-        state.change(ctx, None, |r| r.paused = Some(why)).await?;
+    if let Some(pause) = settled.pause {
+        state.pause(ctx, pause).await?;
     }
     settled.outcome.map_err(Error::plugin)
 }

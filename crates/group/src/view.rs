@@ -58,7 +58,9 @@ impl Stored {
     pub(crate) fn snapshot(self, current: &Arc<Settings>) -> Snapshot {
         let mut status = self.view.status();
         if let Some(message) = self.message {
+            // The last pass failed: what the view waited for is out of date.
             status.message = message;
+            status.waiting = None;
         }
         let mut snap = Snapshot {
             status,
@@ -206,5 +208,42 @@ pub(crate) fn status(
             .collect(),
         message,
         waiting,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planner::Wait;
+    use infrakit_spi::GroupSpec;
+
+    #[test]
+    fn a_failed_pass_reports_its_error_not_what_the_last_one_waited_for() {
+        let settings = Arc::new(
+            Settings::parse(&GroupSpec {
+                id: "g".into(),
+                properties: serde_json::json!({
+                    "Allocation": {"Size": 1},
+                    "Instance": {"Plugin": "i"},
+                    "Flavor": {"Plugin": "f"},
+                }),
+            })
+            .unwrap(),
+        );
+        let plan = Plan {
+            waiting: Some(Wait::NotHealthy { count: 1 }),
+            ..Default::default()
+        };
+        let view = status(&settings, &RolloutState::default(), Vec::new(), &plan);
+        let mut stored = Stored::default();
+        stored.passed(settings.clone(), false, view);
+        let snap = stored.clone().snapshot(&settings);
+        assert_eq!(snap.status.waiting, Some(Wait::NotHealthy { count: 1 }));
+        assert_eq!(snap.status.message, "1 instance(s) not healthy");
+
+        stored.failed(settings.clone(), "cannot reconcile: down".into());
+        let snap = stored.snapshot(&settings);
+        assert_eq!(snap.status.waiting, None);
+        assert_eq!(snap.status.message, "cannot reconcile: down");
     }
 }

@@ -487,6 +487,9 @@ pub enum Wait {
         #[serde(rename = "Count")]
         count: usize,
     },
+    /// A reason this version does not know (from a newer controller; its `Message` says it).
+    #[serde(other)]
+    Unknown,
 }
 
 impl fmt::Display for Wait {
@@ -530,6 +533,7 @@ impl fmt::Display for Wait {
             ),
             Wait::NotActing { why } => write!(f, "not acting: {why}"),
             Wait::NotHealthy { count } => write!(f, "{count} instance(s) not healthy"),
+            Wait::Unknown => f.write_str("waiting"),
         }
     }
 }
@@ -840,6 +844,11 @@ mod tests {
         assert_eq!(
             wire["Waiting"],
             serde_json::json!({"Reason": "NotHealthy", "Count": 2})
+        );
+        let newer = serde_json::json!({"Reason": "SomethingNew", "Detail": 1});
+        assert_eq!(
+            serde_json::from_value::<Wait>(newer).unwrap(),
+            Wait::Unknown
         );
         let without = serde_json::to_value(GroupStatus::default()).unwrap();
         assert!(

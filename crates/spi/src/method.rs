@@ -10,7 +10,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-
 /// A service of the protocol: the part of a method's name before the dot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Interface {
