@@ -406,44 +406,61 @@ pub(crate) fn settle(executed: &Executed<'_>) -> Settled {
 
 /// How long to wait before looking again while a change is in progress.
 pub(crate) const PROGRESS_RECHECK: Duration = Duration::from_millis(250);
-/// Pause between passes that keep acting (after the first few, which run back to back).
+/// The first pause after acting passes that show no progress (it doubles with each more).
 pub(crate) const ACTED_RECHECK: Duration = Duration::from_millis(50);
-/// Passes that act run back to back this many times before [`ACTED_RECHECK`] applies.
+/// Acting passes in a row that may show no progress before passes slow down (a listing may lag
+/// behind what a plugin just did).
 pub(crate) const BACK_TO_BACK: u32 = 3;
 /// Longest back-off after repeated failures.
 pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// When the next pass runs (the requeue rule, in the spirit of kube-runtime's
-/// `Action::requeue`): at once after acting, but a plugin that keeps accepting work that never
-/// shows up must not turn that into a busy loop; soon while waiting; at the poll interval once
-/// converged; with exponential back-off after failures.
+/// `Action::requeue`): at once after acting, as long as observations show progress; a plugin
+/// that keeps accepting work that never shows up slows the passes down, in proportion to the
+/// evidence (acting passes in a row whose observation did not change), up to
+/// [`PROGRESS_RECHECK`]; soon while waiting; at the poll interval once converged; with
+/// exponential back-off after failures.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
-    acted_in_a_row: u32,
+    /// Acting passes in a row whose observation showed nothing new.
+    stale_acts: u32,
     failures: u32,
+    /// The digest of the last observation (see `Observation::digest`).
+    last_seen: Option<u64>,
 }
 
 impl Pace {
-    /// The delay before the next pass, after a pass that ended in `outcome` (`None`: failed).
-    pub(crate) fn next(&mut self, outcome: Option<Outcome>, poll: Duration) -> Duration {
-        let Some(outcome) = outcome else {
-            self.acted_in_a_row = 0;
+    /// The delay before the next pass, after a pass that ended in `outcome` having observed
+    /// `seen` (a digest of the observation), or that failed (`None`).
+    pub(crate) fn next(&mut self, pass: Option<(Outcome, u64)>, poll: Duration) -> Duration {
+        let Some((outcome, seen)) = pass else {
+            self.stale_acts = 0;
             self.failures = self.failures.saturating_add(1);
             return Duration::from_millis(250u64.saturating_mul(1 << self.failures.min(10)))
                 .min(MAX_BACKOFF)
                 .max(poll.min(MAX_BACKOFF));
         };
         self.failures = 0;
-        self.acted_in_a_row = if outcome == Outcome::Acted {
-            self.acted_in_a_row + 1
-        } else {
-            0
-        };
+        let progressed = self.last_seen != Some(seen);
+        self.last_seen = Some(seen);
         match outcome {
-            Outcome::Acted if self.acted_in_a_row < BACK_TO_BACK => Duration::ZERO,
-            Outcome::Acted => ACTED_RECHECK,
-            Outcome::Waiting => PROGRESS_RECHECK.min(poll),
-            Outcome::Converged => poll,
+            Outcome::Acted => {
+                self.stale_acts = if progressed { 0 } else { self.stale_acts + 1 };
+                match self.stale_acts.checked_sub(BACK_TO_BACK) {
+                    None => Duration::ZERO,
+                    Some(more) => ACTED_RECHECK
+                        .saturating_mul(1 << more.min(8))
+                        .min(PROGRESS_RECHECK.max(ACTED_RECHECK)),
+                }
+            }
+            Outcome::Waiting => {
+                self.stale_acts = 0;
+                PROGRESS_RECHECK.min(poll)
+            }
+            Outcome::Converged => {
+                self.stale_acts = 0;
+                poll
+            }
         }
     }
 }
@@ -793,21 +810,35 @@ mod tests {
     }
 
     #[test]
-    fn passes_that_act_run_back_to_back_then_pause_briefly() {
+    fn acting_passes_run_back_to_back_while_they_show_progress() {
         let poll = Duration::from_secs(1);
         let mut pace = Pace::default();
-        let delays: Vec<_> = (0..4)
-            .map(|_| pace.next(Some(Outcome::Acted), poll))
+        // A rollout: every pass acts and the next observation shows its effect.
+        for seen in 0..100 {
+            assert_eq!(
+                pace.next(Some((Outcome::Acted, seen)), poll),
+                Duration::ZERO
+            );
+        }
+    }
+
+    #[test]
+    fn acting_passes_without_progress_slow_down_in_proportion() {
+        let poll = Duration::from_secs(1);
+        let mut pace = Pace::default();
+        // A plugin that accepts work that never shows up: the observation never changes.
+        let delays: Vec<_> = (0..8)
+            .map(|_| pace.next(Some((Outcome::Acted, 7)), poll).as_millis())
             .collect();
+        assert_eq!(delays, vec![0, 0, 0, 50, 100, 200, 250, 250]);
         assert_eq!(
-            delays,
-            vec![Duration::ZERO, Duration::ZERO, ACTED_RECHECK, ACTED_RECHECK]
-        );
-        assert_eq!(pace.next(Some(Outcome::Waiting), poll), PROGRESS_RECHECK);
-        assert_eq!(
-            pace.next(Some(Outcome::Acted), poll),
+            pace.next(Some((Outcome::Acted, 8)), poll),
             Duration::ZERO,
-            "a wait ends the streak"
+            "progress ends the slow-down"
+        );
+        assert_eq!(
+            pace.next(Some((Outcome::Waiting, 8)), poll),
+            PROGRESS_RECHECK
         );
     }
 
@@ -815,13 +846,13 @@ mod tests {
     fn waiting_and_converged_follow_the_poll_interval() {
         let mut pace = Pace::default();
         let fast = Duration::from_millis(100);
-        assert_eq!(pace.next(Some(Outcome::Waiting), fast), fast);
+        assert_eq!(pace.next(Some((Outcome::Waiting, 1)), fast), fast);
         assert_eq!(
-            pace.next(Some(Outcome::Waiting), Duration::from_secs(5)),
+            pace.next(Some((Outcome::Waiting, 1)), Duration::from_secs(5)),
             PROGRESS_RECHECK
         );
         assert_eq!(
-            pace.next(Some(Outcome::Converged), Duration::from_secs(5)),
+            pace.next(Some((Outcome::Converged, 1)), Duration::from_secs(5)),
             Duration::from_secs(5)
         );
     }
@@ -836,7 +867,7 @@ mod tests {
             vec![500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
         );
         assert_eq!(
-            pace.next(Some(Outcome::Converged), poll),
+            pace.next(Some((Outcome::Converged, 1)), poll),
             poll,
             "a success ends the back-off"
         );

@@ -72,6 +72,24 @@ pub(crate) struct Observation {
 }
 
 impl Observation {
+    /// A digest of what this observation saw (which instances, and how many of them healthy):
+    /// two observations with the same digest show no progress between them. Independent of
+    /// the listing's order.
+    pub fn digest(&self) -> u64 {
+        use std::hash::BuildHasher;
+        let hasher = foldhash::fast::FixedState::with_seed(0x1f_0b5e);
+        let ids = self
+            .descriptions
+            .iter()
+            .fold(0u64, |acc, d| acc ^ hasher.hash_one(d.id.as_str()));
+        let healthy = self
+            .verdicts
+            .iter()
+            .filter(|v| v.health == Health::Healthy)
+            .count() as u64;
+        hasher.hash_one((ids, self.descriptions.len() as u64, healthy))
+    }
+
     /// Each instance's ID and health, for [`History::observe`].
     pub fn health(&self) -> impl Iterator<Item = (&str, Health)> {
         self.descriptions

@@ -126,12 +126,12 @@ async fn run(
         metrics.reconciled(&current.id, started.elapsed(), result.is_ok());
         let poll = ctx.config.poll_interval;
         match result {
-            Ok((outcome, view)) => {
+            Ok((outcome, view, seen)) => {
                 view.record(&current.id, metrics);
                 state.record_pass(|snap| {
                     snap.passed(current.clone(), outcome == Outcome::Converged, view)
                 });
-                delay = pace.next(Some(outcome), poll);
+                delay = pace.next(Some((outcome, seen)), poll);
             }
             Err(e) => {
                 delay = pace.next(None, poll);
@@ -155,7 +155,7 @@ async fn reconcile(
     settings: &Arc<Settings>,
     history: &mut History,
     progress: &mut Progress,
-) -> Result<(Outcome, View)> {
+) -> Result<(Outcome, View, u64)> {
     // Observe.
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
@@ -189,7 +189,7 @@ async fn reconcile(
         .await?
     };
     let view = status(settings, &state.rollout(), members, &decision.plan);
-    Ok((outcome, view))
+    Ok((outcome, view, observed.digest()))
 }
 
 /// The group's members for this pass: those observed, and the provisions that count although no
