@@ -17,6 +17,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyperlocal::UnixConnector;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use infrakit_spi::group::{PlanPreview, RolloutAction};
@@ -247,7 +248,8 @@ impl Client {
                 String::from_utf8_lossy(&bytes).trim()
             )));
         }
-        let resp: Response<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+        // The result is decoded straight into its type, not first into a tree of values.
+        let resp: Response<Box<RawValue>> = serde_json::from_slice(&bytes).map_err(|e| {
             Error::caused(
                 format!("plugin '{}' sent an invalid {method} response", self.name),
                 e,
@@ -262,11 +264,11 @@ impl Client {
             });
         }
         match resp.result {
-            None | Some(Value::Null) => Err(Error::plugin(format!(
+            None => Err(Error::plugin(format!(
                 "plugin '{}' returned a null result for {method}",
                 self.name
             ))),
-            Some(v) => serde_json::from_value(v).map_err(|e| {
+            Some(v) => serde_json::from_str(v.get()).map_err(|e| {
                 Error::caused(
                     format!("plugin '{}' sent an unexpected {method} result", self.name),
                     e,

@@ -102,7 +102,8 @@ pub(crate) async fn handle(
     };
     let id = id?;
     Some(match outcome {
-        Ok(result) => jsonrpc::encode_result(id, &result),
+        Ok(Reply::Value(result)) => jsonrpc::encode_result(id, &result),
+        Ok(Reply::Raw(result)) => jsonrpc::encode_raw_result(id, &result),
         Err(f) => jsonrpc::encode_error_with(Some(id), f.code, &f.message, f.data),
     })
 }
@@ -164,10 +165,51 @@ impl Served for Handlers {
     }
 }
 
+/// A call's result: a JSON value, or large answers already written as JSON text (so they are
+/// not first built as a tree of values, and descriptions' properties go out verbatim).
+pub(crate) enum Reply {
+    /// A small answer.
+    Value(Value),
+    /// JSON text.
+    Raw(Box<RawValue>),
+}
+
+/// `DescribeInstances`' result (keys in the order the value form writes them).
+#[derive(serde::Serialize)]
+struct Described<'a> {
+    #[serde(rename = "Descriptions")]
+    descriptions: &'a [infrakit_spi::Description],
+    #[serde(rename = "Type")]
+    kind: &'a str,
+}
+
+/// `DescribeGroup`'s result (keys in the order the value form writes them).
+#[derive(serde::Serialize)]
+struct GroupDescribed<'a> {
+    #[serde(rename = "Description")]
+    description: &'a infrakit_spi::group::GroupDescription,
+    #[serde(rename = "ID")]
+    id: &'a str,
+    #[serde(rename = "Name")]
+    name: &'a str,
+}
+
+/// Writes a large answer as JSON text.
+fn raw(result: &impl serde::Serialize) -> Result<Reply, Failure> {
+    serde_json::value::to_raw_value(result)
+        .map(Reply::Raw)
+        .map_err(|e| {
+            failure(
+                jsonrpc::SERVER_ERROR,
+                format!("cannot encode the result: {e}"),
+            )
+        })
+}
+
 /// Makes a parsed call; `method` names it if what it calls is gone.
-async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Value, Failure> {
+async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Reply, Failure> {
     match call {
-        Call::Handshake(call) => Ok(handshake(h, call)),
+        Call::Handshake(call) => Ok(Reply::Value(handshake(h, call))),
         Call::Instance { kind, call } => {
             let plugin = pick(&h.instances, &kind, "instance")?;
             instance(plugin.as_ref(), kind, call).await
@@ -184,7 +226,7 @@ async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Value, Fail
             Some(m) => manager(m.as_ref(), call).await,
             None => Err(not_found(method.as_str())),
         },
-        Call::EventList => Ok(json!({"Nodes": ["instance"]})),
+        Call::EventList => Ok(Reply::Value(json!({"Nodes": ["instance"]}))),
     }
 }
 
@@ -258,39 +300,43 @@ async fn instance(
     plugin: &dyn Instance,
     kind: String,
     call: InstanceCall,
-) -> Result<Value, Failure> {
+) -> Result<Reply, Failure> {
     match call {
         InstanceCall::Validate { properties } => {
             plugin.validate(&properties).await?;
-            Ok(json!({"Type": kind, "OK": true}))
+            Ok(Reply::Value(json!({"Type": kind, "OK": true})))
         }
         InstanceCall::Provision { spec } => {
             let id = plugin.provision(spec).await?;
-            Ok(json!({"Type": kind, "ID": id}))
+            Ok(Reply::Value(json!({"Type": kind, "ID": id})))
         }
         InstanceCall::Label { instance, labels } => {
             plugin.label(&instance, &labels).await?;
-            Ok(json!({"Type": kind, "OK": true}))
+            Ok(Reply::Value(json!({"Type": kind, "OK": true})))
         }
         InstanceCall::Destroy { instance, context } => {
             plugin.destroy(&instance, &context).await?;
-            Ok(json!({"Type": kind, "OK": true}))
+            Ok(Reply::Value(json!({"Type": kind, "OK": true})))
         }
         InstanceCall::DescribeInstances { tags, properties } => {
             let list = plugin.describe_instances(&tags, properties).await?;
-            Ok(json!({"Type": kind, "Descriptions": list}))
+            // Large: written straight to text (descriptions' properties verbatim).
+            raw(&Described {
+                descriptions: &list,
+                kind: &kind,
+            })
         }
     }
 }
 
-async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<Value, Failure> {
+async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<Reply, Failure> {
     match call {
         FlavorCall::Validate {
             properties,
             allocation,
         } => {
             plugin.validate(&properties, &allocation).await?;
-            Ok(json!({"Type": kind, "OK": true}))
+            Ok(Reply::Value(json!({"Type": kind, "OK": true})))
         }
         FlavorCall::Prepare {
             properties,
@@ -301,76 +347,86 @@ async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<V
             let spec = plugin
                 .prepare(&properties, spec, &allocation, &index)
                 .await?;
-            Ok(json!({"Type": kind, "Spec": spec}))
+            Ok(Reply::Value(json!({"Type": kind, "Spec": spec})))
         }
         FlavorCall::Healthy {
             properties,
             instance,
         } => {
             let health = plugin.healthy(&properties, &instance).await?;
-            Ok(json!({"Type": kind, "Health": health}))
+            Ok(Reply::Value(json!({"Type": kind, "Health": health})))
         }
         FlavorCall::Drain {
             properties,
             instance,
         } => {
             plugin.drain(&properties, &instance).await?;
-            Ok(json!({"Type": kind, "OK": true}))
+            Ok(Reply::Value(json!({"Type": kind, "OK": true})))
         }
     }
 }
 
-async fn group(g: &dyn Group, name: String, call: GroupCall) -> Result<Value, Failure> {
+async fn group(g: &dyn Group, name: String, call: GroupCall) -> Result<Reply, Failure> {
     match call {
         GroupCall::CommitGroup { spec, pretend } => {
             let id = spec.id.clone();
             let details = g.commit_group(spec, pretend).await?;
-            Ok(json!({"Name": name, "ID": id, "Details": details}))
+            Ok(Reply::Value(
+                json!({"Name": name, "ID": id, "Details": details}),
+            ))
         }
         GroupCall::PlanGroup { spec } => {
             let id = spec.id.clone();
             let plan = g.plan_group(spec).await?;
-            Ok(json!({"Name": name, "ID": id, "Plan": plan}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id, "Plan": plan})))
         }
         GroupCall::InspectGroups { id } => {
             let groups = g.inspect_groups().await?;
-            Ok(json!({"Name": name, "ID": id, "Groups": groups}))
+            Ok(Reply::Value(
+                json!({"Name": name, "ID": id, "Groups": groups}),
+            ))
         }
         GroupCall::DescribeGroup { id } => {
             let d = g.describe_group(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "Description": d}))
+            raw(&GroupDescribed {
+                description: &d,
+                id: &id,
+                name: &name,
+            })
         }
         GroupCall::Size { id } => {
             let size = g.size(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "Size": size}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id, "Size": size})))
         }
         GroupCall::FreeGroup { id } => {
             g.free_group(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "OK": true}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id, "OK": true})))
         }
         GroupCall::DestroyGroup { id } => {
             g.destroy_group(&id).await?;
-            Ok(json!({"Name": name, "ID": id, "OK": true}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id, "OK": true})))
         }
         GroupCall::DestroyInstances { id, instances } => {
             g.destroy_instances(&id, &instances).await?;
-            Ok(json!({"Name": name, "ID": id}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id})))
         }
         GroupCall::SetSize { id, size } => {
             g.set_size(&id, size).await?;
-            Ok(json!({"Name": name, "ID": id}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id})))
         }
         GroupCall::Rollout { id, action } => {
             g.rollout(&id, action).await?;
-            Ok(json!({"Name": name, "ID": id, "OK": true}))
+            Ok(Reply::Value(json!({"Name": name, "ID": id, "OK": true})))
         }
     }
 }
 
-async fn manager(m: &dyn Manager, call: ManagerCall) -> Result<Value, Failure> {
+async fn manager(m: &dyn Manager, call: ManagerCall) -> Result<Reply, Failure> {
     match call {
-        ManagerCall::IsLeader => Ok(json!({"Leader": m.is_leader().await?})),
-        ManagerCall::LeaderLocation => Ok(json!({"Location": m.leader_location().await?})),
-        ManagerCall::Status => Ok(json!({"Status": m.status().await?})),
+        ManagerCall::IsLeader => Ok(Reply::Value(json!({"Leader": m.is_leader().await?}))),
+        ManagerCall::LeaderLocation => Ok(Reply::Value(
+            json!({"Location": m.leader_location().await?}),
+        )),
+        ManagerCall::Status => Ok(Reply::Value(json!({"Status": m.status().await?}))),
     }
 }

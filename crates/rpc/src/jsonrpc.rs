@@ -70,6 +70,18 @@ pub fn encode_result(id: &RawValue, result: &Value) -> Vec<u8> {
     out
 }
 
+/// Serialises a success response echoing `id`, whose result is already JSON text.
+pub fn encode_raw_result(id: &RawValue, result: &RawValue) -> Vec<u8> {
+    let (result, id) = (result.get().as_bytes(), id.get().as_bytes());
+    let mut out = Vec::with_capacity(result.len() + id.len() + 40);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","result":"#);
+    out.extend_from_slice(result);
+    out.extend_from_slice(br#","id":"#);
+    out.extend_from_slice(id);
+    out.extend_from_slice(b"}\n");
+    out
+}
+
 /// Serialises an error response echoing `id` (`null` when the request could not be read).
 pub fn encode_error(id: Option<&RawValue>, code: i64, message: &str) -> Vec<u8> {
     encode_error_with(id, code, message, Value::Null)
