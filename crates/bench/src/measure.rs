@@ -1,4 +1,5 @@
-//! What the process costs: CPU time (`getrusage`) and memory (`/proc/self/status`).
+//! What a process costs: CPU time (`getrusage` for this one, `/proc/<pid>/stat` for others) and
+//! memory (`/proc/<pid>/status`).
 
 use std::time::Duration;
 
@@ -39,13 +40,21 @@ pub struct Memory {
 
 /// Reads `VmRSS` and `VmHWM` from `/proc/self/status`.
 pub fn memory() -> Result<Memory> {
-    let status =
-        std::fs::read_to_string("/proc/self/status").context("reading /proc/self/status")?;
+    memory_in("/proc/self/status")
+}
+
+/// Reads `VmRSS` and `VmHWM` of process `pid` from `/proc/<pid>/status`.
+pub fn process_memory(pid: i32) -> Result<Memory> {
+    memory_in(&format!("/proc/{pid}/status"))
+}
+
+fn memory_in(path: &str) -> Result<Memory> {
+    let status = std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?;
     let field = |name: &str| -> Result<u64> {
         let line = status
             .lines()
             .find(|l| l.starts_with(name))
-            .with_context(|| format!("no {name} in /proc/self/status"))?;
+            .with_context(|| format!("no {name} in {path}"))?;
         let kb: u64 = line[name.len()..]
             .trim()
             .trim_end_matches("kB")
@@ -58,6 +67,35 @@ pub fn memory() -> Result<Memory> {
         rss: field("VmRSS:")?,
         hwm: field("VmHWM:")?,
     })
+}
+
+/// User plus system CPU time process `pid` has used so far (all its threads, not its
+/// children), from `/proc/<pid>/stat`; to a clock tick (usually 10 ms).
+pub fn process_cpu_time(pid: i32) -> Result<Duration> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    // `pid (comm) state ...`: comm may hold spaces and parentheses, so fields are counted after
+    // the last ')'. utime and stime are fields 14 and 15, the 12th and 13th after comm.
+    let after_comm = &stat[stat
+        .rfind(')')
+        .with_context(|| format!("no comm in {path}"))?
+        + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let mut ticks = || -> Result<u64> {
+        fields
+            .next()
+            .and_then(|f| f.parse().ok())
+            .with_context(|| format!("no CPU times in {path}"))
+    };
+    let total = ticks()? + ticks()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100) as u64;
+    Ok(Duration::from_nanos(
+        total.saturating_mul(1_000_000_000) / hz,
+    ))
 }
 
 /// Milliseconds in a duration, as a float.
@@ -85,5 +123,21 @@ mod tests {
         assert!(cpu_time().unwrap() >= before);
         let m = memory().unwrap();
         assert!(m.rss > 0 && m.hwm >= m.rss);
+    }
+
+    #[test]
+    fn another_process_is_read_through_its_pid() {
+        let me = std::process::id() as i32;
+        let before = process_cpu_time(me).unwrap();
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < Duration::from_millis(50) {
+            x = x.wrapping_add(1);
+        }
+        assert!(x > 0);
+        assert!(process_cpu_time(me).unwrap() > before);
+        let m = process_memory(me).unwrap();
+        assert!(m.rss > 0 && m.hwm >= m.rss);
+        assert!(process_cpu_time(i32::MAX).is_err());
     }
 }
