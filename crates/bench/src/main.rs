@@ -6,12 +6,14 @@
 //!
 //! Scenarios (see each module): `converge` (0 to N simulated instances), `steady` (CPU of a
 //! reconcile pass, resident memory), `heal` (a killed process replaced), `rollout` (rolling
-//! updates), `protocol` (JSON-RPC calls on a Unix socket), `cli` (the `infrakit` binary).
+//! updates), `protocol` (JSON-RPC calls on a Unix socket), `cli` (the `infrakit` binary),
+//! `deployed` (the plugins as separate processes started by `infrakit plugin start`).
 //! `--quick` runs each at small sizes in a few seconds, for CI; targets are only judged in full
 //! runs. Build in release for real numbers.
 
 #[allow(unsafe_code)]
 mod alloc;
+mod deployment;
 mod fixture;
 mod measure;
 mod opts;
@@ -20,12 +22,14 @@ mod scenarios;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, ValueEnum};
 use serde::Serialize;
 
-use crate::opts::Opts;
+use crate::deployment::InstanceKind;
+use crate::opts::{DeployedOpts, Opts};
 use crate::report::Measurement;
 
 /// mimalloc, as in `infrakit`; the memory probes also count the bytes in use.
@@ -48,9 +52,31 @@ struct Cli {
     /// Also print the results as JSON on stdout (the table then goes to stderr).
     #[arg(long)]
     json: bool,
-    /// The `infrakit` binary for the `cli` scenario (default: next to this binary).
+    /// The `infrakit` binary for the `cli` and `deployed` scenarios (default: next to this
+    /// binary).
     #[arg(long)]
     infrakit: Option<PathBuf>,
+    /// `deployed`: instance plugins to deploy (repeatable; default: all three).
+    #[arg(long, value_enum, value_name = "PLUGIN")]
+    deployed_plugin: Vec<InstanceKind>,
+    /// `deployed`: group sizes, for every plugin (repeatable; default: sizes that suit each
+    /// plugin, up to 100,000 on the simulator).
+    #[arg(long, value_name = "N")]
+    deployed_size: Vec<usize>,
+    /// `deployed`: poll intervals of the group plugin, e.g. `100ms` (repeatable; default 100ms
+    /// and 1s, 100ms with --quick).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deployed_poll: Vec<Duration>,
+    /// `deployed`: the idle window CPU and memory are measured over (default 5s, 500ms with
+    /// --quick).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deployed_window: Option<Duration>,
+    /// `deployed`: members killed per run on the process plugin (default 20, 3 with --quick).
+    #[arg(long, value_name = "N")]
+    deployed_kills: Option<usize>,
+    /// `deployed`: instances in the rollout group (default 100, 20 with --quick; 0: none).
+    #[arg(long, value_name = "N")]
+    deployed_rollout_size: Option<usize>,
     /// Internal: converge a group of N instances in this process and report its memory as JSON.
     #[arg(long, hide = true)]
     probe_memory: Option<usize>,
@@ -75,15 +101,18 @@ enum Scenario {
     Protocol,
     /// The `infrakit group describe` binary.
     Cli,
+    /// The plugins as separate processes, as users deploy them.
+    Deployed,
 }
 
-const ALL: [Scenario; 6] = [
+const ALL: [Scenario; 7] = [
     Scenario::Converge,
     Scenario::Steady,
     Scenario::Heal,
     Scenario::Rollout,
     Scenario::Protocol,
     Scenario::Cli,
+    Scenario::Deployed,
 ];
 
 /// The machine the numbers come from.
@@ -134,6 +163,7 @@ async fn run(scenario: Scenario, opts: &Opts) -> Result<Vec<Measurement>> {
         Scenario::Rollout => scenarios::rollout::run(opts).await,
         Scenario::Protocol => scenarios::protocol::run(opts).await,
         Scenario::Cli => scenarios::cli::run(opts).await,
+        Scenario::Deployed => scenarios::deployed::run(opts).await,
     }
 }
 
@@ -163,6 +193,14 @@ async fn main() -> Result<()> {
         quick: cli.quick,
         runs: cli.runs.map(|r| r.max(1)),
         infrakit: cli.infrakit.clone(),
+        deployed: DeployedOpts {
+            plugins: cli.deployed_plugin.clone(),
+            sizes: cli.deployed_size.clone(),
+            polls: cli.deployed_poll.clone(),
+            window: cli.deployed_window,
+            kills: cli.deployed_kills,
+            rollout_size: cli.deployed_rollout_size,
+        },
     };
     let chosen: Vec<Scenario> = if cli.scenario.is_empty() {
         ALL.to_vec()

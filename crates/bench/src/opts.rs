@@ -1,6 +1,9 @@
 //! The options every scenario sees, built by `main` from the command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::deployment::InstanceKind;
 
 /// Options every scenario sees.
 #[derive(Debug, Clone)]
@@ -11,4 +14,23 @@ pub struct Opts {
     pub runs: Option<usize>,
     /// The `infrakit` binary, if given.
     pub infrakit: Option<PathBuf>,
+    /// Sizes and settings of the `deployed` scenario.
+    pub deployed: DeployedOpts,
+}
+
+/// What the `deployed` scenario runs; empty or `None` fields take the scenario's defaults.
+#[derive(Debug, Clone, Default)]
+pub struct DeployedOpts {
+    /// Instance plugins to deploy.
+    pub plugins: Vec<InstanceKind>,
+    /// Group sizes, for every plugin chosen.
+    pub sizes: Vec<usize>,
+    /// Poll intervals of the group plugin.
+    pub polls: Vec<Duration>,
+    /// The idle window CPU and memory are measured over.
+    pub window: Option<Duration>,
+    /// Members killed in each deployment on the process plugin.
+    pub kills: Option<usize>,
+    /// Instances in the rollout group (0: no rollouts).
+    pub rollout_size: Option<usize>,
 }

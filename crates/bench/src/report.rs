@@ -209,6 +209,15 @@ pub fn fmt(v: f64) -> String {
     }
 }
 
+/// A count with thousands separators and no decimals (`5`, `1,000`).
+pub fn count(n: usize) -> String {
+    fmt(n as f64)
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
 /// The results as a Markdown-compatible table.
 pub fn table(results: &[Measurement]) -> String {
     let mut t = Table::new();
@@ -277,6 +286,10 @@ mod tests {
         assert_eq!(fmt(12.345), "12.3");
         assert_eq!(fmt(0.01234), "0.012");
         assert_eq!(fmt(-1500.0), "-1,500");
+        assert_eq!(
+            (count(5), count(20), count(100_000)),
+            ("5".into(), "20".into(), "100,000".into())
+        );
     }
 
     #[test]

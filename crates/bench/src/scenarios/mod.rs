@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod converge;
+pub mod deployed;
 pub mod heal;
 pub mod protocol;
 pub mod rollout;
