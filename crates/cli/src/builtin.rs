@@ -133,6 +133,7 @@ pub fn parse_spec(spec: &str) -> Result<(Kind, String)> {
 pub fn controller_config(opts: &PluginOptions) -> ControllerConfig {
     ControllerConfig {
         poll_interval: opts.poll_interval,
+        resync_interval: opts.resync_interval,
         max_parallel: opts.max_parallel.max(1),
         ..ControllerConfig::default()
     }

@@ -88,6 +88,10 @@ pub struct PluginOptions {
     /// Group plugin: time between reconciles of a converged group.
     #[arg(long, env = "INFRAKIT_GROUP_POLL_INTERVAL", value_parser = humantime::parse_duration, default_value = "1s")]
     pub poll_interval: Duration,
+    /// Group plugin: while the instance plugin's events say nothing changed, list a group's
+    /// instances again at least this often.
+    #[arg(long, env = "INFRAKIT_GROUP_RESYNC_INTERVAL", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub resync_interval: Duration,
     /// Group plugin: how many provisions or destroys run at once.
     #[arg(long, env = "INFRAKIT_GROUP_MAX_PARALLEL_NUM", default_value_t = 64)]
     pub max_parallel: usize,

@@ -47,6 +47,8 @@ pub fn option_args(opts: &PluginOptions) -> Result<Vec<String>> {
     let mut args = vec![
         "--poll-interval".to_string(),
         humantime::format_duration(opts.poll_interval).to_string(),
+        "--resync-interval".to_string(),
+        humantime::format_duration(opts.resync_interval).to_string(),
         "--max-parallel".to_string(),
         opts.max_parallel.to_string(),
         "--latency".to_string(),

@@ -30,7 +30,9 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use infrakit_rpc::Plugins;
-use infrakit_spi::{Allocation, Description, Error, Flavor, Health, Index, Result, Spec};
+use infrakit_spi::{
+    Allocation, Description, Error, Flavor, Health, HealthCadence, Index, Result, Spec,
+};
 use serde_json::Value;
 
 pub use properties::{ComboProperties, FlavorRef};
@@ -98,6 +100,24 @@ impl Flavor for ComboFlavor {
             spec = combine::merge_step(&spec, out);
         }
         Ok(spec)
+    }
+
+    /// The most frequent of the flavors' cadences: a combined verdict can change whenever one
+    /// of its parts can. A flavor that cannot say makes the whole [`HealthCadence::EveryPass`].
+    async fn health_cadence(&self, properties: &Value) -> Result<HealthCadence> {
+        let combo = ComboProperties::parse(properties)?;
+        let mut cadence = HealthCadence::OnChange;
+        for f in &combo.flavors {
+            let part = match self.lookup(&f.plugin) {
+                Ok(flavor) => flavor
+                    .health_cadence(&f.properties)
+                    .await
+                    .unwrap_or_default(),
+                Err(_) => HealthCadence::EveryPass,
+            };
+            cadence = cadence.and(part);
+        }
+        Ok(cadence)
     }
 
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {

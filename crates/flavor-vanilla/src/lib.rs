@@ -41,7 +41,9 @@ mod template;
 use std::cell::OnceCell;
 
 use async_trait::async_trait;
-use infrakit_spi::{Allocation, Description, Error, Flavor, Health, Index, Result, Spec};
+use infrakit_spi::{
+    Allocation, Description, Error, Flavor, Health, HealthCadence, Index, Result, Spec,
+};
 use serde_json::Value;
 
 pub use probe::{ProbeError, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
@@ -177,5 +179,14 @@ impl Flavor for VanillaFlavor {
 
     async fn drain(&self, _properties: &Value, _instance: &Description) -> Result<()> {
         Ok(())
+    }
+
+    /// Without a probe, a verdict is read off the description alone; with one, it holds for
+    /// the probe's interval (the cache answers until then).
+    async fn health_cadence(&self, properties: &Value) -> Result<HealthCadence> {
+        Ok(match &self.parsed(properties)?.health {
+            None => HealthCadence::OnChange,
+            Some(probe) => HealthCadence::Every(probe.interval),
+        })
     }
 }

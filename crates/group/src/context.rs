@@ -23,6 +23,9 @@ pub struct ControllerConfig {
     pub max_parallel: usize,
     /// A `Flavor.Healthy` call slower than this counts as Unknown.
     pub health_timeout: Duration,
+    /// While the instance plugin's events say nothing changed, a group's last listing is
+    /// reused; it is listed again at least this often, in case an event was missed.
+    pub resync_interval: Duration,
     /// Where events and metrics go. Share one to see several controllers' (e.g. successive
     /// leadership terms) in one place.
     pub telemetry: Arc<Telemetry>,
@@ -34,6 +37,7 @@ impl Default for ControllerConfig {
             poll_interval: Duration::from_secs(1),
             max_parallel: 64,
             health_timeout: Duration::from_secs(5),
+            resync_interval: Duration::from_secs(30),
             telemetry: Telemetry::new(),
         }
     }

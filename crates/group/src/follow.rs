@@ -1,5 +1,6 @@
 //! Event following: a supervisor reconciles at once when the instance plugin publishes an event
 //! about one of its group's instances, and falls back on polling while the plugin has no events.
+//! What it sees feeds the group's observed cache ([`crate::listing::Watch`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +35,7 @@ pub(crate) async fn watch_events(
             Ok(stream) => {
                 backoff = Duration::from_millis(500);
                 // Something may have happened while we were not listening.
+                state.watch.subscribed();
                 state.wake();
                 let mut stream = stream.map(Ok::<_, ()>);
                 loop {
@@ -43,12 +45,17 @@ pub(crate) async fn watch_events(
                                 let group = e.data.get("Tags").and_then(|t| t.get(GROUP_TAG)).and_then(|g| g.as_str());
                                 if group.is_none() || group == Some(current.id.as_str()) {
                                     tracing::debug!(group = %current.id, event = %e.topic, instance = %e.id, "instance event");
+                                    state.watch.changed();
                                     state.wake();
                                 }
                             }
-                            _ => break,
+                            _ => {
+                                state.watch.lost();
+                                break;
+                            }
                         },
                         changed = settings.changed() => {
+                            state.watch.lost();
                             if changed.is_err() { return; }
                             break;
                         }
@@ -56,6 +63,7 @@ pub(crate) async fn watch_events(
                 }
             }
             Err(e) => {
+                state.watch.lost();
                 tracing::debug!(plugin = %current.props.instance.plugin, error = %e, "no instance events; relying on polling");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use infrakit_spi::{
-    Allocation, Description, DestroyContext, Flavor, Health, Index, Instance, Method, Result, Spec,
-    Tags,
+    Allocation, Description, DestroyContext, Flavor, Health, HealthCadence, HealthChecks, Index,
+    Instance, Method, Result, Spec, Tags,
 };
 
 use crate::telemetry::{CallMetrics, Metrics};
@@ -63,7 +63,8 @@ impl Instance for TimedInstance {
     }
 }
 
-/// A flavor plugin whose calls (except `Healthy`) are measured.
+/// A flavor plugin whose calls (except health checks, which the observation measures) are
+/// measured.
 pub(crate) struct TimedFlavor {
     inner: Arc<dyn Flavor>,
     validate: CallMetrics,
@@ -103,6 +104,19 @@ impl Flavor for TimedFlavor {
     }
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
         self.inner.healthy(properties, instance).await
+    }
+    async fn health_cadence(&self, properties: &Value) -> Result<HealthCadence> {
+        self.inner.health_cadence(properties).await
+    }
+    async fn health_checks(&self, properties: &Value) -> Result<HealthChecks> {
+        self.inner.health_checks(properties).await
+    }
+    async fn healthy_many(
+        &self,
+        properties: &Value,
+        instances: &[&Description],
+    ) -> Result<Vec<Health>> {
+        self.inner.healthy_many(properties, instances).await
     }
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
         self.drain

@@ -1,7 +1,9 @@
 //! Observation: which instances belong to a group ([`membership`]), what the instance plugin
-//! lists of them and what the flavor says of their health ([`observe`]), and how that becomes
-//! the planner's members once recorded in the group's history ([`members`]).
+//! lists of them (or the observed cache, [`crate::listing`]) and what the flavor says of their health ([`observe`], checking only the
+//! instances [`crate::health`] says are due), and how that becomes the planner's members once
+//! recorded in the group's history ([`members`]).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -9,10 +11,12 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use infrakit_spi::instance::GROUP_TAG;
-use infrakit_spi::{Description, Flavor, Health, Instance, Method, Result, Tags};
+use infrakit_spi::{Description, Flavor, Health, HealthCadence, Instance, Method, Result, Tags};
 
 use crate::context::Context;
+use crate::health::{HealthClock, Verdict};
 use crate::history::History;
+use crate::listing::{Listing, Watch};
 use crate::planner::Member;
 use crate::settings::Settings;
 
@@ -25,50 +29,80 @@ pub fn membership(id: &str) -> Tags {
 
 /// One observation: the group's instances with their health.
 ///
-/// Most health checks answer at once (no probe, or a cached result): those are taken as they
-/// come, without a timer or a place in the bounded stream. Once `max_parallel` checks have had to
-/// wait, the rest go through a stream that runs at most `max_parallel` at a time, each with the
-/// health timeout, so probes never run unbounded.
+/// Only the instances whose verdict may have changed are checked (see [`crate::health`]); the
+/// others keep their last verdict. A flavor plugin that serves the health extension is asked
+/// in batches; otherwise each due instance gets its own `Healthy` call. Most such calls answer
+/// at once (no probe, or a cached result): those are taken as they come, without a timer or a
+/// place in the bounded stream. Once `max_parallel` checks have had to wait, the rest go through
+/// a stream that runs at most `max_parallel` at a time, each with the health timeout, so probes
+/// never run unbounded.
 pub(crate) async fn observe(
     ctx: &Context,
-    settings: &Settings,
-    instance: &dyn Instance,
-    flavor: &dyn Flavor,
+    (settings, watch): (&Settings, &Watch),
+    (instance, flavor): (&dyn Instance, &dyn Flavor),
+    (listing, clock): (&mut Listing, &mut HealthClock),
 ) -> Result<Observation> {
-    let descriptions = instance
-        .describe_instances(&membership(&settings.id), true)
+    let descriptions = listing
+        .list(
+            watch,
+            (instance, &settings.props.instance.plugin),
+            &membership(&settings.id),
+            ctx.config.resync_interval,
+        )
         .await?;
-    let flavor_props = &settings.props.flavor.properties;
-    let timeout = ctx.config.health_timeout;
-    let max_parallel = ctx.config.max_parallel.max(1);
-    let n = descriptions.len();
-
-    let mut health = vec![Verdict::default(); n];
+    let flavor_ref = &settings.props.flavor;
     let timing = Timing {
         metrics: &ctx.config.telemetry.metrics,
-        plugin: &settings.props.flavor.plugin,
-        timeout,
+        plugin: &flavor_ref.plugin,
+        timeout: ctx.config.health_timeout,
+        max_parallel: ctx.config.max_parallel.max(1),
     };
-    check_health(
-        &descriptions,
-        &mut health,
+    let now = Instant::now();
+    let checks = clock
+        .checks(
+            flavor,
+            &flavor_ref.plugin,
+            &flavor_ref.properties,
+            timing.timeout,
+            now,
+        )
+        .await;
+    let mut due = clock.plan(checks.cadence, &descriptions, now);
+    let check = Checking {
+        descriptions: &descriptions,
         flavor,
-        flavor_props,
+        properties: &flavor_ref.properties,
         timing,
-        max_parallel,
-    )
-    .await;
+    };
+    if checks.batched {
+        let chunk = match checks.cadence {
+            HealthCadence::OnChange => BATCH,
+            _ => timing.max_parallel,
+        };
+        check.batched(&due.due, &mut due.verdicts, chunk).await;
+    } else {
+        check.each(&due.due, &mut due.verdicts).await;
+    }
+    clock.record(&descriptions, &due, Instant::now());
     Ok(Observation {
         descriptions,
-        verdicts: health,
+        verdicts: due.verdicts,
+        next_check: clock.next_due(checks.cadence),
     })
 }
+
+/// Most instances judged in one `FlavorHealth.Check` call of a flavor without probes.
+const BATCH: usize = 1_000;
+/// Batched calls in flight at once.
+const BATCHES_AT_ONCE: usize = 4;
 
 /// What one observation found: the group's instances, and the flavor's verdict on each, in
 /// the same order (kept apart so the descriptions are never copied).
 pub(crate) struct Observation {
-    pub descriptions: Vec<Description>,
+    pub descriptions: Arc<Vec<Description>>,
     pub verdicts: Vec<Verdict>,
+    /// When a remembered verdict expires (a probe's interval passing), if one does.
+    pub next_check: Option<Instant>,
 }
 
 impl Observation {
@@ -99,24 +133,6 @@ impl Observation {
     }
 }
 
-/// A health check's outcome.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Verdict {
-    pub health: Health,
-    /// Whether the check answered (false: it failed or timed out, and the health is Unknown
-    /// for want of an answer).
-    pub answered: bool,
-}
-
-impl Default for Verdict {
-    fn default() -> Self {
-        Verdict {
-            health: Health::Unknown,
-            answered: false,
-        }
-    }
-}
-
 /// A health check in progress.
 type Check<'a> = futures::future::BoxFuture<'a, Result<Health>>;
 
@@ -126,56 +142,112 @@ struct Timing<'a> {
     metrics: &'a crate::telemetry::Metrics,
     plugin: &'a str,
     timeout: Duration,
+    max_parallel: usize,
 }
 
-/// Fills `health` with the flavor's verdict on each of `descriptions` (see [`observe`]).
-async fn check_health<'a>(
+/// The health checks of one observation.
+struct Checking<'a> {
     descriptions: &'a [Description],
-    health: &mut [Verdict],
     flavor: &'a dyn Flavor,
-    flavor_props: &'a Value,
-    timing: Timing<'_>,
-    max_parallel: usize,
-) {
-    let n = descriptions.len();
-    let mut waiting: Vec<(usize, Check<'a>)> = Vec::new();
-    let mut next = 0;
-    while next < n && waiting.len() < max_parallel {
-        let d = &descriptions[next];
-        let mut check = flavor.healthy(flavor_props, d);
-        match futures::FutureExt::now_or_never(&mut check) {
-            Some(answer) => health[next] = settle(d, Ok(answer)),
-            None => waiting.push((next, check)),
+    properties: &'a Value,
+    timing: Timing<'a>,
+}
+
+impl<'a> Checking<'a> {
+    /// Fills `health[i]` for each of `due` with the flavor's verdict, one `Healthy` call each.
+    async fn each(&self, due: &[usize], health: &mut [Verdict]) {
+        let (descriptions, flavor, props) = (self.descriptions, self.flavor, self.properties);
+        let mut waiting: Vec<(usize, Check<'a>)> = Vec::new();
+        let mut next = 0;
+        while next < due.len() && waiting.len() < self.timing.max_parallel {
+            let i = due[next];
+            let d = &descriptions[i];
+            let mut check = flavor.healthy(props, d);
+            match futures::FutureExt::now_or_never(&mut check) {
+                Some(answer) => health[i] = settle(d, Ok(answer)),
+                None => waiting.push((i, check)),
+            }
+            next += 1;
         }
-        next += 1;
+        if waiting.is_empty() && next == due.len() {
+            return;
+        }
+        let calls = self
+            .timing
+            .metrics
+            .call(self.timing.plugin, Method::FlavorHealthy);
+        let timeout = self.timing.timeout;
+        let calls = &calls;
+        let mut checks = Vec::with_capacity(waiting.len() + due.len() - next);
+        for (i, check) in waiting {
+            checks.push(finish(i, &descriptions[i], check, timeout, calls));
+        }
+        for &i in &due[next..] {
+            let d = &descriptions[i];
+            checks.push(finish(i, d, flavor.healthy(props, d), timeout, calls));
+        }
+        let settled: Vec<(usize, Verdict)> = futures::stream::iter(checks)
+            .buffer_unordered(self.timing.max_parallel)
+            .collect()
+            .await;
+        for (i, h) in settled {
+            health[i] = h;
+        }
     }
-    if waiting.is_empty() && next == n {
-        return;
+
+    /// Fills `health[i]` for each of `due` from `FlavorHealth.Check` calls of up to `chunk`
+    /// instances, each within twice the health timeout; a failed call leaves its instances
+    /// unanswered.
+    async fn batched(&self, due: &[usize], health: &mut [Verdict], chunk: usize) {
+        let calls = self
+            .timing
+            .metrics
+            .call(self.timing.plugin, Method::FlavorHealthCheck);
+        let calls = &calls;
+        let timeout = self.timing.timeout * 2;
+        let mut batches = Vec::new();
+        for indices in due.chunks(chunk.max(1)) {
+            batches.push(self.batch(indices, timeout, calls));
+        }
+        let mut answers = futures::stream::iter(batches).buffer_unordered(BATCHES_AT_ONCE);
+        while let Some((indices, answer)) = answers.next().await {
+            match answer {
+                Ok(Ok(verdicts)) => {
+                    for (&i, h) in indices.iter().zip(verdicts) {
+                        health[i] = Verdict::answered(h);
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::debug!(instances = indices.len(), error = %e, "batched health check failed; counting as unknown");
+                }
+                Err(_) => {
+                    tracing::debug!(
+                        instances = indices.len(),
+                        "batched health check timed out; counting as unknown"
+                    );
+                }
+            }
+        }
     }
-    let calls = timing.metrics.call(timing.plugin, Method::FlavorHealthy);
-    let timeout = timing.timeout;
-    let calls = &calls;
-    let mut checks = Vec::with_capacity(waiting.len() + n - next);
-    for (i, check) in waiting {
-        checks.push(finish(i, &descriptions[i], check, timeout, calls));
-    }
-    for (i, d) in descriptions.iter().enumerate().skip(next) {
-        checks.push(finish(
-            i,
-            d,
-            flavor.healthy(flavor_props, d),
-            timeout,
-            calls,
-        ));
-    }
-    let settled: Vec<(usize, Verdict)> = futures::stream::iter(checks)
-        .buffer_unordered(max_parallel)
-        .collect()
-        .await;
-    for (i, h) in settled {
-        health[i] = h;
+
+    /// One `FlavorHealth.Check` call for the instances at `indices`, within `timeout`.
+    async fn batch<'i>(
+        &self,
+        indices: &'i [usize],
+        timeout: Duration,
+        calls: &crate::telemetry::CallMetrics,
+    ) -> (&'i [usize], BatchAnswer) {
+        let batch: Vec<&Description> = indices.iter().map(|&i| &self.descriptions[i]).collect();
+        let start = Instant::now();
+        let answer =
+            tokio::time::timeout(timeout, self.flavor.healthy_many(self.properties, &batch)).await;
+        calls.record(start.elapsed(), matches!(answer, Ok(Ok(_))));
+        (indices, answer)
     }
 }
+
+/// What a batched check answered, or its timeout.
+type BatchAnswer = std::result::Result<Result<Vec<Health>>, tokio::time::error::Elapsed>;
 
 /// Waits for a health check that did not answer at once, at most `timeout`.
 async fn finish<'a>(
@@ -197,10 +269,7 @@ fn settle(
     answer: std::result::Result<Result<Health>, tokio::time::error::Elapsed>,
 ) -> Verdict {
     match answer {
-        Ok(Ok(health)) => Verdict {
-            health,
-            answered: true,
-        },
+        Ok(Ok(health)) => Verdict::answered(health),
         Ok(Err(e)) => {
             tracing::debug!(instance = %d.id, error = %e, "health check failed; counting as unknown");
             Verdict::default()

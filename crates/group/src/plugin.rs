@@ -20,7 +20,9 @@ use crate::context::{plugins_of, Context};
 use crate::executor;
 use crate::explain;
 use crate::fence::{Fence, Unfenced};
+use crate::health::HealthClock;
 use crate::history::History;
+use crate::listing::{Listing, Watch};
 use crate::observe::{self, membership};
 use crate::preview;
 use crate::rollout::RolloutState;
@@ -381,8 +383,14 @@ impl Group for GroupPlugin {
             groups.get(&settings.id).map(|s| s.settings())
         };
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let observed =
-            observe::observe(&self.ctx, &settings, instance.as_ref(), flavor.as_ref()).await?;
+        // A fresh look: no cache, every instance checked.
+        let observed = observe::observe(
+            &self.ctx,
+            (&settings, &Watch::default()),
+            (instance.as_ref(), flavor.as_ref()),
+            (&mut Listing::default(), &mut HealthClock::default()),
+        )
+        .await?;
         // Treat what is healthy now as established, so the simulation starts from a steady view.
         let mut history = History::default();
         let then = Instant::now();

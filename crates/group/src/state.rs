@@ -6,6 +6,7 @@
 //! of those settings (commits, operator commands, rollbacks), so a pass that began before a commit
 //! never stores the spec the commit replaced.
 
+use crate::listing::Watch;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
@@ -66,6 +67,8 @@ pub(crate) struct GroupState {
     /// write holds the settings in force: a pass that started before a commit must not store
     /// the spec the commit replaced (a restart would then bring the old spec back).
     writes: tokio::sync::Mutex<()>,
+    /// What the event follower knows of the instance plugin's events.
+    pub(crate) watch: Watch,
 }
 
 impl GroupState {
@@ -86,6 +89,7 @@ impl GroupState {
             restart_clock: AtomicBool::new(false),
             unsaved: AtomicBool::new(false),
             writes: tokio::sync::Mutex::new(()),
+            watch: Watch::default(),
         };
         (Arc::new(state), rx)
     }

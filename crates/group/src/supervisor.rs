@@ -30,7 +30,9 @@ pub(crate) use crate::decide::target;
 use crate::decide::{self, decide, settle, Decision, Event, Executed, Input, Outcome, Pace};
 use crate::executor::execute;
 use crate::follow::watch_events;
+use crate::health::HealthClock;
 use crate::history::History;
+use crate::listing::Listing;
 use crate::observe::{members, observe, Observation};
 pub use crate::observe::{membership, PROTECT_TAG};
 use crate::planner::{Action, Member, Reason};
@@ -109,6 +111,8 @@ async fn run(
     let mut history = History::default();
     let mut progress = Progress::new(Instant::now());
     let mut pace = Pace::default();
+    let mut health = HealthClock::default();
+    let mut listing = Listing::default();
     let mut delay = std::time::Duration::ZERO;
     loop {
         tokio::select! {
@@ -121,17 +125,32 @@ async fn run(
             progress.reset(Instant::now());
         }
         let started = Instant::now();
-        let result = reconcile(&ctx, &state, &current, &mut history, &mut progress).await;
+        let mut memory = Memory {
+            history: &mut history,
+            progress: &mut progress,
+            health: &mut health,
+            listing: &mut listing,
+        };
+        let result = reconcile(&ctx, &state, &current, &mut memory).await;
         let metrics = &ctx.config.telemetry.metrics;
         metrics.reconciled(&current.id, started.elapsed(), result.is_ok());
         let poll = ctx.config.poll_interval;
         match result {
-            Ok((outcome, view, seen)) => {
+            Ok(Passed {
+                outcome,
+                view,
+                seen,
+                next_check,
+            }) => {
                 view.record(&current.id, metrics);
                 state.record_pass(|snap| {
                     snap.passed(current.clone(), outcome == Outcome::Converged, view)
                 });
                 delay = pace.next(Some((outcome, seen)), poll);
+                // A remembered verdict expiring is a reason to look again.
+                if let Some(at) = next_check {
+                    delay = delay.min(at.saturating_duration_since(Instant::now()));
+                }
             }
             Err(e) => {
                 delay = pace.next(None, poll);
@@ -147,18 +166,42 @@ async fn run(
     }
 }
 
+/// What a supervisor remembers from one pass to the next.
+struct Memory<'a> {
+    history: &'a mut History,
+    progress: &'a mut Progress,
+    health: &'a mut HealthClock,
+    listing: &'a mut Listing,
+}
+
+/// What a pass that ran reports.
+struct Passed {
+    outcome: Outcome,
+    view: View,
+    /// A digest of the observation (see [`Observation::digest`]).
+    seen: u64,
+    /// When a health verdict expires, if one does.
+    next_check: Option<Instant>,
+}
+
 /// One pass: observe, decide, apply. Every choice is [`decide`]'s; this only gathers its input
 /// and carries its decision out.
 async fn reconcile(
     ctx: &Context,
     state: &GroupState,
     settings: &Arc<Settings>,
-    history: &mut History,
-    progress: &mut Progress,
-) -> Result<(Outcome, View, u64)> {
+    memory: &mut Memory<'_>,
+) -> Result<Passed> {
+    let Memory {
+        history,
+        progress,
+        health,
+        listing,
+    } = memory;
     // Observe.
     let (instance, flavor) = plugins_of(ctx, settings)?;
-    let observed = observe(ctx, settings, instance.as_ref(), flavor.as_ref()).await?;
+    let plugins = (instance.as_ref(), flavor.as_ref());
+    let observed = observe(ctx, (settings, &state.watch), plugins, (listing, health)).await?;
     let now = Instant::now();
     let members = gather(ctx, state, settings, &observed, history, now).await;
     let lost = history.take_lost();
@@ -182,14 +225,19 @@ async fn reconcile(
     let outcome = if decision.plan.actions.is_empty() {
         decision.outcome
     } else {
-        let plugins = (instance.as_ref(), flavor.as_ref());
+        listing.acted();
         act(
             ctx, state, settings, plugins, &decision, &observed, history, now,
         )
         .await?
     };
     let view = status(settings, &state.rollout(), members, &decision.plan);
-    Ok((outcome, view, observed.digest()))
+    Ok(Passed {
+        outcome,
+        view,
+        seen: observed.digest(),
+        next_check: observed.next_check,
+    })
 }
 
 /// The group's members for this pass: those observed, and the provisions that count although no

@@ -5,10 +5,15 @@
 //!
 //! | Docker action        | event kind  |
 //! |----------------------|-------------|
+//! | `start`              | `started`   |
 //! | `die`                | `exited`    |
 //! | `oom`                | `oom`       |
+//! | `pause`, `unpause`   | `paused`, `unpaused` |
 //! | `destroy`            | `destroyed` |
 //! | `health_status: ...` | `health`    |
+//!
+//! Every change of what `DescribeInstances` reports is an event: the group controller reuses its
+//! last listing while no event arrives.
 //!
 //! The event's ID is the container name (the instance ID) and its data `{"Tags": {...}}` the
 //! container's labels (with tags added by `Label`), so the group controller wakes only the group
@@ -60,10 +65,18 @@ fn options(plugin: &str, since: SystemTime) -> EventsOptions {
         ),
         (
             "event".to_string(),
-            ["die", "oom", "destroy", "start", "health_status"]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+            [
+                "die",
+                "oom",
+                "destroy",
+                "start",
+                "pause",
+                "unpause",
+                "health_status",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         ),
     ]);
     EventsOptions {
@@ -141,8 +154,10 @@ fn handle(shared: &Shared, msg: EventMessage) {
     let (kind, message) = match action.as_str() {
         "start" => {
             shared.forget_death(&id);
-            return;
+            ("started", format!("container {name} started"))
         }
+        "pause" => ("paused", format!("container {name} was paused")),
+        "unpause" => ("unpaused", format!("container {name} was unpaused")),
         "die" => {
             // Recorded before publishing: the engine's container list may still say `running`
             // for a moment, and the subscriber's re-list must not believe it.

@@ -266,34 +266,45 @@ impl Simulator {
     }
 
     /// Changes the simulated state of instance `id` (what `DescribeInstances` reports as
-    /// `State`), e.g. to `dead` to make it unhealthy. No event is published: the instance is
-    /// still there. Returns false when there is no such instance.
+    /// `State`), e.g. to `dead` to make it unhealthy, publishing a `changed` event. Returns
+    /// false when there is no such instance.
     pub fn set_state(&self, id: &str, state: &str) -> bool {
         let Some(n) = parse_id(id) else {
             return false;
         };
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        let Some(entry) = st.instances.get_mut(&n) else {
-            return false;
+        let tags = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let Some(entry) = st.instances.get_mut(&n) else {
+                return false;
+            };
+            entry.state = st.states.intern(state);
+            entry.tags.clone()
         };
-        entry.state = st.states.intern(state);
+        self.publish("changed", n, &tags, state);
         true
     }
 
     /// Changes the simulated state of every instance carrying all of `tags` (every instance when
-    /// `tags` is empty), without publishing events. Returns how many instances matched.
+    /// `tags` is empty), publishing a `changed` event for each. Returns how many matched.
     pub fn set_state_where(&self, tags: &Tags, state: &str) -> usize {
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        let ids = st.matching(tags);
-        let index = st.states.intern(state);
-        for id in &ids {
-            if let Some(entry) = st.instances.get_mut(id) {
-                entry.state = index;
-            }
+        let changed: Vec<(u64, Arc<Tags>)> = {
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let ids = st.matching(tags);
+            let index = st.states.intern(state);
+            ids.iter()
+                .filter_map(|id| {
+                    let entry = st.instances.get_mut(id)?;
+                    entry.state = index;
+                    Some((*id, entry.tags.clone()))
+                })
+                .collect()
+        };
+        for (id, tags) in &changed {
+            self.publish("changed", *id, tags, state);
         }
-        ids.len()
+        changed.len()
     }
 
     /// The simulated state of instance `id`, if it exists.
@@ -342,14 +353,13 @@ impl Simulator {
     }
 
     fn publish_exit(&self, id: u64, entry: &Entry) {
-        let id = format_id(id);
-        tracing::debug!(%id, "simulated instance exited");
-        let event = Event::instance(
-            "exited",
-            &id,
-            "simulated instance killed",
-            json!({"Tags": &*entry.tags}),
-        );
+        tracing::debug!(id = %format_id(id), "simulated instance exited");
+        self.publish("exited", id, &entry.tags, "simulated instance killed");
+    }
+
+    /// Publishes event `kind` (`exited`, `changed`) about instance `id`.
+    fn publish(&self, kind: &str, id: u64, tags: &Tags, message: &str) {
+        let event = Event::instance(kind, &format_id(id), message, json!({"Tags": tags}));
         // No subscriber is not an error.
         let _ = self.events.send(event);
     }
@@ -617,13 +627,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn set_state_changes_one_instance_quietly() {
+    async fn set_state_changes_one_instance_and_says_so() {
         let sim = Simulator::default();
         let mut events = sim.subscribe();
         let a = sim.provision(spec("a")).await.unwrap();
         let b = sim.provision(spec("a")).await.unwrap();
 
         assert!(sim.set_state(&a, "exited"));
+        let e = events.try_recv().unwrap();
+        assert_eq!(
+            (e.topic.as_str(), e.id.as_str()),
+            ("/instance/changed", a.as_str())
+        );
+        assert_eq!(e.data["Tags"][GROUP_TAG], "a");
         for _ in 0..2 {
             let d = sim.describe_instances(&Tags::new(), true).await.unwrap();
             assert_eq!(states(&d), ["exited", "running"], "the state persists");
@@ -641,7 +657,10 @@ mod tests {
         sim.destroy(&b, &DestroyContext::default()).await.unwrap();
         assert!(!sim.set_state(&b, "dead"));
         assert_eq!(sim.state(&b), None);
-        assert!(events.try_recv().is_err(), "no event for a state change");
+        let changed = std::iter::from_fn(|| events.try_recv().ok())
+            .filter(|e| e.kind == "changed")
+            .count();
+        assert_eq!(changed, 2, "one event per change that happened");
     }
 
     #[tokio::test]
@@ -682,7 +701,10 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(states(&d), ["terminated"; 3]);
-        assert!(events.try_recv().is_err());
+        let changed: Vec<String> = std::iter::from_fn(|| events.try_recv().ok())
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(changed, vec!["changed".to_string(); 1 + 3 + 6]);
     }
 
     #[tokio::test]

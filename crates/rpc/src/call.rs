@@ -111,6 +111,13 @@ pub(crate) enum FlavorCall {
         properties: Value,
         instance: Description,
     },
+    /// `FlavorHealth.Cadence`.
+    HealthCadence { properties: Value },
+    /// `FlavorHealth.Check`.
+    HealthCheck {
+        properties: Value,
+        instances: Vec<Description>,
+    },
 }
 
 /// The Group methods and their params; `id` is the group acted on.
@@ -180,7 +187,7 @@ impl Call {
             _ => return Err(not_found(method)),
         };
         let kind = match interface {
-            Interface::Instance | Interface::Flavor => {
+            Interface::Instance | Interface::Flavor | Interface::FlavorHealth => {
                 let kind = type_of(&params)?;
                 served.check_type(interface, &kind)?;
                 kind
@@ -291,6 +298,26 @@ impl Call {
                     call: FlavorCall::Drain {
                         properties: req.properties,
                         instance: req.instance,
+                    },
+                }
+            }
+
+            Method::FlavorHealthCadence => {
+                let req: ValidateReq = decode(params)?;
+                Call::Flavor {
+                    kind,
+                    call: FlavorCall::HealthCadence {
+                        properties: req.properties,
+                    },
+                }
+            }
+            Method::FlavorHealthCheck => {
+                let req: HealthCheckReq = decode(params)?;
+                Call::Flavor {
+                    kind,
+                    call: FlavorCall::HealthCheck {
+                        properties: req.properties,
+                        instances: req.descriptions,
                     },
                 }
             }
@@ -437,6 +464,14 @@ struct FlavorInstanceReq {
     properties: Value,
     #[serde(rename = "Instance")]
     instance: Description,
+}
+
+#[derive(Deserialize)]
+struct HealthCheckReq {
+    #[serde(rename = "Properties", default)]
+    properties: Value,
+    #[serde(rename = "Descriptions", default)]
+    descriptions: Vec<Description>,
 }
 
 /// The params of every Group method.
@@ -609,6 +644,10 @@ mod tests {
             let interface = match call {
                 Call::Handshake(_) => m.interface(),
                 Call::Instance { .. } => Interface::Instance,
+                // The health extension is served by the flavors.
+                Call::Flavor { .. } if m.interface() == Interface::FlavorHealth => {
+                    Interface::FlavorHealth
+                }
                 Call::Flavor { .. } => Interface::Flavor,
                 Call::Group { .. } => Interface::Group,
                 Call::Manager(_) => Interface::Manager,

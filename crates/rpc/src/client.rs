@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use infrakit_spi::group::{PlanPreview, RolloutAction};
 use infrakit_spi::{
     Allocation, Description, DestroyContext, Error, Flavor, Group, GroupDescription, GroupSpec,
-    Health, Index, Instance, Method, Result, Spec, Tags,
+    Health, HealthCadence, HealthChecks, Index, Instance, Method, Result, Spec, Tags,
 };
 
 use infrakit_spi::secret::Secret;
@@ -277,6 +277,20 @@ impl Client {
         }
     }
 
+    /// Calls `method` of an extension, which plugins without it (the original's among them)
+    /// answer with "can't find": `None` then.
+    pub async fn call_extension<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        params: &P,
+    ) -> Result<Option<R>> {
+        match self.call(method, params).await {
+            Ok(r) => Ok(Some(r)),
+            Err(Error::Plugin(m)) if m.contains("rpc: can't find") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A GET of `path_and_query` (e.g. `/events?topic=%2F`), sent the way calls are (over the
     /// socket, or over TCP with TLS and the token), answered as soon as the response's head
     /// arrives: the body streams. For event subscriptions; no timeout of its own.
@@ -502,6 +516,52 @@ impl Flavor for FlavorClient {
             .call_within::<_, Ack>(Method::FlavorDrain, &p, LONG_TIMEOUT)
             .await
             .map(|_| ())
+    }
+
+    async fn health_cadence(&self, properties: &Value) -> Result<HealthCadence> {
+        Ok(self.health_checks(properties).await?.cadence)
+    }
+
+    /// Batched when the plugin serves the health extension; otherwise the original's promise
+    /// (none: every pass).
+    async fn health_checks(&self, properties: &Value) -> Result<HealthChecks> {
+        let p = json!({"Type": self.kind, "Properties": properties});
+        let answer: Option<HealthCadence> = self
+            .client
+            .call_extension(Method::FlavorHealthCadence, &p)
+            .await?;
+        Ok(match answer {
+            Some(cadence) => HealthChecks {
+                cadence,
+                batched: true,
+            },
+            None => HealthChecks::default(),
+        })
+    }
+
+    /// One `FlavorHealth.Check` call; only for plugins that serve the extension (see
+    /// [`Flavor::health_checks`]).
+    async fn healthy_many(
+        &self,
+        properties: &Value,
+        instances: &[&Description],
+    ) -> Result<Vec<Health>> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Health")]
+            health: Vec<Health>,
+        }
+        let p = json!({"Type": self.kind, "Properties": properties, "Descriptions": instances});
+        let r: R = self.client.call(Method::FlavorHealthCheck, &p).await?;
+        if r.health.len() != instances.len() {
+            return Err(Error::plugin(format!(
+                "plugin '{}' judged {} of {} instances",
+                self.client.name,
+                r.health.len(),
+                instances.len()
+            )));
+        }
+        Ok(r.health)
     }
 }
 

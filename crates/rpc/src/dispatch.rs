@@ -15,7 +15,7 @@ use serde_json::value::RawValue;
 use serde_json::{json, Value};
 
 use infrakit_spi::manager::Manager;
-use infrakit_spi::{Flavor, Group, Instance, Interface, Method};
+use infrakit_spi::{Description, Flavor, Group, Instance, Interface, Method};
 
 use crate::call::{Call, FlavorCall, GroupCall, HandshakeCall, InstanceCall, ManagerCall, Served};
 use crate::failure::{clip, failure, not_found, Failure};
@@ -149,7 +149,7 @@ impl Served for Handlers {
         match interface {
             Interface::Plugin | Interface::Handshake => true,
             Interface::Instance => !self.instances.is_empty(),
-            Interface::Flavor => !self.flavors.is_empty(),
+            Interface::Flavor | Interface::FlavorHealth => !self.flavors.is_empty(),
             Interface::Group => self.group.is_some(),
             Interface::Manager => self.manager.is_some(),
             Interface::Event => self.publisher.is_some(),
@@ -159,7 +159,9 @@ impl Served for Handlers {
     fn check_type(&self, interface: Interface, kind: &str) -> Result<(), Failure> {
         match interface {
             Interface::Instance => pick(&self.instances, kind, "instance").map(drop),
-            Interface::Flavor => pick(&self.flavors, kind, "flavor").map(drop),
+            Interface::Flavor | Interface::FlavorHealth => {
+                pick(&self.flavors, kind, "flavor").map(drop)
+            }
             _ => Ok(()),
         }
     }
@@ -268,6 +270,13 @@ fn handshake(h: &Handlers, call: HandshakeCall) -> Value {
     }
 }
 
+/// Adds the members of object `extra` to object `out`.
+fn merge(out: &mut Value, extra: Value) {
+    if let (Value::Object(out), Value::Object(extra)) = (out, extra) {
+        out.extend(extra);
+    }
+}
+
 fn display_type(t: &str) -> String {
     if t.is_empty() {
         ".".into()
@@ -362,6 +371,30 @@ async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<R
         } => {
             plugin.drain(&properties, &instance).await?;
             Ok(Reply::Value(json!({"Type": kind, "OK": true})))
+        }
+        FlavorCall::HealthCadence { properties } => {
+            let cadence = plugin.health_cadence(&properties).await?;
+            let mut out = json!({"Type": kind});
+            merge(&mut out, json!(cadence));
+            Ok(Reply::Value(out))
+        }
+        FlavorCall::HealthCheck {
+            properties,
+            instances,
+        } => {
+            let all: Vec<&Description> = instances.iter().collect();
+            let health = plugin.healthy_many(&properties, &all).await?;
+            if health.len() != instances.len() {
+                return Err(failure(
+                    jsonrpc::SERVER_ERROR,
+                    format!(
+                        "flavor judged {} of {} instances",
+                        health.len(),
+                        instances.len()
+                    ),
+                ));
+            }
+            Ok(Reply::Value(json!({"Type": kind, "Health": health})))
         }
     }
 }

@@ -69,10 +69,9 @@ impl Handlers {
             );
         }
         if !self.flavors.is_empty() {
-            add(
-                infrakit_spi::flavor::INTERFACES,
-                self.flavors.keys().cloned().collect(),
-            );
+            let types: Vec<String> = self.flavors.keys().cloned().collect();
+            add(infrakit_spi::flavor::INTERFACES, types.clone());
+            add(&[infrakit_spi::flavor::HEALTH_EXTENSION], types);
         }
         if self.group.is_some() {
             add(infrakit_spi::group::INTERFACES, vec![String::new()]);

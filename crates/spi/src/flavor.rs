@@ -1,4 +1,12 @@
 //! The Flavor plugin kind: what runs on an instance, and when it counts as healthy.
+//!
+//! Besides the original's per-instance `Flavor.Healthy`, a flavor may say how often its verdict
+//! can change ([`HealthCadence`]) and judge many instances in one call ([`Flavor::healthy_many`]):
+//! the `FlavorHealth/0.1.0` extension ([`HEALTH_EXTENSION`]), advertised in the handshake. A
+//! caller that meets a plugin without it asks `Flavor.Healthy` for each instance on every pass,
+//! as the original does.
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -19,6 +27,96 @@ pub const INTERFACES: &[InterfaceSpec] = &[
         version: "0.1.0",
     },
 ];
+
+/// The health extension's interface: `FlavorHealth.Cadence` and `FlavorHealth.Check`.
+pub const HEALTH_EXTENSION: InterfaceSpec = InterfaceSpec {
+    name: Interface::FlavorHealth.as_str(),
+    version: "0.1.0",
+};
+
+/// How often a flavor's verdict on an instance can change, for some flavor properties: how
+/// often a caller needs to ask again.
+///
+/// On the wire (`FlavorHealth.Cadence`): `{"Cadence": "EveryPass"}`, `{"Cadence": "OnChange"}`
+/// or `{"Cadence": "Every", "Interval": "5s"}`. A cadence this version does not know reads as
+/// [`HealthCadence::EveryPass`], the safe answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HealthCadence {
+    /// Nothing is known: ask on every pass (what a plugin without the extension gets).
+    #[default]
+    EveryPass,
+    /// The verdict depends on the instance's description alone (there is no probe): ask again
+    /// only when the description changes.
+    OnChange,
+    /// A verdict holds for this long (a probe's interval), or until the description changes.
+    Every(Duration),
+}
+
+impl HealthCadence {
+    /// The cadence of two checks whose verdicts are combined: the more frequent.
+    pub fn and(self, other: HealthCadence) -> HealthCadence {
+        use HealthCadence::*;
+        match (self, other) {
+            (EveryPass, _) | (_, EveryPass) => EveryPass,
+            (OnChange, c) | (c, OnChange) => c,
+            (Every(a), Every(b)) => Every(a.min(b)),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct CadenceWire {
+    #[serde(rename = "Cadence")]
+    cadence: String,
+    #[serde(rename = "Interval", default, skip_serializing_if = "Option::is_none")]
+    interval: Option<String>,
+}
+
+impl Serialize for HealthCadence {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let (cadence, interval) = match self {
+            HealthCadence::EveryPass => ("EveryPass", None),
+            HealthCadence::OnChange => ("OnChange", None),
+            HealthCadence::Every(d) => ("Every", Some(humantime::format_duration(*d).to_string())),
+        };
+        CadenceWire {
+            cadence: cadence.into(),
+            interval,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for HealthCadence {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let w = CadenceWire::deserialize(d)?;
+        Ok(match (w.cadence.as_str(), w.interval) {
+            ("OnChange", _) => HealthCadence::OnChange,
+            ("Every", Some(i)) => match humantime::parse_duration(&i) {
+                Ok(d) if !d.is_zero() => HealthCadence::Every(d),
+                Ok(_) => HealthCadence::EveryPass,
+                Err(e) => {
+                    return Err(serde::de::Error::custom(format!(
+                        "Interval: {e} (got \"{i}\")"
+                    )))
+                }
+            },
+            _ => HealthCadence::EveryPass,
+        })
+    }
+}
+
+/// What a flavor says of its health checks (see [`Flavor::health_checks`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HealthChecks {
+    /// How often a verdict can change.
+    pub cadence: HealthCadence,
+    /// Whether one [`Flavor::healthy_many`] call is cheaper than a call per instance.
+    pub batched: bool,
+}
+
+/// How many checks the default [`Flavor::healthy_many`] runs at once.
+const MANY_AT_ONCE: usize = 32;
 
 /// How a group allocates its instances: a count (cattle) or a list of logical IDs (pets).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -145,6 +243,40 @@ pub trait Flavor: Send + Sync {
     ) -> Result<Spec>;
     /// Judges the health of one instance.
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health>;
+    /// How often the verdict of [`Flavor::healthy`] can change for `properties`. The default,
+    /// [`HealthCadence::EveryPass`], promises nothing.
+    async fn health_cadence(&self, _properties: &Value) -> Result<HealthCadence> {
+        Ok(HealthCadence::EveryPass)
+    }
+    /// What a caller should know of this flavor's health checks: their cadence, and whether
+    /// [`Flavor::healthy_many`] saves calls. In-process flavors need not batch: the default says
+    /// the cadence and no batching; a client of a remote plugin says batching when the plugin
+    /// serves the extension.
+    async fn health_checks(&self, properties: &Value) -> Result<HealthChecks> {
+        Ok(HealthChecks {
+            cadence: self.health_cadence(properties).await?,
+            batched: false,
+        })
+    }
+    /// Judges many instances: one verdict per instance, in order. The default asks
+    /// [`Flavor::healthy`] for each, a few dozen at a time.
+    async fn healthy_many(
+        &self,
+        properties: &Value,
+        instances: &[&Description],
+    ) -> Result<Vec<Health>> {
+        let mut out = Vec::with_capacity(instances.len());
+        for chunk in instances.chunks(MANY_AT_ONCE) {
+            let mut checks = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                checks.push(self.healthy(properties, d));
+            }
+            for answer in futures::future::join_all(checks).await {
+                out.push(answer?);
+            }
+        }
+        Ok(out)
+    }
     /// Best-effort cleanup before the instance is destroyed.
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()>;
 }

@@ -20,7 +20,7 @@ pub mod tags;
 
 pub use error::{Error, Result};
 pub use event::{Event, Publisher};
-pub use flavor::{Allocation, Flavor, Health, Index};
+pub use flavor::{Allocation, Flavor, Health, HealthCadence, HealthChecks, Index};
 pub use group::{Group, GroupDescription, GroupProperties, GroupSpec, PluginRef};
 pub use instance::{Attachment, Description, DestroyContext, Instance, Spec, Tags};
 pub use method::{Interface, Method};

@@ -21,6 +21,8 @@ pub enum Interface {
     Instance,
     /// Flavor plugins.
     Flavor,
+    /// The health extension of flavor plugins (ours; see [`crate::flavor::HEALTH_EXTENSION`]).
+    FlavorHealth,
     /// Group plugins.
     Group,
     /// Managers.
@@ -36,6 +38,7 @@ impl Interface {
         Interface::Handshake,
         Interface::Instance,
         Interface::Flavor,
+        Interface::FlavorHealth,
         Interface::Group,
         Interface::Manager,
         Interface::Event,
@@ -48,6 +51,7 @@ impl Interface {
             Interface::Handshake => "Handshake",
             Interface::Instance => "Instance",
             Interface::Flavor => "Flavor",
+            Interface::FlavorHealth => "FlavorHealth",
             Interface::Group => "Group",
             Interface::Manager => "Manager",
             Interface::Event => "Event",
@@ -187,6 +191,10 @@ methods! {
     FlavorHealthy = "Flavor.Healthy", Flavor, Reads;
     /// Takes an instance out of service before it is destroyed.
     FlavorDrain = "Flavor.Drain", Flavor, Mutates;
+    /// How often a flavor's verdict can change, for some properties (extension).
+    FlavorHealthCadence = "FlavorHealth.Cadence", FlavorHealth, Reads;
+    /// The health of many instances in one call (extension).
+    FlavorHealthCheck = "FlavorHealth.Check", FlavorHealth, Reads;
 
     /// Commits a group's spec (or, with `Pretend`, says what committing would do).
     GroupCommitGroup = "Group.CommitGroup", Group, Mutates;

@@ -1,0 +1,196 @@
+//! The observed cache: a group's last listing of its instances, reused while the instance
+//! plugin's events say nothing changed, as Kubernetes informers do (list, then watch, and list
+//! again now and then).
+//!
+//! [`Watch`] is shared with the event follower ([`crate::follow`]): it records whether an
+//! event stream of the instance plugin is live and whether an event about the group arrived
+//! since the last listing. A pass lists again ([`must_list`]) when no stream is live (the
+//! plugin has no events: poll, as always), when an event arrived, after a gap in the stream
+//! (a new subscription marks the cache stale), after the pass before acted, when the instance
+//! plugin changed, and at the latest every resync interval, in case an event was missed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use infrakit_spi::{Description, Instance, Result, Tags};
+
+/// What the event follower knows: is a stream live, and did something happen.
+#[derive(Debug, Default)]
+pub(crate) struct Watch {
+    live: AtomicBool,
+    stale: AtomicBool,
+}
+
+impl Watch {
+    /// A stream of the instance plugin's events is live from now on. What happened before it
+    /// was missed, so the cache is stale.
+    pub fn subscribed(&self) {
+        self.stale.store(true, Ordering::SeqCst);
+        self.live.store(true, Ordering::SeqCst);
+    }
+
+    /// The stream ended (or could not start): passes list every time until it is back.
+    pub fn lost(&self) {
+        self.live.store(false, Ordering::SeqCst);
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// An event about the group arrived.
+    pub fn changed(&self) {
+        self.stale.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stream is live, and whether the cache went stale since the last call (which
+    /// clears that, so an event arriving during the listing that follows marks it again).
+    fn take(&self) -> (bool, bool) {
+        let stale = self.stale.swap(false, Ordering::SeqCst);
+        (self.live.load(Ordering::SeqCst), stale)
+    }
+}
+
+/// Why a pass might list.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Reasons {
+    /// An event stream is live.
+    pub live: bool,
+    /// An event arrived, or the stream had a gap.
+    pub stale: bool,
+    /// The pass before acted.
+    pub acted: bool,
+}
+
+/// Whether a pass lists again, the last listing (of plugin `cached_plugin`) being `age` old.
+pub(crate) fn must_list(
+    cached: Option<(&str, Duration)>,
+    plugin: &str,
+    why: Reasons,
+    resync: Duration,
+) -> bool {
+    match cached {
+        None => true,
+        Some((cached_plugin, age)) => {
+            !why.live || why.stale || why.acted || cached_plugin != plugin || age >= resync
+        }
+    }
+}
+
+/// The last listing.
+#[derive(Debug)]
+struct Cached {
+    plugin: String,
+    descriptions: Arc<Vec<Description>>,
+    at: Instant,
+}
+
+/// One group's observed cache.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    cached: Option<Cached>,
+    acted: bool,
+}
+
+impl Listing {
+    /// The group's instances: the cached listing, or a new one from `instance` (plugin
+    /// `plugin`) when [`must_list`] says so. A failed listing empties the cache.
+    pub async fn list(
+        &mut self,
+        watch: &Watch,
+        (instance, plugin): (&dyn Instance, &str),
+        tags: &Tags,
+        resync: Duration,
+    ) -> Result<Arc<Vec<Description>>> {
+        let (live, stale) = watch.take();
+        let why = Reasons {
+            live,
+            stale,
+            acted: std::mem::take(&mut self.acted),
+        };
+        let now = Instant::now();
+        let cached = self
+            .cached
+            .as_ref()
+            .map(|c| (c.plugin.as_str(), now.saturating_duration_since(c.at)));
+        if let Some(c) = &self.cached {
+            if !must_list(cached, plugin, why, resync) {
+                return Ok(c.descriptions.clone());
+            }
+        }
+        self.cached = None;
+        let descriptions = Arc::new(instance.describe_instances(tags, true).await?);
+        self.cached = Some(Cached {
+            plugin: plugin.to_string(),
+            descriptions: descriptions.clone(),
+            at: now,
+        });
+        Ok(descriptions)
+    }
+
+    /// The pass acted: the next one lists again.
+    pub fn acted(&mut self) {
+        self.acted = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RESYNC: Duration = Duration::from_secs(30);
+
+    fn quiet() -> Reasons {
+        Reasons {
+            live: true,
+            stale: false,
+            acted: false,
+        }
+    }
+
+    #[test]
+    fn a_live_quiet_stream_reuses_the_listing_until_the_resync() {
+        let fresh = Some(("file", Duration::from_secs(1)));
+        assert!(!must_list(fresh, "file", quiet(), RESYNC));
+        assert!(must_list(Some(("file", RESYNC)), "file", quiet(), RESYNC));
+        assert!(must_list(None, "file", quiet(), RESYNC), "nothing cached");
+    }
+
+    #[test]
+    fn any_sign_of_change_lists_again() {
+        let fresh = Some(("file", Duration::ZERO));
+        let no_stream = Reasons {
+            live: false,
+            ..quiet()
+        };
+        let event = Reasons {
+            stale: true,
+            ..quiet()
+        };
+        let acted = Reasons {
+            acted: true,
+            ..quiet()
+        };
+        assert!(must_list(fresh, "file", no_stream, RESYNC), "polling");
+        assert!(must_list(fresh, "file", event, RESYNC));
+        assert!(must_list(fresh, "file", acted, RESYNC));
+        assert!(must_list(fresh, "process", quiet(), RESYNC), "new plugin");
+    }
+
+    #[test]
+    fn the_watch_reports_staleness_once_and_remembers_a_live_stream() {
+        let w = Watch::default();
+        assert_eq!(w.take(), (false, false));
+        w.subscribed();
+        assert_eq!(
+            w.take(),
+            (true, true),
+            "a new stream: what came before was missed"
+        );
+        assert_eq!(w.take(), (true, false));
+        w.changed();
+        assert_eq!(w.take(), (true, true));
+        w.lost();
+        assert_eq!(w.take(), (false, true));
+    }
+}

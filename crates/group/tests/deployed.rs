@@ -1,0 +1,254 @@
+//! The controller with its plugins behind sockets, as deployed: what crosses the sockets once a
+//! group is quiet (the observed cache and the health clock), and the health extension on the
+//! wire.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::{json, Value};
+
+use infrakit_flavor_vanilla::VanillaFlavor;
+use infrakit_group::{ControllerConfig, GroupPlugin};
+use infrakit_instance_simulator::{Simulator, SimulatorConfig};
+use infrakit_rpc::{Client, FlavorClient, Handlers, PluginServer, Plugins};
+use infrakit_spi::{
+    Allocation, Description, DestroyContext, Flavor, Group, Health, HealthCadence, HealthChecks,
+    Index, Instance, Result, Spec, Tags,
+};
+use infrakit_testkit::group::{self, ids};
+use infrakit_testkit::{eventually, until};
+
+const WITHIN: Duration = Duration::from_secs(30);
+
+/// A flavor that counts the instances it is asked about.
+struct CountingFlavor {
+    inner: VanillaFlavor,
+    judged: AtomicUsize,
+}
+
+#[async_trait]
+impl Flavor for CountingFlavor {
+    async fn validate(&self, p: &Value, a: &Allocation) -> Result<()> {
+        self.inner.validate(p, a).await
+    }
+    async fn prepare(&self, p: &Value, s: Spec, a: &Allocation, i: &Index) -> Result<Spec> {
+        self.inner.prepare(p, s, a, i).await
+    }
+    async fn healthy(&self, p: &Value, d: &Description) -> Result<Health> {
+        self.judged.fetch_add(1, Ordering::SeqCst);
+        self.inner.healthy(p, d).await
+    }
+    async fn drain(&self, p: &Value, d: &Description) -> Result<()> {
+        self.inner.drain(p, d).await
+    }
+    async fn health_cadence(&self, p: &Value) -> Result<HealthCadence> {
+        self.inner.health_cadence(p).await
+    }
+}
+
+/// An instance plugin that counts its listings.
+struct CountingInstance {
+    inner: Arc<Simulator>,
+    listings: AtomicUsize,
+}
+
+#[async_trait]
+impl Instance for CountingInstance {
+    async fn validate(&self, p: &Value) -> Result<()> {
+        self.inner.validate(p).await
+    }
+    async fn provision(&self, spec: Spec) -> Result<String> {
+        self.inner.provision(spec).await
+    }
+    async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
+        self.inner.label(id, labels).await
+    }
+    async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()> {
+        self.inner.destroy(id, context).await
+    }
+    async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        self.inner.describe_instances(tags, properties).await
+    }
+}
+
+/// Passes the controller ran for group `id`, from its metrics.
+fn passes(group: &GroupPlugin, id: &str) -> u64 {
+    let prefix = format!("infrakit_reconcile_duration_seconds_count{{group=\"{id}\"}} ");
+    group
+        .telemetry()
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits for `n` more passes of group `id`.
+async fn more_passes(group: &GroupPlugin, id: &str, n: u64) {
+    let from = passes(group, id);
+    until(&format!("{n} more passes"), WITHIN, || async {
+        passes(group, id) >= from + n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_quiet_group_is_neither_listed_nor_judged_again_and_a_change_is_seen_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let instances = Arc::new(CountingInstance {
+        inner: sim.clone(),
+        listings: AtomicUsize::new(0),
+    });
+    let flavor = Arc::new(CountingFlavor {
+        inner: VanillaFlavor::new(),
+        judged: AtomicUsize::new(0),
+    });
+    let _i = PluginServer::start(
+        &dir,
+        "instance-simulator",
+        Handlers::new()
+            .instance("", instances.clone())
+            .publisher(sim.clone()),
+    )
+    .await
+    .unwrap();
+    let _f = PluginServer::start(
+        &dir,
+        "flavor-vanilla",
+        Handlers::new().flavor("", flavor.clone()),
+    )
+    .await
+    .unwrap();
+    let config = ControllerConfig {
+        poll_interval: Duration::from_millis(20),
+        ..ControllerConfig::default()
+    };
+    let group = GroupPlugin::new(Arc::new(Plugins::new(&dir)), config);
+    group
+        .commit_group(
+            group::spec("quiet")
+                .size(20)
+                .instance("instance-simulator", Value::Null)
+                .flavor("flavor-vanilla", Value::Null)
+                .with(json!({"Health": {"UnhealthyAfter": "100ms"}}))
+                .build(),
+            false,
+        )
+        .await
+        .unwrap();
+    let before = ids(&group::converged(&group, "quiet", 20, WITHIN).await);
+    more_passes(&group, "quiet", 2).await;
+
+    let listings = instances.listings.load(Ordering::SeqCst);
+    let judged = flavor.judged.load(Ordering::SeqCst);
+    more_passes(&group, "quiet", 25).await;
+    assert_eq!(
+        instances.listings.load(Ordering::SeqCst),
+        listings,
+        "no new listing while no event says something changed"
+    );
+    assert_eq!(
+        flavor.judged.load(Ordering::SeqCst),
+        judged,
+        "no instance judged again: a flavor without a probe reads health off the description"
+    );
+
+    let victim = before.iter().next().unwrap().clone();
+    sim.set_state(&victim, "stopped");
+    let after = eventually("the stopped instance replaced", WITHIN, || async {
+        let d = group.describe_group("quiet").await.ok()?;
+        (d.converged && d.instances.len() == 20 && !ids(&d).contains(&victim)).then(|| ids(&d))
+    })
+    .await;
+    assert_eq!(before.intersection(&after).count(), 19);
+    let judged_again = flavor.judged.load(Ordering::SeqCst) - judged;
+    assert!(
+        (2..=4).contains(&judged_again),
+        "only the changed instance and its replacement are judged, not all 20 (judged {judged_again})"
+    );
+    assert!(instances.listings.load(Ordering::SeqCst) > listings);
+}
+
+#[tokio::test]
+async fn the_health_extension_is_advertised_and_judges_in_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = PluginServer::start(
+        tmp.path(),
+        "flavor-vanilla",
+        Handlers::new().flavor("", Arc::new(VanillaFlavor::new())),
+    )
+    .await
+    .unwrap();
+    let client = Client::new("flavor-vanilla", server.socket());
+    let hello = client.hello().await.unwrap();
+    assert!(hello.contains_key("FlavorHealth/0.1.0"), "{hello:?}");
+    assert!(
+        hello.contains_key("Flavor/0.1.1"),
+        "the original's versions stay"
+    );
+
+    let flavor = FlavorClient::new(client, "");
+    let no_probe = flavor.health_checks(&Value::Null).await.unwrap();
+    assert_eq!(
+        no_probe,
+        HealthChecks {
+            cadence: HealthCadence::OnChange,
+            batched: true
+        }
+    );
+    let probe = json!({"Health": {"TCP": "127.0.0.1:1", "Interval": "7s"}});
+    assert_eq!(
+        flavor.health_cadence(&probe).await.unwrap(),
+        HealthCadence::Every(Duration::from_secs(7))
+    );
+
+    let described = |id: &str, state: &str| Description {
+        id: id.into(),
+        properties: Some(json!({"State": state}).into()),
+        ..Description::default()
+    };
+    let (a, b, c) = (
+        described("a", "running"),
+        described("b", "exited"),
+        described("c", "running"),
+    );
+    let verdicts = flavor
+        .healthy_many(&Value::Null, &[&a, &b, &c])
+        .await
+        .unwrap();
+    assert_eq!(
+        verdicts,
+        vec![Health::Healthy, Health::Unhealthy, Health::Healthy],
+        "one verdict per instance, in order"
+    );
+    for d in [&a, &b, &c] {
+        let one = flavor.healthy(&Value::Null, d).await.unwrap();
+        let many = flavor.healthy_many(&Value::Null, &[d]).await.unwrap();
+        assert_eq!(vec![one], many, "the batch agrees with Flavor.Healthy");
+    }
+}
+
+#[tokio::test]
+async fn a_plugin_without_the_extension_is_asked_the_original_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A server with no flavor at all answers every FlavorHealth call "can't find", as the
+    // original's plugins do.
+    let server = PluginServer::start(
+        tmp.path(),
+        "old",
+        Handlers::new().instance("", Arc::new(Simulator::new(SimulatorConfig::default()))),
+    )
+    .await
+    .unwrap();
+    let flavor = FlavorClient::new(Client::new("old", server.socket()), "");
+    assert_eq!(
+        flavor.health_checks(&Value::Null).await.unwrap(),
+        HealthChecks::default(),
+        "every pass, one call per instance"
+    );
+}
