@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -75,6 +76,9 @@ struct Known {
 pub(crate) struct HealthClock {
     known: Option<Known>,
     memo: HashMap<String, Memo>,
+    /// The fingerprints of the last listing planned for, kept while the observed cache reuses
+    /// that listing (a weak pointer: the listing is not kept alive for them).
+    fingerprinted: Option<(Weak<Vec<Description>>, Arc<Vec<u64>>)>,
 }
 
 /// Which instances of an observation need a check, and the verdicts of the others.
@@ -86,7 +90,7 @@ pub(crate) struct Due {
     /// others until they are checked.
     pub verdicts: Vec<Verdict>,
     /// Each instance's description fingerprint (empty when every instance is checked anyway).
-    fingerprints: Vec<u64>,
+    fingerprints: Arc<Vec<u64>>,
 }
 
 impl HealthClock {
@@ -139,16 +143,21 @@ impl HealthClock {
     }
 
     /// Which of `descriptions` are due for a check at `now` under `cadence`.
-    pub fn plan(&self, cadence: HealthCadence, descriptions: &[Description], now: Instant) -> Due {
+    pub fn plan(
+        &mut self,
+        cadence: HealthCadence,
+        descriptions: &Arc<Vec<Description>>,
+        now: Instant,
+    ) -> Due {
         let n = descriptions.len();
         if cadence == HealthCadence::EveryPass {
             return Due {
                 due: (0..n).collect(),
                 verdicts: vec![Verdict::default(); n],
-                fingerprints: Vec::new(),
+                fingerprints: Arc::default(),
             };
         }
-        let fingerprints: Vec<u64> = descriptions.iter().map(fingerprint).collect();
+        let fingerprints = self.fingerprints(descriptions);
         let mut due = Vec::new();
         let mut verdicts = vec![Verdict::default(); n];
         for (i, d) in descriptions.iter().enumerate() {
@@ -164,6 +173,18 @@ impl HealthClock {
             verdicts,
             fingerprints,
         }
+    }
+
+    /// The fingerprints of `descriptions`, computed once per listing.
+    fn fingerprints(&mut self, descriptions: &Arc<Vec<Description>>) -> Arc<Vec<u64>> {
+        if let Some((listing, prints)) = &self.fingerprinted {
+            if listing.ptr_eq(&Arc::downgrade(descriptions)) {
+                return prints.clone();
+            }
+        }
+        let prints = Arc::new(descriptions.iter().map(fingerprint).collect::<Vec<u64>>());
+        self.fingerprinted = Some((Arc::downgrade(descriptions), prints.clone()));
+        prints
     }
 
     /// Remembers the answered verdicts of `checked` (the `due` of `plan`) and forgets instances
@@ -260,7 +281,7 @@ mod tests {
     async fn on_change_checks_an_instance_again_only_when_its_description_changes() {
         let mut clock = HealthClock::default();
         let cadence = HealthCadence::OnChange;
-        let a = vec![described("a", "up"), described("b", "up")];
+        let a = Arc::new(vec![described("a", "up"), described("b", "up")]);
         let now = Instant::now();
         let mut plan = clock.plan(cadence, &a, now);
         assert_eq!(plan.due, vec![0, 1]);
@@ -273,7 +294,7 @@ mod tests {
         assert_eq!(plan.verdicts, vec![Verdict::answered(Health::Healthy); 2]);
         assert_eq!(clock.next_due(cadence), None);
 
-        let b = vec![described("a", "up"), described("b", "stopped")];
+        let b = Arc::new(vec![described("a", "up"), described("b", "stopped")]);
         let plan = clock.plan(cadence, &b, Instant::now());
         assert_eq!(plan.due, vec![1], "only the changed description is due");
         assert!(!plan.verdicts[1].answered);
@@ -283,7 +304,7 @@ mod tests {
     async fn an_interval_makes_a_verdict_due_when_it_has_passed() {
         let mut clock = HealthClock::default();
         let cadence = HealthCadence::Every(Duration::from_secs(5));
-        let list = vec![described("a", "up")];
+        let list = Arc::new(vec![described("a", "up")]);
         let start = Instant::now();
         let mut plan = clock.plan(cadence, &list, start);
         all_answered(&mut plan, Health::Unhealthy);
@@ -303,14 +324,14 @@ mod tests {
     async fn unanswered_checks_and_vanished_instances_are_not_remembered() {
         let mut clock = HealthClock::default();
         let cadence = HealthCadence::OnChange;
-        let list = vec![described("a", "up"), described("b", "up")];
+        let list = Arc::new(vec![described("a", "up"), described("b", "up")]);
         let now = Instant::now();
         let mut plan = clock.plan(cadence, &list, now);
         plan.verdicts[0] = Verdict::answered(Health::Healthy); // b's check failed
         clock.record(&list, &plan, now);
         assert_eq!(clock.plan(cadence, &list, now).due, vec![1]);
 
-        let only_b = vec![described("b", "up")];
+        let only_b = Arc::new(vec![described("b", "up")]);
         let mut plan = clock.plan(cadence, &only_b, now);
         all_answered(&mut plan, Health::Healthy);
         clock.record(&only_b, &plan, now);
@@ -321,7 +342,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn every_pass_checks_everything_and_remembers_nothing() {
         let mut clock = HealthClock::default();
-        let list = vec![described("a", "up")];
+        let list = Arc::new(vec![described("a", "up")]);
         let now = Instant::now();
         let mut plan = clock.plan(HealthCadence::EveryPass, &list, now);
         all_answered(&mut plan, Health::Healthy);
