@@ -87,6 +87,7 @@ pub(crate) async fn observe(
     Ok(Observation {
         descriptions,
         verdicts: due.verdicts,
+        judged: due.due.len(),
         next_check: clock.next_due(checks.cadence),
     })
 }
@@ -101,6 +102,8 @@ const BATCHES_AT_ONCE: usize = 4;
 pub(crate) struct Observation {
     pub descriptions: Arc<Vec<Description>>,
     pub verdicts: Vec<Verdict>,
+    /// How many instances the flavor was asked about (the others kept their last verdict).
+    pub judged: usize,
     /// When a remembered verdict expires (a probe's interval passing), if one does.
     pub next_check: Option<Instant>,
 }

@@ -113,6 +113,7 @@ async fn run(
     let mut pace = Pace::default();
     let mut health = HealthClock::default();
     let mut listing = Listing::default();
+    let mut quiet = None;
     let mut delay = std::time::Duration::ZERO;
     loop {
         tokio::select! {
@@ -130,6 +131,7 @@ async fn run(
             progress: &mut progress,
             health: &mut health,
             listing: &mut listing,
+            quiet: &mut quiet,
         };
         let result = reconcile(&ctx, &state, &current, &mut memory).await;
         let metrics = &ctx.config.telemetry.metrics;
@@ -142,10 +144,13 @@ async fn run(
                 seen,
                 next_check,
             }) => {
-                view.record(&current.id, metrics);
-                state.record_pass(|snap| {
-                    snap.passed(current.clone(), outcome == Outcome::Converged, view)
-                });
+                // A quiet pass leaves the last view as it was.
+                if let Some(view) = view {
+                    view.record(&current.id, metrics);
+                    state.record_pass(|snap| {
+                        snap.passed(current.clone(), outcome == Outcome::Converged, view)
+                    });
+                }
                 delay = pace.next(Some((outcome, seen)), poll);
                 // A remembered verdict expiring is a reason to look again.
                 if let Some(at) = next_check {
@@ -172,12 +177,37 @@ struct Memory<'a> {
     progress: &'a mut Progress,
     health: &'a mut HealthClock,
     listing: &'a mut Listing,
+    /// Set by a pass that converged with nothing to do: what it saw.
+    quiet: &'a mut Option<Quiet>,
+}
+
+/// What a converged pass with nothing to do saw. A later pass that sees exactly the same (the
+/// same listing, reused from the observed cache, no verdict asked again, the same settings in
+/// force and the same rollout state) would decide the same: it stops there (see
+/// [`Quiet::holds`]).
+struct Quiet {
+    settings: Arc<Settings>,
+    listing: std::sync::Weak<Vec<infrakit_spi::Description>>,
+    rollout: RolloutState,
+    seen: u64,
+}
+
+impl Quiet {
+    /// Whether a pass against `settings` that observed `observed` sees what this one saw.
+    fn holds(&self, state: &GroupState, settings: &Arc<Settings>, observed: &Observation) -> bool {
+        observed.judged == 0
+            && Arc::ptr_eq(&self.settings, settings)
+            && state.is_current(settings)
+            && self.listing.ptr_eq(&Arc::downgrade(&observed.descriptions))
+            && *state.rollout() == self.rollout
+    }
 }
 
 /// What a pass that ran reports.
 struct Passed {
     outcome: Outcome,
-    view: View,
+    /// What `DescribeGroup` shows from now on (none: the last view stands).
+    view: Option<View>,
     /// A digest of the observation (see [`Observation::digest`]).
     seen: u64,
     /// When a health verdict expires, if one does.
@@ -197,11 +227,25 @@ async fn reconcile(
         progress,
         health,
         listing,
+        quiet,
     } = memory;
     // Observe.
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let plugins = (instance.as_ref(), flavor.as_ref());
     let observed = observe(ctx, (settings, &state.watch), plugins, (listing, health)).await?;
+    if let Some(q) = quiet
+        .as_ref()
+        .filter(|q| q.holds(state, settings, &observed))
+    {
+        state.flush(ctx).await;
+        return Ok(Passed {
+            outcome: Outcome::Converged,
+            view: None,
+            seen: q.seen,
+            next_check: observed.next_check,
+        });
+    }
+    **quiet = None;
     let now = Instant::now();
     let members = gather(ctx, state, settings, &observed, history, now).await;
     let lost = history.take_lost();
@@ -232,10 +276,21 @@ async fn reconcile(
         .await?
     };
     let view = status(settings, &state.rollout(), members, &decision.plan);
+    let seen = observed.digest();
+    let nothing_to_do =
+        decision.plan.actions.is_empty() && matches!(decision.transition, Transition::None);
+    if outcome == Outcome::Converged && nothing_to_do {
+        **quiet = Some(Quiet {
+            settings: settings.clone(),
+            listing: Arc::downgrade(&observed.descriptions),
+            rollout,
+            seen,
+        });
+    }
     Ok(Passed {
         outcome,
-        view,
-        seen: observed.digest(),
+        view: Some(view),
+        seen,
         next_check: observed.next_check,
     })
 }

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use infrakit_spi::group::{ConfigState, GroupStatus, InstanceStatus, RolloutStatus, Wait};
 use infrakit_spi::Health;
 
@@ -89,6 +91,8 @@ pub(crate) struct View {
     message: String,
     waiting: Option<Wait>,
     rollout: Option<RolloutStatus>,
+    /// When the pass saw it: ages are reported as of the moment they are asked for.
+    taken: Option<Instant>,
 }
 
 /// One instance in a [`View`]: what the status reports of it and no more (a view of every
@@ -136,6 +140,7 @@ impl View {
 
     /// The extended status `DescribeGroup` reports.
     fn status(&self) -> GroupStatus {
+        let since = self.taken.map_or(0, |t| t.elapsed().as_secs());
         GroupStatus {
             desired: self.desired,
             actual: self.instances.len(),
@@ -154,7 +159,7 @@ impl View {
                         ConfigState::Old
                     },
                     health: m.health,
-                    age_seconds: m.age_seconds,
+                    age_seconds: m.age_seconds + since,
                 })
                 .collect(),
             rollout: self.rollout.clone(),
@@ -208,6 +213,7 @@ pub(crate) fn status(
             .collect(),
         message,
         waiting,
+        taken: Some(Instant::now()),
     }
 }
 
