@@ -79,6 +79,11 @@ pub(crate) struct HealthClock {
     /// The fingerprints of the last listing planned for, kept while the observed cache reuses
     /// that listing (a weak pointer: the listing is not kept alive for them).
     fingerprinted: Option<(Weak<Vec<Description>>, Arc<Vec<u64>>)>,
+    /// The verdicts of the last listing planned for when every one of them was answered: while
+    /// that listing is reused and no verdict has expired, a plan is a copy of them.
+    settled: Option<(Weak<Vec<Description>>, Vec<Verdict>)>,
+    /// When the earliest remembered verdict expires (under `Every`).
+    earliest: Option<Instant>,
 }
 
 /// Which instances of an observation need a check, and the verdicts of the others.
@@ -91,6 +96,8 @@ pub(crate) struct Due {
     pub verdicts: Vec<Verdict>,
     /// Each instance's description fingerprint (empty when every instance is checked anyway).
     fingerprints: Arc<Vec<u64>>,
+    /// Planned under [`HealthCadence::EveryPass`]: nothing is remembered.
+    every_pass: bool,
 }
 
 impl HealthClock {
@@ -132,6 +139,8 @@ impl HealthClock {
             .is_none_or(|k| k.checks.cadence != checks.cadence || k.properties != *properties);
         if changed {
             self.memo.clear();
+            self.settled = None;
+            self.earliest = None;
         }
         self.known = Some(Known {
             plugin: plugin.to_string(),
@@ -155,9 +164,21 @@ impl HealthClock {
                 due: (0..n).collect(),
                 verdicts: vec![Verdict::default(); n],
                 fingerprints: Arc::default(),
+                every_pass: true,
             };
         }
         let fingerprints = self.fingerprints(descriptions);
+        if let Some((listing, verdicts)) = &self.settled {
+            let expired = self.next_due(cadence).is_some_and(|t| t <= now);
+            if !expired && listing.ptr_eq(&Arc::downgrade(descriptions)) {
+                return Due {
+                    due: Vec::new(),
+                    verdicts: verdicts.clone(),
+                    fingerprints,
+                    every_pass: false,
+                };
+            }
+        }
         let mut due = Vec::new();
         let mut verdicts = vec![Verdict::default(); n];
         for (i, d) in descriptions.iter().enumerate() {
@@ -172,6 +193,7 @@ impl HealthClock {
             due,
             verdicts,
             fingerprints,
+            every_pass: false,
         }
     }
 
@@ -189,11 +211,14 @@ impl HealthClock {
 
     /// Remembers the answered verdicts of `checked` (the `due` of `plan`) and forgets instances
     /// no longer listed.
-    pub fn record(&mut self, descriptions: &[Description], plan: &Due, now: Instant) {
-        if plan.fingerprints.is_empty() {
+    pub fn record(&mut self, descriptions: &Arc<Vec<Description>>, plan: &Due, now: Instant) {
+        if plan.every_pass {
             self.memo.clear();
+            self.settled = None;
+            self.earliest = None;
             return;
         }
+        let mut changed = !plan.due.is_empty();
         for &i in &plan.due {
             let v = plan.verdicts[i];
             let id = &descriptions[i].id;
@@ -212,13 +237,22 @@ impl HealthClock {
             let listed: std::collections::HashSet<&str> =
                 descriptions.iter().map(|d| d.id.as_str()).collect();
             self.memo.retain(|id, _| listed.contains(id.as_str()));
+            changed = true;
         }
+        if changed {
+            self.earliest = self.memo.values().map(|m| m.at).min();
+        }
+        self.settled = plan
+            .verdicts
+            .iter()
+            .all(|v| v.answered)
+            .then(|| (Arc::downgrade(descriptions), plan.verdicts.clone()));
     }
 
     /// When the next remembered verdict expires under `cadence`, if ever.
     pub fn next_due(&self, cadence: HealthCadence) -> Option<Instant> {
         match cadence {
-            HealthCadence::Every(interval) => self.memo.values().map(|m| m.at + interval).min(),
+            HealthCadence::Every(interval) => self.earliest.map(|at| at + interval),
             HealthCadence::EveryPass | HealthCadence::OnChange => None,
         }
     }
