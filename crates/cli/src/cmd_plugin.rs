@@ -63,6 +63,17 @@ pub fn option_args(opts: &PluginOptions) -> Result<Vec<String>> {
     Ok(args)
 }
 
+/// mimalloc's settings for background daemons (long-lived, several per machine, mostly idle):
+/// memory freed after a burst of work (a listing, a convergence) goes back to the system at once
+/// instead of after a second, and arenas are committed as they are used rather than up front.
+/// Measured with three plugin processes at 1,000 instances: 136 MiB resident in all with
+/// mimalloc's defaults, 47 MiB with these (docs/benchmarks.md). Set in the environment, they
+/// win.
+const DAEMON_ALLOCATOR: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "0"),
+    ("MIMALLOC_ARENA_EAGER_COMMIT", "0"),
+];
+
 /// Starts `infrakit <args>` in the background, logging to `$INFRAKIT_HOME/logs/<name>.log`, and
 /// waits until something answers on the socket of `name`.
 pub async fn spawn_background(name: &str, args: &[String]) -> Result<()> {
@@ -88,6 +99,11 @@ async fn spawn_program(program: &Path, name: &str, args: &[String]) -> Result<()
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
+    for (var, value) in DAEMON_ALLOCATOR {
+        if std::env::var_os(var).is_none() {
+            cmd.env(var, value);
+        }
+    }
     // Its own process group, so a Ctrl-C in this terminal does not stop it.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
