@@ -173,7 +173,8 @@ pub async fn serve(
             let dir = opts.dir.clone().unwrap_or_else(|| state_dir(name));
             let p = Arc::new(FilePlugin::new(dir).with_context(|| format!("opening {name}"))?);
             plugins.register_instance(name, p.clone());
-            Handlers::new().instance("", p)
+            plugins.register_publisher(name, p.clone());
+            Handlers::new().instance("", p.clone()).publisher(p)
         }
         Kind::InstanceSimulator => {
             let p = Arc::new(Simulator::new(SimulatorConfig {

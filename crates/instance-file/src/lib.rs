@@ -10,20 +10,59 @@
 //! The file name is the instance ID. Deleting a file by hand is how a test kills an instance;
 //! editing its tags by hand changes what the group controller sees. Files are written atomically
 //! (a temporary file in the same directory, then a rename), so a reader never sees half a file.
+//!
+//! # Events
+//!
+//! The plugin watches its directory (inotify) and publishes an instance event ([`Publisher`],
+//! topic `/instance/<kind>`, data `{"Tags": {...}}`) for every instance file that appears
+//! ([`CREATED`]), changes ([`CHANGED`]) or goes away ([`DESTROYED`], with the tags the file last
+//! had), whoever did it: `Provision`, `Label` and `Destroy` as much as a person running
+//! `rm instance-123`. So a group controller replaces a deleted instance at once instead of on its
+//! next poll. The temporary files of atomic writes are not instances and make no events: a
+//! provision is one `created`. A file written in place is read when its writer closes it. If the
+//! system cannot watch the directory (inotify limits), the plugin works without events.
+//!
+//! # Memory
+//!
+//! The plugin keeps what each file holds (tags, logical ID, and the spec as compact JSON text,
+//! a few hundred bytes an instance) keyed by the file's inode, size and times. A describe lists
+//! the directory and `stat`s each file, and reads only the files that changed since; so a group
+//! polling `DescribeInstances` every 100 ms costs a directory listing, not a parse of every file.
+//! File work runs on tokio's blocking threads, at most [`IO_PARALLELISM`] tasks of a plugin at a
+//! time (a burst of parallel provisions does not grow the blocking pool to dozens of threads,
+//! each keeping memory of its own in the allocator). The watcher is one thread, which stops when
+//! the plugin's last clone is dropped.
+
+mod cache;
+mod watch;
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use async_trait::async_trait;
-use infrakit_spi::instance::{tags_match, Properties};
+use infrakit_spi::event::{Event, Publisher};
+use infrakit_spi::instance::tags_match;
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use tokio::sync::{broadcast, Semaphore};
+
+use crate::cache::{load, Cache, Stamp};
 
 /// Prefix of every instance file name (and so of every instance ID).
 pub const ID_PREFIX: &str = "instance-";
+/// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
+pub const EVENT_CAPACITY: usize = 1024;
+/// How many file-system tasks of one plugin run at once (on tokio's blocking threads).
+pub const IO_PARALLELISM: usize = 2;
+/// Event kind: an instance file appeared.
+pub const CREATED: &str = "created";
+/// Event kind: an instance file's tags, logical ID or spec changed.
+pub const CHANGED: &str = "changed";
+/// Event kind: an instance file was deleted (or stopped being a readable instance file).
+pub const DESTROYED: &str = "destroyed";
 
 /// The content of one instance file: the description fields plus the spec.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,45 +85,225 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
-/// The file instance plugin. Cheap to clone; clones share the directory and its write lock.
+/// The file instance plugin. Cheap to clone; clones share the directory, what is known of its
+/// files, the events and the watcher, which stops when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct FilePlugin {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     dir: PathBuf,
     /// Serialises read-modify-write cycles (Label) against each other and against Destroy.
-    lock: Arc<Mutex<()>>,
+    lock: Mutex<()>,
+    /// What each file held when last read.
+    cache: Mutex<Cache>,
+    events: broadcast::Sender<Event>,
+    /// Bounds the plugin's tasks on the blocking threads.
+    io: Arc<Semaphore>,
+    /// Watches `dir`; `None` when the system would not. Dropped with the plugin, which ends
+    /// its thread.
+    watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("dir", &self.dir)
+            .field("watching", &self.watcher.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl FilePlugin {
-    /// A plugin keeping its instances in `dir`, which is created if it does not exist.
+    /// A plugin keeping its instances in `dir`, which is created if it does not exist. Reads the
+    /// files there and starts watching the directory (no tokio runtime needed).
     pub fn new(dir: PathBuf) -> Result<Self> {
+        Self::open(dir, true)
+    }
+
+    fn open(dir: PathBuf, watch: bool) -> Result<Self> {
         fs::create_dir_all(&dir)
             .map_err(|e| Error::caused(format!("cannot create {}", dir.display()), e))?;
-        Ok(FilePlugin {
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        // Watch first, then read what is there, so no change falls between the two.
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
+            watcher: if watch {
+                watch::start(&dir, weak.clone())
+            } else {
+                None
+            },
             dir,
-            lock: Arc::new(Mutex::new(())),
-        })
+            lock: Mutex::new(()),
+            cache: Mutex::new(Cache::default()),
+            events,
+            io: Arc::new(Semaphore::new(IO_PARALLELISM)),
+        });
+        inner
+            .refresh(false)
+            .map_err(|e| io_error("list", &inner.dir, e))?;
+        Ok(FilePlugin { inner })
     }
 
     /// The directory holding the instance files.
     pub fn dir(&self) -> &Path {
-        &self.dir
+        &self.inner.dir
+    }
+
+    /// True when the plugin watches its directory and so publishes events.
+    pub fn watching(&self) -> bool {
+        self.inner.watcher.is_some()
     }
 
     /// The path of the file of instance `id`, or `None` when `id` cannot be a file name here.
     fn path_of(&self, id: &str) -> Option<PathBuf> {
-        valid_id(id).then(|| self.dir.join(id))
+        valid_id(id).then(|| self.inner.dir.join(id))
     }
 
-    /// Runs blocking file-system work off the async worker threads.
+    /// Runs blocking file-system work on tokio's blocking threads, [`IO_PARALLELISM`] at a time.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(FilePlugin) -> Result<T> + Send + 'static,
+        F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || f(this))
+        let permit = self
+            .inner
+            .io
+            .clone()
+            .acquire_owned()
             .await
-            .map_err(|e| Error::caused("file plugin task failed", e))?
+            .map_err(|e| Error::caused("file plugin closed", e))?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            // Held until the work is done, even when the caller stops waiting.
+            let _permit = permit;
+            f(&inner)
+        })
+        .await
+        .map_err(|e| Error::caused("file plugin task failed", e))?
+    }
+}
+
+impl Inner {
+    fn cache(&self) -> MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads file `name` (or finds it gone) and records it, publishing the event it amounts to
+    /// when `publish`. The file is read under the cache's lock, so of two looks at a file (the
+    /// watcher's and a describe's) the one recorded last also read last: an older content never
+    /// overwrites a newer one, and events come in the order of the changes.
+    fn look(&self, name: &str, publish: bool) {
+        let mut cache = self.cache();
+        let seen = load(&self.dir.join(name));
+        if let Some(event) = cache.record(name, seen).filter(|_| publish) {
+            tracing::debug!(id = %event.id, kind = %event.kind, "{}", event.message);
+            // No subscriber is not an error.
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// The name of `path` when it is a possible instance file of this directory.
+    fn name_in_dir<'p>(&self, path: &'p Path) -> Option<&'p str> {
+        let name = path.file_name()?.to_str()?;
+        (valid_id(name) && path.parent() == Some(self.dir.as_path())).then_some(name)
+    }
+
+    /// The regular files of the directory that could be instances, with their stamps, by name.
+    fn list(&self) -> io::Result<Vec<(String, Stamp)>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if !valid_id(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(m) => out.push((name, Stamp::of(&m))),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::debug!(file = %name, error = %e, "cannot stat instance file"),
+            }
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Lists the directory and reads the files whose stamps moved since they were last read.
+    fn read_changed(&self, publish: bool) -> io::Result<Vec<(String, Stamp)>> {
+        let listing = self.list()?;
+        let stale: Vec<&str> = {
+            let cache = self.cache();
+            listing
+                .iter()
+                .filter(|(name, stamp)| cache.stamp(name) != Some(*stamp))
+                .map(|(name, _)| name.as_str())
+                .collect()
+        };
+        for name in stale {
+            self.look(name, publish);
+        }
+        Ok(listing)
+    }
+
+    /// Forgets the files known but not in `listing` that are indeed gone.
+    fn forget_missing(&self, listing: &[(String, Stamp)], publish: bool) {
+        let missing: Vec<String> = {
+            let cache = self.cache();
+            cache
+                .names()
+                .filter(|n| {
+                    listing
+                        .binary_search_by(|(l, _)| l.as_str().cmp(n))
+                        .is_err()
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        for name in missing {
+            self.look(&name, publish);
+        }
+    }
+
+    /// Reads every changed file and forgets the vanished ones: at start (silently), and when
+    /// the watcher may have missed changes.
+    fn resync(&self, publish: bool) {
+        if let Err(e) = self.refresh(publish) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "cannot list instance files");
+        }
+    }
+
+    fn refresh(&self, publish: bool) -> io::Result<()> {
+        let listing = self.read_changed(publish)?;
+        self.forget_missing(&listing, publish);
+        Ok(())
+    }
+
+    fn describe(&self, want: &Tags, properties: bool) -> Result<Vec<Description>> {
+        let listing = self
+            .read_changed(true)
+            .map_err(|e| io_error("list", &self.dir, e))?;
+        // Deletions are the watcher's to notice (and to tell, with the tags the file had); a
+        // file missing from the listing is simply not described. Without a watcher, forget
+        // them here.
+        if self.watcher.is_none() {
+            self.forget_missing(&listing, true);
+        }
+        let cache = self.cache();
+        Ok(listing
+            .iter()
+            .filter_map(|(name, _)| {
+                let known = cache.get(name)?;
+                tags_match(&known.tags, want).then(|| Description {
+                    id: name.clone(),
+                    logical_id: known.logical_id.clone(),
+                    tags: known.tags.clone(),
+                    properties: properties.then(|| known.properties.clone()),
+                    created: None,
+                })
+            })
+            .collect())
     }
 }
 
@@ -133,6 +352,12 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
+impl Publisher for FilePlugin {
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+}
+
 #[async_trait]
 impl Instance for FilePlugin {
     async fn validate(&self, properties: &Value) -> Result<()> {
@@ -141,10 +366,10 @@ impl Instance for FilePlugin {
 
     async fn provision(&self, spec: Spec) -> Result<String> {
         check_properties(&spec.properties)?;
-        self.blocking(move |this| {
+        self.blocking(move |inner| {
             loop {
                 let id = format!("{ID_PREFIX}{}", rand::random::<u64>() >> 1);
-                let path = this.dir.join(&id);
+                let path = inner.dir.join(&id);
                 if path.exists() {
                     continue; // astronomically unlikely; pick another number
                 }
@@ -167,8 +392,8 @@ impl Instance for FilePlugin {
             return Err(Error::instance_not_found(id));
         };
         let (id, labels) = (id.to_string(), labels.clone());
-        self.blocking(move |this| {
-            let _guard = this.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.blocking(move |inner| {
+            let _guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
             let mut file = match read_instance(&path) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -187,8 +412,8 @@ impl Instance for FilePlugin {
         let Some(path) = self.path_of(id) else {
             return Ok(()); // no such file can exist, so the instance is already gone
         };
-        self.blocking(move |this| {
-            let _guard = this.lock.lock().unwrap_or_else(|e| e.into_inner());
+        self.blocking(move |inner| {
+            let _guard = inner.lock.lock().unwrap_or_else(|e| e.into_inner());
             match fs::remove_file(&path) {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
@@ -200,47 +425,8 @@ impl Instance for FilePlugin {
 
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
         let want = tags.clone();
-        self.blocking(move |this| {
-            let entries = fs::read_dir(&this.dir).map_err(|e| io_error("list", &this.dir, e))?;
-            let mut out = Vec::new();
-            for entry in entries {
-                let entry = entry.map_err(|e| io_error("list", &this.dir, e))?;
-                let Ok(name) = entry.file_name().into_string() else {
-                    continue;
-                };
-                if !valid_id(&name) || !entry.file_type().is_ok_and(|t| t.is_file()) {
-                    continue;
-                }
-                let file = match read_instance(&entry.path()) {
-                    Ok(f) => f,
-                    Err(e) => {
-                        tracing::debug!(file = %name, error = %e, "skipping unreadable instance file");
-                        continue;
-                    }
-                };
-                if !tags_match(&file.tags, &want) {
-                    continue;
-                }
-                let props = if properties {
-                    Some(
-                        Properties::from_serialize(&file.spec)
-                            .map_err(|e| Error::plugin(e.to_string()))?,
-                    )
-                } else {
-                    None
-                };
-                out.push(Description {
-                    id: name,
-                    logical_id: file.logical_id,
-                    tags: file.tags,
-                    properties: props,
-                    created: None,
-                });
-            }
-            out.sort_by(|a, b| a.id.cmp(&b.id));
-            Ok(out)
-        })
-        .await
+        self.blocking(move |inner| inner.describe(&want, properties))
+            .await
     }
 }
 
@@ -424,6 +610,38 @@ mod tests {
             .await
             .unwrap()
             .is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_watcher_describes_find_the_changes_and_publish_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = FilePlugin::open(tmp.path().join("instances"), false).unwrap();
+        assert!(!p.watching());
+        let mut rx = p.subscribe();
+        let id = p.provision(spec("a")).await.unwrap();
+        assert!(rx.try_recv().is_err(), "nobody looked yet");
+        assert_eq!(
+            p.describe_instances(&Tags::new(), false)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let e = rx.try_recv().unwrap();
+        assert_eq!((e.kind.as_str(), e.id.as_str()), (CREATED, id.as_str()));
+
+        fs::remove_file(p.dir().join(&id)).unwrap();
+        assert!(p
+            .describe_instances(&Tags::new(), false)
+            .await
+            .unwrap()
+            .is_empty());
+        let e = rx.try_recv().unwrap();
+        assert_eq!((e.kind.as_str(), e.id.as_str()), (DESTROYED, id.as_str()));
+        assert_eq!(e.data["Tags"]["infrakit.group"], json!("a"));
+        assert!(rx.try_recv().is_err(), "once");
+        p.describe_instances(&Tags::new(), false).await.unwrap();
+        assert!(rx.try_recv().is_err(), "once");
     }
 
     #[tokio::test]
