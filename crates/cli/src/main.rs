@@ -33,10 +33,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // A plugin alone in its process may want fewer workers than one per core.
+    if let Command::Plugin(cli::PluginCommand::Run { kind, .. }) = &cli.command {
+        if let Some(n) = kind
+            .parse::<builtin::Kind>()
+            .ok()
+            .and_then(builtin::Kind::async_workers)
+        {
+            runtime.worker_threads(n);
+        }
+    }
+    let runtime = match runtime.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

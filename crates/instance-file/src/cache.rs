@@ -132,6 +132,11 @@ impl Cache {
         self.entries.get(name)?.known.as_ref()
     }
 
+    /// How many files were seen.
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
     /// The names of the files seen.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.entries.keys().map(String::as_str)

@@ -28,12 +28,13 @@
 //! a few hundred bytes an instance) keyed by the file's inode, size and times. A describe lists
 //! the directory and `stat`s each file, and reads only the files that changed since; so a group
 //! polling `DescribeInstances` every 100 ms costs a directory listing, not a parse of every file.
-//! File work runs on tokio's blocking threads, at most [`IO_PARALLELISM`] tasks of a plugin at a
-//! time (a burst of parallel provisions does not grow the blocking pool to dozens of threads,
-//! each keeping memory of its own in the allocator). The watcher is one thread, which stops when
-//! the plugin's last clone is dropped.
+//! File work runs on [`IO_THREADS`] threads of the plugin's own, not on tokio's blocking pool,
+//! which a burst of parallel provisions grows to dozens of threads that a describe every 100 ms
+//! then keeps alive, each holding memory of its own in the allocator. The watcher is one more
+//! thread. They all stop when the plugin's last clone is dropped.
 
 mod cache;
+mod pool;
 mod watch;
 
 use std::fs;
@@ -47,16 +48,17 @@ use infrakit_spi::instance::tags_match;
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::{broadcast, Semaphore};
+use tokio::sync::broadcast;
 
 use crate::cache::{load, Cache, Stamp};
+use crate::pool::Pool;
 
 /// Prefix of every instance file name (and so of every instance ID).
 pub const ID_PREFIX: &str = "instance-";
 /// Capacity of the event channel; slow subscribers lose the oldest events beyond this.
 pub const EVENT_CAPACITY: usize = 1024;
-/// How many file-system tasks of one plugin run at once (on tokio's blocking threads).
-pub const IO_PARALLELISM: usize = 2;
+/// The threads a plugin reads and writes its files on.
+pub const IO_THREADS: usize = 2;
 /// Event kind: an instance file appeared.
 pub const CREATED: &str = "created";
 /// Event kind: an instance file's tags, logical ID or spec changed.
@@ -99,8 +101,8 @@ struct Inner {
     /// What each file held when last read.
     cache: Mutex<Cache>,
     events: broadcast::Sender<Event>,
-    /// Bounds the plugin's tasks on the blocking threads.
-    io: Arc<Semaphore>,
+    /// The threads doing the file work; they end when the plugin is dropped.
+    io: Pool,
     /// Watches `dir`; `None` when the system would not. Dropped with the plugin, which ends
     /// its thread.
     watcher: Option<notify::RecommendedWatcher>,
@@ -126,6 +128,7 @@ impl FilePlugin {
         fs::create_dir_all(&dir)
             .map_err(|e| Error::caused(format!("cannot create {}", dir.display()), e))?;
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let io = Pool::start(IO_THREADS).map_err(|e| Error::caused("cannot start threads", e))?;
         // Watch first, then read what is there, so no change falls between the two.
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             watcher: if watch {
@@ -137,7 +140,7 @@ impl FilePlugin {
             lock: Mutex::new(()),
             cache: Mutex::new(Cache::default()),
             events,
-            io: Arc::new(Semaphore::new(IO_PARALLELISM)),
+            io,
         });
         inner
             .refresh(false)
@@ -160,27 +163,14 @@ impl FilePlugin {
         valid_id(id).then(|| self.inner.dir.join(id))
     }
 
-    /// Runs blocking file-system work on tokio's blocking threads, [`IO_PARALLELISM`] at a time.
+    /// Runs blocking file-system work on the plugin's threads.
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
     {
-        let permit = self
-            .inner
-            .io
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|e| Error::caused("file plugin closed", e))?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || {
-            // Held until the work is done, even when the caller stops waiting.
-            let _permit = permit;
-            f(&inner)
-        })
-        .await
-        .map_err(|e| Error::caused("file plugin task failed", e))?
+        self.inner.io.run(move || f(&inner)).await
     }
 }
 
@@ -211,7 +201,8 @@ impl Inner {
 
     /// The regular files of the directory that could be instances, with their stamps, by name.
     fn list(&self) -> io::Result<Vec<(String, Stamp)>> {
-        let mut out = Vec::new();
+        // Sized for what was there last time: no reallocations as it grows.
+        let mut out = Vec::with_capacity(self.cache().len() + 16);
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
             let Ok(name) = entry.file_name().into_string() else {
@@ -280,7 +271,8 @@ impl Inner {
         Ok(())
     }
 
-    fn describe(&self, want: &Tags, properties: bool) -> Result<Vec<Description>> {
+    /// The instance files now, by name, having read those that changed.
+    fn current(&self) -> Result<Vec<(String, Stamp)>> {
         let listing = self
             .read_changed(true)
             .map_err(|e| io_error("list", &self.dir, e))?;
@@ -290,20 +282,29 @@ impl Inner {
         if self.watcher.is_none() {
             self.forget_missing(&listing, true);
         }
+        Ok(listing)
+    }
+
+    /// The descriptions of the instances of `listing` that carry `want`.
+    fn describe(
+        &self,
+        listing: Vec<(String, Stamp)>,
+        want: &Tags,
+        properties: bool,
+    ) -> Vec<Description> {
         let cache = self.cache();
-        Ok(listing
-            .iter()
-            .filter_map(|(name, _)| {
-                let known = cache.get(name)?;
-                tags_match(&known.tags, want).then(|| Description {
-                    id: name.clone(),
-                    logical_id: known.logical_id.clone(),
-                    tags: known.tags.clone(),
-                    properties: properties.then(|| known.properties.clone()),
-                    created: None,
-                })
+        let mut out = Vec::with_capacity(listing.len());
+        out.extend(listing.into_iter().filter_map(|(name, _)| {
+            let known = cache.get(&name)?;
+            tags_match(&known.tags, want).then(|| Description {
+                id: name,
+                logical_id: known.logical_id.clone(),
+                tags: known.tags.clone(),
+                properties: properties.then(|| known.properties.clone()),
+                created: None,
             })
-            .collect())
+        }));
+        out
     }
 }
 
@@ -424,9 +425,11 @@ impl Instance for FilePlugin {
     }
 
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>> {
-        let want = tags.clone();
-        self.blocking(move |inner| inner.describe(&want, properties))
-            .await
+        let listing = self.blocking(|inner| inner.current()).await?;
+        // Built here rather than on the file-system thread: the descriptions are written out
+        // and freed on this thread, and memory allocated and freed on the same thread is
+        // reused at once by the allocator.
+        Ok(self.inner.describe(listing, tags, properties))
     }
 }
 

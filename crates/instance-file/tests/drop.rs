@@ -1,19 +1,30 @@
-//! Dropping the plugin stops its watcher. A test binary of its own: it counts the threads of
-//! the process, which other tests running beside it would change.
+//! Dropping the plugin stops its threads: the watcher and the file-system threads. A test binary
+//! of its own: it counts the threads of the process, which other tests running beside it would
+//! change.
 
 use std::time::{Duration, Instant};
 
-use infrakit_instance_file::FilePlugin;
+use infrakit_instance_file::{FilePlugin, IO_THREADS};
 use infrakit_spi::event::Publisher;
 use tokio::sync::broadcast::error::TryRecvError;
 
-/// Threads of this process named like `notify`'s inotify thread (`comm` keeps 15 bytes).
-fn watcher_threads() -> usize {
+/// Threads of this process whose name starts with `prefix` (`comm` keeps 15 bytes of it).
+fn threads(prefix: &str) -> usize {
     std::fs::read_dir("/proc/self/task")
         .unwrap()
         .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-        .filter(|comm| comm.starts_with("notify-rs inoti"))
+        .filter(|comm| comm.starts_with(prefix))
         .count()
+}
+
+/// `notify`'s inotify thread.
+fn watcher_threads() -> usize {
+    threads("notify-rs inoti")
+}
+
+/// The plugin's file-system threads.
+fn io_threads() -> usize {
+    threads("instance-file-i")
 }
 
 /// Polls `f` until it holds, failing after ten seconds.
@@ -26,13 +37,14 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 #[test]
-fn dropping_the_last_clone_stops_the_watcher_thread_and_closes_the_events() {
+fn dropping_the_last_clone_stops_the_threads_and_closes_the_events() {
     let tmp = tempfile::tempdir().unwrap();
-    assert_eq!(watcher_threads(), 0);
+    assert_eq!((watcher_threads(), io_threads()), (0, 0));
     let p = FilePlugin::new(tmp.path().join("instances")).unwrap();
     let clone = p.clone();
     let mut rx = p.subscribe();
     eventually("one watcher thread", || watcher_threads() == 1);
+    assert_eq!(io_threads(), IO_THREADS);
 
     drop(p);
     std::fs::write(clone.dir().join("instance-1"), "{}").unwrap();
@@ -44,4 +56,5 @@ fn dropping_the_last_clone_stops_the_watcher_thread_and_closes_the_events() {
     drop(clone);
     assert!(matches!(rx.try_recv(), Err(TryRecvError::Closed)));
     eventually("the watcher thread ended", || watcher_threads() == 0);
+    eventually("the file-system threads ended", || io_threads() == 0);
 }
