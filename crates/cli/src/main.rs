@@ -27,7 +27,8 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 /// mimalloc: faster than the system allocator for the controller's many small allocations, and
-/// it gives freed memory back to the system soon after a reconcile of a large group.
+/// it gives freed memory back to the system soon after a reconcile of a large group. Built
+/// without transparent huge pages (the workspace's `Cargo.toml` says why).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
