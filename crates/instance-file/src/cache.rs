@@ -16,7 +16,7 @@ use infrakit_spi::instance::Properties;
 use infrakit_spi::Tags;
 use serde_json::json;
 
-use crate::{InstanceFile, CHANGED, CREATED, DESTROYED};
+use crate::record::{InstanceFile, CHANGED, CREATED, DESTROYED};
 
 /// A file's identity, size and times: when none of them moved, neither did its content (short
 /// of an in-place rewrite of the same size within one tick of the kernel's clock, which the

@@ -35,6 +35,7 @@
 
 mod cache;
 mod pool;
+mod record;
 mod watch;
 
 use std::fs;
@@ -46,7 +47,6 @@ use async_trait::async_trait;
 use infrakit_spi::event::{Event, Publisher};
 use infrakit_spi::instance::tags_match;
 use infrakit_spi::{Description, DestroyContext, Error, Instance, Result, Spec, Tags};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
@@ -59,33 +59,8 @@ pub const ID_PREFIX: &str = "instance-";
 pub const EVENT_CAPACITY: usize = 1024;
 /// The threads a plugin reads and writes its files on.
 pub const IO_THREADS: usize = 2;
-/// Event kind: an instance file appeared.
-pub const CREATED: &str = "created";
-/// Event kind: an instance file's tags, logical ID or spec changed.
-pub const CHANGED: &str = "changed";
-/// Event kind: an instance file was deleted (or stopped being a readable instance file).
-pub const DESTROYED: &str = "destroyed";
-
-/// The content of one instance file: the description fields plus the spec.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-struct InstanceFile {
-    #[serde(rename = "ID", default)]
-    id: String,
-    #[serde(rename = "LogicalID", default)]
-    logical_id: Option<String>,
-    #[serde(rename = "Tags", default, deserialize_with = "null_as_default")]
-    tags: Tags,
-    #[serde(rename = "Spec", default)]
-    spec: Spec,
-}
-
-fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Default + Deserialize<'de>,
-{
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
-}
+use record::InstanceFile;
+pub use record::{CHANGED, CREATED, DESTROYED};
 
 /// The file instance plugin. Cheap to clone; clones share the directory, what is known of its
 /// files, the events and the watcher, which stops when the last clone is dropped.
@@ -132,7 +107,14 @@ impl FilePlugin {
         // Watch first, then read what is there, so no change falls between the two.
         let inner = Arc::new_cyclic(|weak: &Weak<Inner>| Inner {
             watcher: if watch {
-                watch::start(&dir, weak.clone())
+                watch::start(&dir, {
+                    let inner = weak.clone();
+                    move |change| {
+                        if let Some(inner) = inner.upgrade() {
+                            inner.changed(change);
+                        }
+                    }
+                })
             } else {
                 None
             },
@@ -177,6 +159,18 @@ impl FilePlugin {
 impl Inner {
     fn cache(&self) -> MutexGuard<'_, Cache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Follows a change the watcher saw.
+    fn changed(&self, change: watch::Change) {
+        match change {
+            watch::Change::Rescan => self.resync(true),
+            watch::Change::Path(path) => {
+                if let Some(name) = self.name_in_dir(&path) {
+                    self.look(name, true);
+                }
+            }
+        }
     }
 
     /// Reads file `name` (or finds it gone) and records it, publishing the event it amounts to

@@ -2,41 +2,45 @@
 //! renamed or deleted there, by the plugin or by anyone else, is read again (or found gone) at
 //! once, and what changed is published as an instance event.
 //!
-//! The watcher's thread holds the plugin only weakly: it stops when the plugin's last clone is
-//! dropped (dropping the watcher ends its thread).
+//! The plugin's handler holds the plugin only weakly: the watcher stops when the plugin's last
+//! clone is dropped (dropping the watcher ends its thread).
 
-use std::path::Path;
-use std::sync::Weak;
+use std::path::{Path, PathBuf};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
 use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher};
 
-use crate::Inner;
+/// What the watcher saw.
+#[derive(Debug)]
+pub(crate) enum Change {
+    /// This path was created, rewritten, renamed or deleted.
+    Path(PathBuf),
+    /// Events were missed (or the watcher failed): everything must be read again.
+    Rescan,
+}
 
-/// Starts watching `dir` for `inner`; `None` (logged) when the system will not, e.g. when the
-/// user's inotify instances are used up. The plugin then works without events.
-pub(crate) fn start(dir: &Path, inner: Weak<Inner>) -> Option<RecommendedWatcher> {
-    let handler = move |res: notify::Result<notify::Event>| {
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        match res {
-            Ok(event) if event.need_rescan() => {
-                tracing::info!(dir = %inner.dir.display(), "missed file events; reading every instance file again");
-                inner.resync(true);
+/// Starts watching `dir`, calling `on_change` for every change; `None` (logged) when the system
+/// will not, e.g. when the user's inotify instances are used up. The plugin then works without
+/// events.
+pub(crate) fn start(
+    dir: &Path,
+    on_change: impl Fn(Change) + Send + 'static,
+) -> Option<RecommendedWatcher> {
+    let shown = dir.display().to_string();
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(event) if event.need_rescan() => {
+            tracing::info!(dir = %shown, "missed file events; reading every instance file again");
+            on_change(Change::Rescan);
+        }
+        Ok(event) if relevant(&event.kind) => {
+            for path in event.paths {
+                on_change(Change::Path(path));
             }
-            Ok(event) if relevant(&event.kind) => {
-                for path in &event.paths {
-                    if let Some(name) = inner.name_in_dir(path) {
-                        inner.look(name, true);
-                    }
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(dir = %inner.dir.display(), error = %e, "file watcher error; reading every instance file again");
-                inner.resync(true);
-            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(dir = %shown, error = %e, "file watcher error; reading every instance file again");
+            on_change(Change::Rescan);
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
