@@ -31,7 +31,8 @@
 //! File work runs on [`IO_THREADS`] threads of the plugin's own, not on tokio's blocking pool,
 //! which a burst of parallel provisions grows to dozens of threads that a describe every 100 ms
 //! then keeps alive, each holding memory of its own in the allocator. The watcher is one more
-//! thread. They all stop when the plugin's last clone is dropped.
+//! thread. They all stop when the plugin's last clone is dropped. (`infrakit plugin run
+//! instance-file` also runs a single async worker: see the CLI's `Kind::async_workers`.)
 
 mod cache;
 mod pool;
