@@ -190,8 +190,15 @@ pub async fn serve(
             let dir = opts.dir.clone().unwrap_or_else(|| state_dir(name));
             let p = Arc::new(FilePlugin::new(dir).with_context(|| format!("opening {name}"))?);
             plugins.register_instance(name, p.clone());
-            plugins.register_publisher(name, p.clone());
-            Handlers::new().instance("", p.clone()).publisher(p)
+            // Events only while the directory is watched: a group reuses its last listing as
+            // long as its instance plugin's event stream is live and quiet, so a plugin that
+            // cannot see changes must serve no stream, and be polled.
+            if p.watching() {
+                plugins.register_publisher(name, p.clone());
+                Handlers::new().instance("", p.clone()).publisher(p)
+            } else {
+                Handlers::new().instance("", p)
+            }
         }
         Kind::InstanceSimulator => {
             let p = Arc::new(Simulator::new(SimulatorConfig {

@@ -20,7 +20,10 @@
 //! `rm instance-123`. So a group controller replaces a deleted instance at once instead of on its
 //! next poll. The temporary files of atomic writes are not instances and make no events: a
 //! provision is one `created`. A file written in place is read when its writer closes it. If the
-//! system cannot watch the directory (inotify limits), the plugin works without events.
+//! system cannot watch the directory (inotify limits), [`FilePlugin::watching`] is false and only
+//! describes notice changes (and publish them): serve such a plugin without an event stream, as
+//! `infrakit plugin start` does, since a group controller trusts a live, quiet stream to mean
+//! that nothing changed.
 //!
 //! # Memory
 //!
