@@ -308,6 +308,15 @@ impl Metrics {
         out
     }
 
+    /// The value of sample `name` (as encoded, e.g. `infrakit_reconcile_failures_total`) for
+    /// group `group`, if it was recorded.
+    pub fn group_sample(&self, name: &str, group: &str) -> Option<u64> {
+        let prefix = format!("{name}{{group=\"{group}\"}} ");
+        self.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+    }
+
     /// Records what a reconcile of `group` saw.
     pub(crate) fn group_seen(&self, group: &str, desired: usize, actual: usize, healthy: usize) {
         let l = GroupLabels::of(group);

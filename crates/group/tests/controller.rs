@@ -24,13 +24,10 @@ const BEFORE_THE_POLL: Duration = Duration::from_secs(30);
 
 /// Reconcile passes of group `id` that failed so far, from the controller's metrics.
 fn reconcile_failures(group: &GroupPlugin, id: &str) -> u64 {
-    let prefix = format!("infrakit_reconcile_failures_total{{group=\"{id}\"}} ");
     group
         .telemetry()
         .metrics
-        .encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .group_sample("infrakit_reconcile_failures_total", id)
         .unwrap_or(0)
 }
 

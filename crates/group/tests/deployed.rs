@@ -76,13 +76,10 @@ impl Instance for CountingInstance {
 
 /// Passes the controller ran for group `id`, from its metrics.
 fn passes(group: &GroupPlugin, id: &str) -> u64 {
-    let prefix = format!("infrakit_reconcile_duration_seconds_count{{group=\"{id}\"}} ");
     group
         .telemetry()
         .metrics
-        .encode()
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.parse().ok())
+        .group_sample("infrakit_reconcile_duration_seconds_count", id)
         .unwrap_or(0)
 }
 
