@@ -72,7 +72,7 @@ struct Known {
 }
 
 /// A listing, by identity: the cache hands the same one out while it is reused.
-type Listing = Weak<Vec<Description>>;
+type ListingId = Weak<Vec<Description>>;
 
 /// One group's health verdicts and the flavor's cadence.
 #[derive(Debug, Default)]
@@ -81,10 +81,10 @@ pub(crate) struct HealthClock {
     memo: HashMap<String, Memo>,
     /// The fingerprints of the last listing planned for, kept while the observed cache reuses
     /// that listing (a weak pointer: the listing is not kept alive for them).
-    fingerprinted: Option<(Listing, Arc<Vec<u64>>)>,
+    fingerprinted: Option<(ListingId, Arc<Vec<u64>>)>,
     /// The verdicts of the last listing planned for when every one of them was answered: while
     /// that listing is reused and no verdict has expired, a plan is a copy of them.
-    settled: Option<(Listing, Vec<Verdict>)>,
+    settled: Option<(ListingId, Vec<Verdict>)>,
     /// When the earliest remembered verdict expires (under `Every`).
     earliest: Option<Instant>,
 }
