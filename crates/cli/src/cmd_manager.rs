@@ -6,15 +6,15 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use infrakit_manager::{Leadership, LocalLeadership, Manager};
+use infrakit_manager::{Backend, LocalLeadership, Manager};
 use infrakit_rpc::{dir, Handlers, ManagerClient, PluginServer, Plugins, ServerOptions};
 use infrakit_spi::manager::Manager as _;
 use infrakit_spi::{Group, GroupSpec};
-use infrakit_store::{FileStore, Store};
+use infrakit_store::FileStore;
 
 use infrakit_http::{HttpServer, Options as HttpOptions, Sources};
 
@@ -65,25 +65,26 @@ pub async fn start(
     plugins: &Arc<Plugins>,
 ) -> Result<RunningManager> {
     let location = dir::socket_path(plugins.dir(), name).display().to_string();
-    let (leadership, store, store_info): (Arc<dyn Leadership>, Arc<dyn Store>, Value) =
-        match args.store {
-            StoreKind::Embedded => {
-                let home = dir::infrakit_home();
-                let leadership = LocalLeadership::acquire(&home, &location)?;
-                let path: PathBuf = home.join(name).join("groups");
-                let info = json!({"Backend": "embedded", "Path": path.display().to_string()});
-                (Arc::new(leadership), Arc::new(FileStore::new(path)), info)
+    let backend = match args.store {
+        StoreKind::Embedded => {
+            let home = dir::infrakit_home();
+            let leadership = LocalLeadership::acquire(&home, &location)?;
+            let path: PathBuf = home.join(name).join("groups");
+            Backend {
+                info: json!({"Backend": "embedded", "Path": path.display().to_string()}),
+                store: Arc::new(FileStore::new(path)),
+                leadership: Arc::new(leadership),
+                vars: Some(Arc::new(FileStore::new(home.join(name).join("vars")))),
             }
-            StoreKind::Etcd => etcd_backend(args, &location).await?,
-        };
+        }
+        StoreKind::Etcd => etcd_backend(args, &location).await?,
+    };
     let manager = Manager::new(
         name,
         &location,
         plugins.clone(),
         controller_config(&args.options),
-        store,
-        store_info,
-        leadership,
+        backend,
     );
     let mut options = ServerOptions::new();
     if let Some(tcp) = crate::remote::listener(&args.listen)? {
@@ -138,10 +139,7 @@ pub async fn start(
 }
 
 #[cfg(feature = "etcd")]
-async fn etcd_backend(
-    args: &ManagerRunArgs,
-    location: &str,
-) -> Result<(Arc<dyn Leadership>, Arc<dyn Store>, Value)> {
+async fn etcd_backend(args: &ManagerRunArgs, location: &str) -> Result<Backend> {
     use infrakit_manager_etcd::EtcdLeadership;
     if args.etcd_endpoints.is_empty() {
         bail!("--store etcd needs --etcd-endpoints (or INFRAKIT_ETCD_ENDPOINTS)");
@@ -154,17 +152,18 @@ async fn etcd_backend(
     )
     .await?;
     let store = leadership.store();
-    let info = store.info();
-    Ok((Arc::new(leadership), Arc::new(store), info))
+    Ok(Backend {
+        info: store.info(),
+        store: Arc::new(store),
+        vars: Some(Arc::new(leadership.vars_store())),
+        leadership: Arc::new(leadership),
+    })
 }
 
 /// The etcd store is a cargo feature (its client needs `protoc` to build); without it, say how
 /// to get it.
 #[cfg(not(feature = "etcd"))]
-async fn etcd_backend(
-    _args: &ManagerRunArgs,
-    _location: &str,
-) -> Result<(Arc<dyn Leadership>, Arc<dyn Store>, Value)> {
+async fn etcd_backend(_args: &ManagerRunArgs, _location: &str) -> Result<Backend> {
     bail!("{}", ETCD_MISSING)
 }
 

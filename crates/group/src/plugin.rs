@@ -45,10 +45,6 @@ impl std::fmt::Debug for GroupPlugin {
     }
 }
 
-fn not_watched(id: &str) -> Error {
-    Error::plugin(format!("Group '{id}' is not being watched"))
-}
-
 /// Re-roots a plugin's validation error under the group spec field it came from.
 fn under(path: &str, e: Error) -> Error {
     match e {
@@ -166,7 +162,10 @@ impl GroupPlugin {
     /// The current settings of group `id`.
     async fn settings_of(&self, id: &str) -> Result<Arc<Settings>> {
         let groups = self.groups.lock().await;
-        Ok(groups.get(id).ok_or_else(|| not_watched(id))?.settings())
+        Ok(groups
+            .get(id)
+            .ok_or_else(|| Error::group_not_watched(id))?
+            .settings())
     }
 
     /// Stops managing group `id` and forgets its saved state; returns its last settings.
@@ -176,7 +175,7 @@ impl GroupPlugin {
             .lock()
             .await
             .remove(id)
-            .ok_or_else(|| not_watched(id))?;
+            .ok_or_else(|| Error::group_not_watched(id))?;
         let settings = sup.settings();
         drop(sup);
         self.ctx.config.telemetry.metrics.forget(id);
@@ -259,7 +258,7 @@ impl Group for GroupPlugin {
     async fn describe_group(&self, id: &str) -> Result<GroupDescription> {
         let (settings, snapshot) = {
             let groups = self.groups.lock().await;
-            let sup = groups.get(id).ok_or_else(|| not_watched(id))?;
+            let sup = groups.get(id).ok_or_else(|| Error::group_not_watched(id))?;
             (sup.settings(), sup.snapshot())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
@@ -422,7 +421,7 @@ impl Group for GroupPlugin {
         let groups = self.groups.lock().await;
         groups
             .get(id)
-            .ok_or_else(|| not_watched(id))?
+            .ok_or_else(|| Error::group_not_watched(id))?
             .rollout(action)
             .await?;
         let (k, what) = match action {

@@ -206,10 +206,21 @@ impl EtcdLeadership {
     /// The store of group state in this cluster, whose writes succeed only while this manager
     /// holds the term it won last (and etcd agrees).
     pub fn store(&self) -> EtcdStore {
+        self.section("groups")
+    }
+
+    /// The store of the operator's variables in this cluster (the manager's `vars`), fenced
+    /// like [`EtcdLeadership::store`].
+    pub fn vars_store(&self) -> EtcdStore {
+        self.section("vars")
+    }
+
+    fn section(&self, section: &str) -> EtcdStore {
         EtcdStore::new(
             self.inner.client.clone(),
             self.inner.endpoints.clone(),
             &self.inner.cluster,
+            section,
             self.inner.current.clone(),
         )
     }

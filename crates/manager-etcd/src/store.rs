@@ -58,17 +58,18 @@ impl EtcdStore {
         client: Client,
         endpoints: Vec<String>,
         cluster: &str,
+        section: &str,
         current: Current,
     ) -> EtcdStore {
         EtcdStore {
             client,
             endpoints,
-            prefix: format!("{cluster}/groups/"),
+            prefix: format!("{cluster}/{section}/"),
             current,
         }
     }
 
-    /// The key prefix of the records (`<cluster>/groups/`).
+    /// The key prefix of the records (`<cluster>/groups/`, `<cluster>/vars/`).
     pub fn prefix(&self) -> &str {
         &self.prefix
     }

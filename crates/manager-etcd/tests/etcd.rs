@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use infrakit_flavor_vanilla::VanillaFlavor;
 use infrakit_group::ControllerConfig;
 use infrakit_instance_simulator::{Simulator, SimulatorConfig};
-use infrakit_manager::{Leadership, Manager, ManagerError, Term};
+use infrakit_manager::{Backend, Leadership, Manager, ManagerError, Term};
 use infrakit_manager_etcd::{EtcdLeadership, EtcdStore};
 use infrakit_rpc::{Handlers, PluginServer, Plugins};
 use infrakit_spi::manager::Manager as _;
@@ -374,15 +374,17 @@ async fn managers_fail_over_resume_the_group_from_etcd_and_heal_it() {
         let location = dir.join(&name).display().to_string();
         let leadership = leadership(&cluster, &location).await;
         let store = leadership.store();
-        let store_info = store.info();
         let manager = Manager::new(
             &name,
             &location,
             plugins.clone(),
             config.clone(),
-            Arc::new(store),
-            store_info,
-            leadership.clone(),
+            Backend {
+                info: store.info(),
+                store: Arc::new(store),
+                vars: Some(Arc::new(leadership.vars_store())),
+                leadership: leadership.clone(),
+            },
         );
         let server = PluginServer::start(&dir, &name, Handlers::new().group(manager.clone()))
             .await

@@ -12,7 +12,7 @@ pub mod leadership;
 pub mod manager;
 
 pub use leadership::{Leadership, LocalLeadership, Term};
-pub use manager::Manager;
+pub use manager::{Backend, Manager};
 
 /// What can go wrong in a manager.
 #[derive(Debug, thiserror::Error)]

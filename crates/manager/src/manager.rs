@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::Value;
-use tokio::sync::RwLock;
+use tokio::sync::{Mutex, RwLock};
 use tokio_util::sync::CancellationToken;
 
 use infrakit_group::telemetry::kind;
@@ -22,6 +22,21 @@ use crate::leadership::Leadership;
 /// How long a manager waits before campaigning again after the backend failed.
 const RETRY: Duration = Duration::from_secs(1);
 
+/// The key of the operator's variables in their store.
+const VARS_KEY: &str = "vars";
+
+/// Where a manager keeps its state and how it campaigns.
+pub struct Backend {
+    /// The groups' records.
+    pub store: Arc<dyn Store>,
+    /// The store's details for `manager status` (backend, path or endpoints).
+    pub info: Value,
+    /// How managers elect one leader.
+    pub leadership: Arc<dyn Leadership>,
+    /// The operator's variables (the `vars` metadata object); kept in memory when `None`.
+    pub vars: Option<Arc<dyn Store>>,
+}
+
 /// A manager: campaigns for leadership; while leading, runs the group controller on the shared
 /// store; while following, forwards Group calls to the leader.
 pub struct Manager {
@@ -33,6 +48,9 @@ pub struct Manager {
     store_info: Value,
     leadership: Arc<dyn Leadership>,
     leading: RwLock<Option<Arc<GroupPlugin>>>,
+    vars_store: Option<Arc<dyn Store>>,
+    /// The variables when they are kept in memory; with a store, serialises commits.
+    vars: Mutex<Value>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -51,19 +69,19 @@ impl Manager {
         location: &str,
         plugins: Arc<Plugins>,
         config: ControllerConfig,
-        store: Arc<dyn Store>,
-        store_info: Value,
-        leadership: Arc<dyn Leadership>,
+        backend: Backend,
     ) -> Arc<Manager> {
         Arc::new(Manager {
             name: name.to_string(),
             location: location.to_string(),
             plugins,
             config,
-            store,
-            store_info,
-            leadership,
+            store: backend.store,
+            store_info: backend.info,
+            leadership: backend.leadership,
             leading: RwLock::new(None),
+            vars_store: backend.vars,
+            vars: Mutex::new(Value::Object(Default::default())),
         })
     }
 
@@ -128,6 +146,20 @@ impl Manager {
     /// Where this manager's controllers report events and metrics (the same across terms).
     pub fn telemetry(&self) -> &Arc<Telemetry> {
         &self.config.telemetry
+    }
+
+    /// The variables now: from their store when there is one.
+    async fn load_vars(&self, memory: &Value) -> Result<Value> {
+        let Some(store) = &self.vars_store else {
+            return Ok(memory.clone());
+        };
+        let mut all = store
+            .load()
+            .await
+            .map_err(|e| Error::caused("cannot read the variables", e))?;
+        Ok(all
+            .remove(VARS_KEY)
+            .unwrap_or_else(|| Value::Object(Default::default())))
     }
 
     /// Where Group calls go: the local controller when leading, else the leader.
@@ -202,6 +234,31 @@ impl infrakit_spi::manager::Manager for Manager {
             .leader()
             .await
             .map_err(|e| Error::plugin(e.to_string()))
+    }
+
+    async fn vars(&self) -> Result<Value> {
+        let memory = self.vars.lock().await;
+        self.load_vars(&memory).await
+    }
+
+    async fn commit_vars(&self, cas: &str, proposed: Value) -> Result<()> {
+        if !proposed.is_object() {
+            return Err(Error::invalid(
+                "Proposed",
+                "the variables must be an object",
+            ));
+        }
+        let mut memory = self.vars.lock().await;
+        let current = self.load_vars(&memory).await?;
+        infrakit_spi::metadata::check_cas(&current, &proposed, cas)?;
+        if let Some(store) = &self.vars_store {
+            store
+                .put(VARS_KEY, &proposed)
+                .await
+                .map_err(|e| Error::caused("cannot save the variables", e))?;
+        }
+        *memory = proposed;
+        Ok(())
     }
 
     async fn status(&self) -> Result<ManagerStatus> {

@@ -11,12 +11,16 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use infrakit_spi::group::RolloutAction;
+use infrakit_spi::metadata::{Change, Path};
+use infrakit_spi::object::{Metadata, ObjectSpec};
+use infrakit_spi::serde_util::null_as_default;
 use infrakit_spi::{
     Allocation, Description, DestroyContext, GroupSpec, Index, Interface, Method, Spec, Tags,
 };
 
 use crate::failure::{bad_param, decode, failure, not_found, Failure};
 use crate::jsonrpc;
+use crate::keyed::{self, Addressed};
 
 /// What a server serves, as far as parsing a call needs to know.
 pub(crate) trait Served {
@@ -55,6 +59,20 @@ pub(crate) enum Call {
     },
     /// A call of the manager.
     Manager(ManagerCall),
+    /// A call of a controller object (InfraKit's last version).
+    Controller {
+        /// The `Name` param, echoed in the result.
+        name: String,
+        /// The call.
+        call: ControllerCall,
+    },
+    /// A call of a metadata object (InfraKit's last version).
+    Updatable {
+        /// The `Name` param, echoed in the result.
+        name: String,
+        /// The call.
+        call: UpdatableCall,
+    },
     /// `Event.List`.
     EventList,
 }
@@ -130,7 +148,7 @@ pub(crate) enum GroupCall {
     PlanGroup {
         spec: GroupSpec,
     },
-    /// `id` is only echoed (possibly empty).
+    /// `id` is only echoed (possibly empty); a keyed `Name` must name a group that exists.
     InspectGroups {
         id: String,
     },
@@ -161,11 +179,57 @@ pub(crate) enum GroupCall {
 }
 
 /// The Manager methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 pub(crate) enum ManagerCall {
     IsLeader,
     LeaderLocation,
     Status,
+    /// `Stack`: commit these specs.
+    Enforce {
+        specs: Vec<ObjectSpec>,
+    },
+    /// `Stack`: the specs committed.
+    Specs,
+    /// `Stack`: the objects committed, with their state.
+    Inspect,
+    /// `Stack`: destroy what these specs name.
+    Terminate {
+        specs: Vec<ObjectSpec>,
+    },
+}
+
+/// The Controller methods and their params.
+#[derive(Debug)]
+pub(crate) enum ControllerCall {
+    /// `Plan` (`commit: false`) or `Commit`, of `operation` on `spec`.
+    Change {
+        commit: bool,
+        operation: Operation,
+        spec: ObjectSpec,
+    },
+    /// `Describe` (`free: false`) or `Free` of the objects `search` matches (all if none).
+    Find {
+        free: bool,
+        search: Option<Metadata>,
+    },
+}
+
+/// What a controller change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Operation {
+    /// Make the object match its spec (`0` on the wire).
+    Enforce,
+    /// Destroy the object (`1`).
+    Destroy,
+}
+
+/// The Updatable methods and their params.
+#[derive(Debug)]
+pub(crate) enum UpdatableCall {
+    Keys { path: Path },
+    Get { path: Path },
+    Changes { changes: Vec<Change> },
+    Commit { proposed: Value, cas: String },
 }
 
 impl Call {
@@ -334,8 +398,9 @@ impl Call {
                 })
             })?,
             Method::GroupInspectGroups => group(params, |req| {
+                // Every group, whatever object is addressed; the ID is only echoed.
                 Ok(GroupCall::InspectGroups {
-                    id: req.group_id()?,
+                    id: req.id.clone().unwrap_or_default(),
                 })
             })?,
             Method::GroupDescribeGroup => group(params, |req| {
@@ -379,6 +444,82 @@ impl Call {
             Method::ManagerIsLeader => Call::Manager(ManagerCall::IsLeader),
             Method::ManagerLeaderLocation => Call::Manager(ManagerCall::LeaderLocation),
             Method::ManagerStatus => Call::Manager(ManagerCall::Status),
+            Method::ManagerEnforce => {
+                let req: SpecsReq = decode(params)?;
+                Call::Manager(ManagerCall::Enforce { specs: req.specs })
+            }
+            Method::ManagerSpecs => Call::Manager(ManagerCall::Specs),
+            Method::ManagerInspect => Call::Manager(ManagerCall::Inspect),
+            Method::ManagerTerminate => {
+                let req: SpecsReq = decode(params)?;
+                Call::Manager(ManagerCall::Terminate { specs: req.specs })
+            }
+
+            Method::ControllerPlan | Method::ControllerCommit => {
+                let req: ChangeReq = decode(params)?;
+                let operation = match req.operation {
+                    0 => Operation::Enforce,
+                    1 => Operation::Destroy,
+                    n => {
+                        return Err(bad_param(
+                            "params.Operation",
+                            format!("{n} is not an operation (0 enforce, 1 destroy)"),
+                        ))
+                    }
+                };
+                Call::Controller {
+                    name: req.name,
+                    call: ControllerCall::Change {
+                        commit: m == Method::ControllerCommit,
+                        operation,
+                        spec: req.spec,
+                    },
+                }
+            }
+            Method::ControllerDescribe | Method::ControllerFree => {
+                let req: FindReq = decode(params)?;
+                Call::Controller {
+                    name: req.name,
+                    call: ControllerCall::Find {
+                        free: m == Method::ControllerFree,
+                        search: req.metadata,
+                    },
+                }
+            }
+
+            Method::UpdatableKeys | Method::UpdatableGet => {
+                let req: PathReq = decode(params)?;
+                let call = match m {
+                    Method::UpdatableKeys => UpdatableCall::Keys { path: req.path },
+                    _ => UpdatableCall::Get { path: req.path },
+                };
+                Call::Updatable {
+                    name: req.name,
+                    call,
+                }
+            }
+            Method::UpdatableChanges => {
+                let req: ChangesReq = decode(params)?;
+                Call::Updatable {
+                    name: req.name,
+                    call: UpdatableCall::Changes {
+                        changes: req.changes.unwrap_or_default(),
+                    },
+                }
+            }
+            Method::UpdatableCommit => {
+                let req: CommitReq = decode(params)?;
+                if req.cas.is_empty() {
+                    return Err(bad_param("params.Cas", "missing"));
+                }
+                Call::Updatable {
+                    name: req.name,
+                    call: UpdatableCall::Commit {
+                        proposed: req.proposed,
+                        cas: req.cas,
+                    },
+                }
+            }
 
             Method::EventList => Call::EventList,
         };
@@ -474,6 +615,62 @@ struct HealthCheckReq {
     descriptions: Vec<Description>,
 }
 
+/// The params of `Manager.Enforce` and `Manager.Terminate`.
+#[derive(Deserialize)]
+struct SpecsReq {
+    #[serde(rename = "Specs", default, deserialize_with = "null_as_default")]
+    specs: Vec<ObjectSpec>,
+}
+
+/// The params of `Controller.Plan` and `Controller.Commit`.
+#[derive(Deserialize)]
+struct ChangeReq {
+    #[serde(rename = "Name", default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(rename = "Operation", default)]
+    operation: u8,
+    #[serde(rename = "Spec")]
+    spec: ObjectSpec,
+}
+
+/// The params of `Controller.Describe` and `Controller.Free`.
+#[derive(Deserialize)]
+struct FindReq {
+    #[serde(rename = "Name", default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(rename = "Metadata", default)]
+    metadata: Option<Metadata>,
+}
+
+/// The params of `Updatable.Keys` and `Updatable.Get`.
+#[derive(Deserialize)]
+struct PathReq {
+    #[serde(rename = "Name", default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(rename = "Path", default)]
+    path: Path,
+}
+
+/// The params of `Updatable.Changes`.
+#[derive(Deserialize)]
+struct ChangesReq {
+    #[serde(rename = "Name", default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(rename = "Changes", default)]
+    changes: Option<Vec<Change>>,
+}
+
+/// The params of `Updatable.Commit`.
+#[derive(Deserialize)]
+struct CommitReq {
+    #[serde(rename = "Name", default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(rename = "Proposed", default)]
+    proposed: Value,
+    #[serde(rename = "Cas", default, deserialize_with = "null_as_default")]
+    cas: String,
+}
+
 /// The params of every Group method.
 #[derive(Deserialize)]
 struct GroupReq {
@@ -515,13 +712,13 @@ fn rollout(params: Value, action: RolloutAction) -> Result<Call, Failure> {
 }
 
 impl GroupReq {
-    /// The object part of a keyed name (`mystack/workers` gives `workers`; `.` is the default).
+    /// The group a keyed name addresses (`mystack/workers` gives `workers`); none for the
+    /// whole server or its collection `groups` (see [`keyed::group`]).
     fn name_object(&self) -> Option<&str> {
-        self.name
-            .as_deref()
-            .and_then(|n| n.split_once('/'))
-            .map(|(_, obj)| obj)
-            .filter(|obj| !obj.is_empty() && *obj != ".")
+        match keyed::group(self.name.as_deref().unwrap_or("")) {
+            Addressed::All => None,
+            Addressed::Group(id) => Some(id),
+        }
     }
 
     /// The group ID: `ID`, else the object part of a keyed `Name`; both given and different is
@@ -624,6 +821,7 @@ mod tests {
             "Spec": {"ID": "workers", "Properties": {}},
             "Instances": ["i-1"],
             "Size": 2,
+            "Cas": "0123",
         })
     }
 
@@ -651,6 +849,8 @@ mod tests {
                 Call::Flavor { .. } => Interface::Flavor,
                 Call::Group { .. } => Interface::Group,
                 Call::Manager(_) => Interface::Manager,
+                Call::Controller { .. } => Interface::Controller,
+                Call::Updatable { .. } => Interface::Updatable,
                 Call::EventList => Interface::Event,
             };
             assert_eq!(interface, m.interface(), "{m}");

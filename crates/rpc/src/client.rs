@@ -577,8 +577,23 @@ impl GroupClient {
         GroupClient { client }
     }
 
+    /// The `Name` of one group's object, keyed as InfraKit's last version addresses it
+    /// (`mystack/cattle`); servers of earlier generations ignore it.
+    fn object(&self, id: &str) -> String {
+        format!("{}/{id}", self.socket_name())
+    }
+
+    /// The `Name` of the collection, where new groups are committed (`mystack/groups`).
+    fn collection(&self) -> String {
+        self.object("groups")
+    }
+
+    fn socket_name(&self) -> &str {
+        infrakit_spi::group::split_plugin_name(&self.client.name).0
+    }
+
     fn params(&self, id: &str) -> Value {
-        json!({"Name": self.client.name, "ID": id})
+        json!({"Name": self.object(id), "ID": id})
     }
 }
 
@@ -590,7 +605,7 @@ impl Group for GroupClient {
             #[serde(rename = "Details", default)]
             details: String,
         }
-        let p = json!({"Name": self.client.name, "Spec": spec, "Pretend": pretend});
+        let p = json!({"Name": self.collection(), "Spec": spec, "Pretend": pretend});
         let r: R = self
             .client
             .call_within(Method::GroupCommitGroup, &p, LONG_TIMEOUT)
@@ -633,13 +648,16 @@ impl Group for GroupClient {
         }
         let r: R = self
             .client
-            .call(Method::GroupInspectGroups, &self.params(""))
+            .call(
+                Method::GroupInspectGroups,
+                &json!({"Name": self.collection(), "ID": ""}),
+            )
             .await?;
         Ok(r.groups.unwrap_or_default())
     }
 
     async fn destroy_instances(&self, id: &str, instances: &[String]) -> Result<()> {
-        let p = json!({"Name": self.client.name, "ID": id, "Instances": instances});
+        let p = json!({"Name": self.object(id), "ID": id, "Instances": instances});
         self.client
             .call_within::<_, Value>(Method::GroupDestroyInstances, &p, LONG_TIMEOUT)
             .await
@@ -660,7 +678,7 @@ impl Group for GroupClient {
     }
 
     async fn set_size(&self, id: &str, size: usize) -> Result<()> {
-        let p = json!({"Name": self.client.name, "ID": id, "Size": size});
+        let p = json!({"Name": self.object(id), "ID": id, "Size": size});
         self.client
             .call::<_, Value>(Method::GroupSetSize, &p)
             .await
@@ -673,7 +691,7 @@ impl Group for GroupClient {
             #[serde(rename = "Plan")]
             plan: PlanPreview,
         }
-        let p = json!({"Name": self.client.name, "Spec": spec});
+        let p = json!({"Name": self.collection(), "Spec": spec});
         let r: R = self
             .client
             .call_within(Method::GroupPlanGroup, &p, LONG_TIMEOUT)

@@ -18,9 +18,12 @@ use infrakit_spi::manager::Manager;
 use infrakit_spi::{Description, Flavor, Group, Instance, Interface, Method};
 
 use crate::call::{Call, FlavorCall, GroupCall, HandshakeCall, InstanceCall, ManagerCall, Served};
+use crate::controller;
 use crate::failure::{clip, failure, not_found, Failure};
 use crate::handlers::Handlers;
 use crate::jsonrpc::{self, Request};
+use crate::keyed::{self, Addressed};
+use crate::updatable;
 
 /// Who is calling, for the audit log.
 #[derive(Debug, Clone, Copy)]
@@ -150,8 +153,8 @@ impl Served for Handlers {
             Interface::Plugin | Interface::Handshake => true,
             Interface::Instance => !self.instances.is_empty(),
             Interface::Flavor | Interface::FlavorHealth => !self.flavors.is_empty(),
-            Interface::Group => self.group.is_some(),
-            Interface::Manager => self.manager.is_some(),
+            Interface::Group | Interface::Controller => self.group.is_some(),
+            Interface::Manager | Interface::Updatable => self.manager.is_some(),
             Interface::Event => self.publisher.is_some(),
         }
     }
@@ -211,7 +214,7 @@ fn raw(result: &impl serde::Serialize) -> Result<Reply, Failure> {
 /// Makes a parsed call; `method` names it if what it calls is gone.
 async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Reply, Failure> {
     match call {
-        Call::Handshake(call) => Ok(Reply::Value(handshake(h, call))),
+        Call::Handshake(call) => Ok(Reply::Value(handshake(h, call).await)),
         Call::Instance { kind, call } => {
             let plugin = pick(&h.instances, &kind, "instance")?;
             instance(plugin.as_ref(), kind, call).await
@@ -225,14 +228,26 @@ async fn execute(h: &Handlers, method: Method, call: Call) -> Result<Reply, Fail
             None => Err(not_found(method.as_str())),
         },
         Call::Manager(call) => match &h.manager {
-            Some(m) => manager(m.as_ref(), call).await,
+            Some(m) => manager(m.as_ref(), h.group.as_deref(), method, call).await,
+            None => Err(not_found(method.as_str())),
+        },
+        Call::Controller { name, call } => match &h.group {
+            Some(g) => controller::call(g.as_ref(), &name, call)
+                .await
+                .map(Reply::Value),
+            None => Err(not_found(method.as_str())),
+        },
+        Call::Updatable { name, call } => match &h.manager {
+            Some(m) => updatable::call(m.as_ref(), &name, call)
+                .await
+                .map(Reply::Value),
             None => Err(not_found(method.as_str())),
         },
         Call::EventList => Ok(Reply::Value(json!({"Nodes": ["instance"]}))),
     }
 }
 
-fn handshake(h: &Handlers, call: HandshakeCall) -> Value {
+async fn handshake(h: &Handlers, call: HandshakeCall) -> Value {
     let ifaces = h.interfaces();
     match call {
         HandshakeCall::Implements => {
@@ -255,12 +270,27 @@ fn handshake(h: &Handlers, call: HandshakeCall) -> Value {
             json!({ "Types": types })
         }
         HandshakeCall::Hello => {
+            // The groups are listed only when a keyed interface needs them.
+            let ids: Vec<String> = match &h.group {
+                Some(g) => g
+                    .inspect_groups()
+                    .await
+                    .map(|specs| specs.into_iter().map(|s| s.id).collect())
+                    .unwrap_or_default(),
+                None => Vec::new(),
+            };
             let objects: BTreeMap<String, Vec<Value>> = ifaces
                 .iter()
                 .map(|(i, types)| {
-                    let objs = types
-                        .iter()
-                        .map(|t| json!({"Name": display_type(t), "ProxyFor": ""}))
+                    let names = match (i.name, i.version) {
+                        ("Group", "0.1.1") => keyed::group_objects(&ids),
+                        ("Controller", _) => keyed::controller_objects(&ids),
+                        ("Updatable", _) => keyed::metadata_objects(),
+                        _ => types.iter().map(|t| display_type(t)).collect(),
+                    };
+                    let objs = names
+                        .into_iter()
+                        .map(|n| json!({"Name": n, "ProxyFor": ""}))
                         .collect();
                     (i.to_string(), objs)
                 })
@@ -415,6 +445,11 @@ async fn group(g: &dyn Group, name: String, call: GroupCall) -> Result<Reply, Fa
         }
         GroupCall::InspectGroups { id } => {
             let groups = g.inspect_groups().await?;
+            if let Addressed::Group(scope) = keyed::group(&name) {
+                if !groups.iter().any(|s| s.id == scope) {
+                    return Err(keyed::not_found(&name));
+                }
+            }
             Ok(Reply::Value(
                 json!({"Name": name, "ID": id, "Groups": groups}),
             ))
@@ -454,12 +489,21 @@ async fn group(g: &dyn Group, name: String, call: GroupCall) -> Result<Reply, Fa
     }
 }
 
-async fn manager(m: &dyn Manager, call: ManagerCall) -> Result<Reply, Failure> {
-    match call {
-        ManagerCall::IsLeader => Ok(Reply::Value(json!({"Leader": m.is_leader().await?}))),
-        ManagerCall::LeaderLocation => Ok(Reply::Value(
-            json!({"Location": m.leader_location().await?}),
-        )),
-        ManagerCall::Status => Ok(Reply::Value(json!({"Status": m.status().await?}))),
-    }
+async fn manager(
+    m: &dyn Manager,
+    g: Option<&dyn Group>,
+    method: Method,
+    call: ManagerCall,
+) -> Result<Reply, Failure> {
+    let stack = || g.ok_or_else(|| not_found(method.as_str()));
+    let value = match call {
+        ManagerCall::IsLeader => json!({"Leader": m.is_leader().await?}),
+        ManagerCall::LeaderLocation => json!({"Location": m.leader_location().await?}),
+        ManagerCall::Status => json!({"Status": m.status().await?}),
+        ManagerCall::Specs => controller::specs(stack()?).await?,
+        ManagerCall::Inspect => controller::inspect(stack()?).await?,
+        ManagerCall::Enforce { specs } => controller::apply(stack()?, specs, false).await?,
+        ManagerCall::Terminate { specs } => controller::apply(stack()?, specs, true).await?,
+    };
+    Ok(Reply::Value(value))
 }

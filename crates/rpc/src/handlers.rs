@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use infrakit_spi::event::Publisher;
 use infrakit_spi::manager::Manager;
+use infrakit_spi::object;
 use infrakit_spi::{Flavor, Group, Instance, Interface, InterfaceSpec};
 
 /// The trait objects one server exposes, keyed by subtype (`""` is the default plugin).
@@ -75,9 +76,11 @@ impl Handlers {
         }
         if self.group.is_some() {
             add(infrakit_spi::group::INTERFACES, vec![String::new()]);
+            add(&[object::CONTROLLER], vec![String::new()]);
         }
         if self.manager.is_some() {
             add(infrakit_spi::manager::INTERFACES, vec![String::new()]);
+            add(&[object::STACK, object::UPDATABLE], vec![String::new()]);
         }
         if self.publisher.is_some() {
             add(

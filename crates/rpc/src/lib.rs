@@ -17,18 +17,21 @@
 
 mod call;
 pub mod client;
+mod controller;
 pub mod dir;
 pub mod dispatch;
 pub mod events;
 mod failure;
 mod handlers;
 pub mod jsonrpc;
+mod keyed;
 pub mod limits;
 pub mod registry;
 mod serve;
 pub mod server;
 pub mod tcp;
 mod tls;
+mod updatable;
 
 pub use client::{Client, FlavorClient, GroupClient, InstanceClient, ManagerClient};
 pub use limits::Limits;

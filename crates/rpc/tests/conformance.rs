@@ -2,15 +2,11 @@
 //! answers of the same shape (see the recorded exchanges in the project reference).
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Full};
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::UnixStream;
 use tokio::sync::broadcast;
@@ -122,30 +118,7 @@ impl Flavor for TagFlavor {
 }
 
 /// Sends `body` as InfraKit's Go client does and returns (HTTP status, body text).
-async fn post(socket: &Path, content_type: Option<&str>, body: &str) -> (u16, String) {
-    let stream = UnixStream::connect(socket).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut req = hyper::Request::post("/").header("Host", "h");
-    if let Some(ct) = content_type {
-        req = req.header("Content-Type", ct);
-    }
-    let resp = sender
-        .send_request(req.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, String::from_utf8(bytes.to_vec()).unwrap())
-}
-
-async fn rpc(socket: &Path, body: &str) -> Value {
-    let (status, text) = post(socket, Some("application/json"), body).await;
-    assert_eq!(status, 200, "{text}");
-    serde_json::from_str(&text).unwrap()
-}
+use infrakit_testkit::wire::{post, rpc};
 
 struct Fixture {
     _dir: tempfile::TempDir,

@@ -67,6 +67,11 @@ impl Error {
         Error::Plugin(msg.into())
     }
 
+    /// No group `id` is managed here (the original's text: `Group 'id' is not being watched`).
+    pub fn group_not_watched(id: &str) -> Self {
+        Error::Plugin(format!("Group '{id}' is not being watched"))
+    }
+
     /// A failure while doing `context`, caused by `source`.
     pub fn caused(
         context: impl Into<String>,

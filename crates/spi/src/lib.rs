@@ -12,10 +12,12 @@ pub mod flavor;
 pub mod group;
 pub mod instance;
 pub mod manager;
+pub mod metadata;
 pub mod method;
+pub mod object;
 mod properties;
 pub mod secret;
-mod serde_util;
+pub mod serde_util;
 pub mod tags;
 
 pub use error::{Error, Result};

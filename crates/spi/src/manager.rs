@@ -51,4 +51,17 @@ pub trait Manager: Send + Sync {
     async fn leader_location(&self) -> Result<Option<String>>;
     /// Everything `manager status` shows.
     async fn status(&self) -> Result<ManagerStatus>;
+
+    /// The operator's variables (the `vars` metadata tree of InfraKit's last version): a JSON
+    /// object, empty until something is committed.
+    async fn vars(&self) -> Result<Value> {
+        Ok(Value::Object(Default::default()))
+    }
+
+    /// Replaces the variables with `proposed` if `cas` is the hash of the variables now and
+    /// `proposed` (see [`crate::metadata::check_cas`]), durably.
+    async fn commit_vars(&self, cas: &str, proposed: Value) -> Result<()> {
+        let _ = (cas, proposed);
+        Err(crate::Error::plugin("readonly"))
+    }
 }

@@ -25,8 +25,13 @@ pub enum Interface {
     FlavorHealth,
     /// Group plugins.
     Group,
-    /// Managers.
+    /// Managers: leadership, and the stack of specs of InfraKit's last version (whose
+    /// handshake calls this interface `Stack`).
     Manager,
+    /// Controllers of InfraKit's last version: a group as an object with a spec and a state.
+    Controller,
+    /// Updatable metadata of InfraKit's last version (a manager's `status` and `vars`).
+    Updatable,
     /// Event publishers (their subscriptions are not JSON-RPC calls).
     Event,
 }
@@ -41,6 +46,8 @@ impl Interface {
         Interface::FlavorHealth,
         Interface::Group,
         Interface::Manager,
+        Interface::Controller,
+        Interface::Updatable,
         Interface::Event,
     ];
 
@@ -54,6 +61,8 @@ impl Interface {
             Interface::FlavorHealth => "FlavorHealth",
             Interface::Group => "Group",
             Interface::Manager => "Manager",
+            Interface::Controller => "Controller",
+            Interface::Updatable => "Updatable",
             Interface::Event => "Event",
         }
     }
@@ -227,6 +236,32 @@ methods! {
     ManagerLeaderLocation = "Manager.LeaderLocation", Manager, Reads;
     /// Everything `manager status` shows (infrakit extension).
     ManagerStatus = "Manager.Status", Manager, Reads;
+    /// Commits a list of specs (InfraKit's last version, `Stack`).
+    ManagerEnforce = "Manager.Enforce", Manager, Mutates;
+    /// The specs committed (InfraKit's last version, `Stack`).
+    ManagerSpecs = "Manager.Specs", Manager, Reads;
+    /// The objects committed, with their state (InfraKit's last version, `Stack`).
+    ManagerInspect = "Manager.Inspect", Manager, Reads;
+    /// Destroys what a list of specs names (InfraKit's last version, `Stack`).
+    ManagerTerminate = "Manager.Terminate", Manager, Mutates;
+
+    /// What committing a spec to a controller would do.
+    ControllerPlan = "Controller.Plan", Controller, Reads;
+    /// Commits (or destroys) the object a spec describes.
+    ControllerCommit = "Controller.Commit", Controller, Mutates;
+    /// The objects a controller manages, with their state.
+    ControllerDescribe = "Controller.Describe", Controller, Reads;
+    /// Stops managing objects, leaving what they made.
+    ControllerFree = "Controller.Free", Controller, Mutates;
+
+    /// The child keys at a path of a metadata tree.
+    UpdatableKeys = "Updatable.Keys", Updatable, Reads;
+    /// The value at a path of a metadata tree.
+    UpdatableGet = "Updatable.Get", Updatable, Reads;
+    /// What a set of changes would make of the tree, and the hash that commits it.
+    UpdatableChanges = "Updatable.Changes", Updatable, Reads;
+    /// Replaces the tree with a proposal, if nothing changed since it was made.
+    UpdatableCommit = "Updatable.Commit", Updatable, Mutates;
 
     /// The topics a publisher has.
     EventList = "Event.List", Event, Reads;
@@ -286,6 +321,11 @@ mod tests {
                 Method::GroupPauseRollout,
                 Method::GroupResumeRollout,
                 Method::GroupUndoRollout,
+                Method::ManagerEnforce,
+                Method::ManagerTerminate,
+                Method::ControllerCommit,
+                Method::ControllerFree,
+                Method::UpdatableCommit,
             ]
         );
     }
@@ -303,11 +343,11 @@ mod tests {
             format!("{provision} "),
             format!(" {provision}"),
             format!("{provision}.x"),
-            "Controller.Commit".into(),
+            "L4.Publish".into(),
         ] {
             assert_eq!(name.parse::<Method>(), Err(Unknown(name.clone())));
         }
-        for name in ["", "instance", "Instance.", "Controller"] {
+        for name in ["", "instance", "Instance.", "L4"] {
             assert!(name.parse::<Interface>().is_err(), "{name}");
         }
     }

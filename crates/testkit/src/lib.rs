@@ -8,6 +8,7 @@
 //! - [`process`]: children ended with everything they started, even when a test fails.
 //! - [`busybox`]: a statically linked busybox for `FROM scratch` images.
 //! - [`docker`]: a Docker engine of a test's own, in namespaces of its own.
+//! - [`wire`]: raw JSON-RPC over a plugin's socket.
 //! - `etcd` (feature `etcd`): a real three-member etcd cluster on loopback.
 
 pub mod busybox;
@@ -20,6 +21,7 @@ pub mod names;
 pub mod ports;
 pub mod process;
 pub mod wait;
+pub mod wire;
 
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdCluster;
