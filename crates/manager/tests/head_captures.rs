@@ -7,20 +7,14 @@
 //! filled in (`"Updating": {"Duration": "0s", ...}`), we answer them as committed, so only their
 //! presence is compared.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio_util::sync::CancellationToken;
 
-use infrakit_flavor_vanilla::VanillaFlavor;
-use infrakit_group::ControllerConfig;
-use infrakit_instance_file::FilePlugin;
-use infrakit_manager::{Backend, LocalLeadership, Manager};
-use infrakit_rpc::{Handlers, PluginServer, Plugins};
-use infrakit_store::FileStore;
+use common::mystack;
 use infrakit_testkit::eventually;
 use infrakit_testkit::wire::rpc;
 
@@ -151,54 +145,11 @@ fn objects(hello: &Value) -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-/// Our manager `mystack` with the file instance plugin and the vanilla flavor, served on a
-/// socket in `dir`.
-async fn mystack(dir: &Path) -> (Arc<Manager>, PluginServer, CancellationToken) {
-    let plugins = Arc::new(Plugins::new(dir.join("plugins")));
-    let files = Arc::new(FilePlugin::new(dir.join("files")).unwrap());
-    plugins.register_instance("instance-file", files);
-    plugins.register_flavor("flavor-vanilla", Arc::new(VanillaFlavor::new()));
-    let location = dir.join("plugins/mystack").display().to_string();
-    let config = ControllerConfig {
-        poll_interval: Duration::from_millis(100),
-        ..ControllerConfig::default()
-    };
-    let manager = Manager::new(
-        "mystack",
-        &location,
-        plugins,
-        config,
-        Backend {
-            store: Arc::new(FileStore::new(dir.join("mystack/groups"))),
-            info: json!({"Backend": "embedded"}),
-            leadership: Arc::new(LocalLeadership::acquire(dir, &location).unwrap()),
-            vars: Some(Arc::new(FileStore::new(dir.join("mystack/vars")))),
-        },
-    );
-    let server = PluginServer::start(
-        &dir.join("plugins"),
-        "mystack",
-        Handlers::new()
-            .group(manager.clone())
-            .manager(manager.clone()),
-    )
-    .await
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(manager.clone().run(shutdown.clone()));
-    (manager, server, shutdown)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_recorded_exchange_answers_as_the_original_did() {
-    use infrakit_spi::manager::Manager as _;
     let dir = tempfile::tempdir().unwrap();
-    let (manager, server, shutdown) = mystack(dir.path()).await;
-    eventually("mystack leads", Duration::from_secs(10), || async {
-        manager.is_leader().await.unwrap_or(false).then_some(())
-    })
-    .await;
-    let socket = server.socket().to_path_buf();
+    let stack = mystack(dir.path()).await;
+    let socket = stack.server.socket().to_path_buf();
     let all = recorded();
     let send = |heading: &str| {
         let request = all[heading].request.clone();
@@ -311,6 +262,5 @@ async fn every_recorded_exchange_answers_as_the_original_did() {
     assert_covers(heading, &whole(heading), &ours);
     assert_eq!(ours["result"]["ID"], "cattle");
 
-    shutdown.cancel();
-    server.stop().await;
+    stack.stop().await;
 }
