@@ -77,6 +77,34 @@ pub(crate) fn must_list(
     }
 }
 
+/// What of a listing can be trusted: instances without every tag asked for (another group's, or
+/// anyone's, from a plugin that ignores the filter) and second listings of one ID are dropped,
+/// so a confused plugin can never make the group count an instance twice (and scale in a healthy
+/// one) or act on instances that are not its own. Says what was dropped, if anything.
+pub(crate) fn sane(listed: Vec<Description>, tags: &Tags) -> (Vec<Description>, Option<String>) {
+    let mut seen = std::collections::HashSet::with_capacity(listed.len());
+    let (mut foreign, mut twice) = (0usize, 0usize);
+    let mut kept = Vec::with_capacity(listed.len());
+    for d in listed {
+        if !d.tags.matches(tags) {
+            foreign += 1;
+        } else if !seen.insert(d.id.clone()) {
+            twice += 1;
+        } else {
+            kept.push(d);
+        }
+    }
+    let fault = match (foreign, twice) {
+        (0, 0) => None,
+        (f, 0) => Some(format!("{f} listed without the group's tags")),
+        (0, t) => Some(format!("{t} listed twice")),
+        (f, t) => Some(format!(
+            "{f} listed without the group's tags, {t} listed twice"
+        )),
+    };
+    (kept, fault)
+}
+
 /// The last listing.
 #[derive(Debug)]
 struct Cached {
@@ -119,7 +147,12 @@ impl Listing {
             }
         }
         self.cached = None;
-        let descriptions = Arc::new(instance.describe_instances(tags, true).await?);
+        let listed = instance.describe_instances(tags, true).await?;
+        let (listed, fault) = sane(listed, tags);
+        if let Some(fault) = fault {
+            tracing::warn!(plugin, fault = %fault, "instance plugin listed instances it should not have; ignored");
+        }
+        let descriptions = Arc::new(listed);
         self.cached = Some(Cached {
             plugin: plugin.to_string(),
             descriptions: descriptions.clone(),
@@ -192,5 +225,35 @@ mod tests {
         assert_eq!(w.take(), (true, true));
         w.lost();
         assert_eq!(w.take(), (false, true));
+    }
+
+    fn described(id: &str, group: &str) -> Description {
+        Description {
+            id: id.into(),
+            logical_id: None,
+            tags: infrakit_spi::instance::Tags::from_iter([("infrakit.group", group)]),
+            properties: None,
+            created: None,
+        }
+    }
+
+    #[test]
+    fn foreign_and_twice_listed_instances_are_dropped_and_named() {
+        let want = Tags::from_iter([("infrakit.group", "web")]);
+        let listed = vec![
+            described("a", "web"),
+            described("b", "db"),
+            described("a", "web"),
+            described("c", "web"),
+        ];
+        let (kept, fault) = sane(listed, &want);
+        let ids: Vec<&str> = kept.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["a", "c"]);
+        assert_eq!(
+            fault.as_deref(),
+            Some("1 listed without the group's tags, 1 listed twice")
+        );
+        let (kept, fault) = sane(vec![described("a", "web")], &want);
+        assert_eq!((kept.len(), fault), (1, None));
     }
 }

@@ -46,6 +46,63 @@ pub fn default_timeout() -> Duration {
 /// Timeout of calls that create or destroy things, which may legitimately take minutes.
 pub const LONG_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// The most bytes read of an answer that lists things (`DescribeInstances`, `DescribeGroup`,
+/// `InspectGroups`, batched health, the last version's `Describe` and `Inspect`): 64 MiB. Sized
+/// for `DescribeInstances` of a 100,000-instance group: our plugins describe an instance, with
+/// its properties, in 300-600 bytes (30-60 MB at 100,000); a plugin that says more per instance
+/// than ~670 bytes at that scale is refused rather than allowed to make the controller hold an
+/// unbounded answer. `$INFRAKIT_MAX_LISTING_BYTES` changes it.
+pub const DEFAULT_MAX_LISTING_BYTES: usize = 64 << 20;
+
+/// The most bytes read of any other answer (an ID, a spec, an acknowledgement): 4 MiB.
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
+
+/// How much of a plugin's HTTP error body goes into an error message (and so into logs and
+/// status): a few hundred bytes.
+const QUOTED_BODY_BYTES: usize = 300;
+
+/// How much of a plugin's JSON-RPC error message is kept: as much as our servers send (1 KiB).
+const QUOTED_MESSAGE_BYTES: usize = 1024;
+
+/// The most bytes read of an answer to `method`.
+pub fn max_response_bytes(method: Method) -> usize {
+    match method {
+        Method::InstanceDescribeInstances
+        | Method::GroupDescribeGroup
+        | Method::GroupInspectGroups
+        | Method::FlavorHealthCheck
+        | Method::ControllerDescribe
+        | Method::ControllerFree
+        | Method::ManagerInspect
+        | Method::ManagerSpecs => listing_limit(),
+        _ => MAX_ANSWER_BYTES,
+    }
+}
+
+fn listing_limit() -> usize {
+    static LIMIT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *LIMIT.get_or_init(|| {
+        std::env::var("INFRAKIT_MAX_LISTING_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .filter(|n| *n > 0)
+            .unwrap_or(DEFAULT_MAX_LISTING_BYTES)
+    })
+}
+
+/// `text` cut to `max` bytes (on a character boundary), for quoting a peer's words.
+fn quote(text: &str, max: usize) -> String {
+    let text = text.trim();
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes in all)", &text[..end], text.len())
+}
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
 fn next_id() -> u64 {
@@ -214,23 +271,45 @@ impl Client {
         params: &P,
         timeout: Duration,
     ) -> Result<R> {
+        let id = next_id();
         let body = serde_json::to_vec(&json!({
             "jsonrpc": "2.0",
             "method": method.as_str(),
             "params": params,
-            "id": next_id(),
+            "id": id,
         }))
         .map_err(|e| Error::caused(format!("cannot encode {method} params"), e))?;
         let body = Full::new(Bytes::from(body));
         let resp = self.send(hyper::Method::POST, "/", body)?;
+        let limit = max_response_bytes(method);
         let exchange = async {
             let resp = resp.await.map_err(|e| self.unavailable(root_cause(&e)))?;
             let status = resp.status();
-            let bytes = resp
-                .into_body()
+            let too_large = || {
+                Error::plugin(format!(
+                    "plugin '{}' answered {method} with more than {limit} bytes, the most read of such an answer; refused",
+                    self.name
+                ))
+            };
+            let declared = resp
+                .headers()
+                .get(hyper::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(too_large());
+            }
+            // Read only up to the limit: an endless or huge answer stops here.
+            let bytes = http_body_util::Limited::new(resp.into_body(), limit)
                 .collect()
                 .await
-                .map_err(|e| self.unavailable(e))?
+                .map_err(|e| {
+                    if e.is::<http_body_util::LengthLimitError>() {
+                        too_large()
+                    } else {
+                        self.unavailable(e)
+                    }
+                })?
                 .to_bytes();
             Ok::<_, Error>((status, bytes))
         };
@@ -245,7 +324,7 @@ impl Client {
             return Err(Error::plugin(format!(
                 "plugin '{}' answered {method} with HTTP {status}: {}",
                 self.name,
-                String::from_utf8_lossy(&bytes).trim()
+                quote(&String::from_utf8_lossy(&bytes), QUOTED_BODY_BYTES)
             )));
         }
         // The result is decoded straight into its type, not first into a tree of values.
@@ -255,12 +334,23 @@ impl Client {
                 e,
             )
         })?;
+        // An answer to another request (a confused or lying plugin) is not this call's.
+        if resp.id.get() != id.to_string() {
+            return Err(Error::plugin(format!(
+                "plugin '{}' answered {method} for request id {}, not {id}; refused",
+                self.name,
+                quote(resp.id.get(), QUOTED_BODY_BYTES)
+            )));
+        }
         if let Some(err) = resp.error {
             let path = err.data.get("Path").and_then(Value::as_str);
             let message = err.data.get("Message").and_then(Value::as_str);
             return Err(match (path, message) {
-                (Some(path), Some(message)) => Error::invalid(path, message),
-                _ => Error::Plugin(err.message),
+                (Some(path), Some(message)) => Error::invalid(
+                    quote(path, QUOTED_MESSAGE_BYTES),
+                    quote(message, QUOTED_MESSAGE_BYTES),
+                ),
+                _ => Error::Plugin(quote(&err.message, QUOTED_MESSAGE_BYTES)),
             });
         }
         match resp.result {
