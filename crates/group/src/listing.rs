@@ -105,6 +105,22 @@ pub(crate) fn sane(listed: Vec<Description>, tags: &Tags) -> (Vec<Description>, 
     (kept, fault)
 }
 
+/// The instances with `tags` that `instance` (plugin `plugin`) lists, made [`sane`]: what was
+/// dropped is logged.
+pub(crate) async fn members(
+    instance: &dyn Instance,
+    plugin: &str,
+    tags: &Tags,
+    properties: bool,
+) -> Result<Vec<Description>> {
+    let listed = instance.describe_instances(tags, properties).await?;
+    let (listed, fault) = sane(listed, tags);
+    if let Some(fault) = fault {
+        tracing::warn!(plugin, fault = %fault, "instance plugin listed instances it should not have; ignored");
+    }
+    Ok(listed)
+}
+
 /// The last listing.
 #[derive(Debug)]
 struct Cached {
@@ -147,12 +163,7 @@ impl Listing {
             }
         }
         self.cached = None;
-        let listed = instance.describe_instances(tags, true).await?;
-        let (listed, fault) = sane(listed, tags);
-        if let Some(fault) = fault {
-            tracing::warn!(plugin, fault = %fault, "instance plugin listed instances it should not have; ignored");
-        }
-        let descriptions = Arc::new(listed);
+        let descriptions = Arc::new(members(instance, plugin, tags, true).await?);
         self.cached = Some(Cached {
             plugin: plugin.to_string(),
             descriptions: descriptions.clone(),

@@ -22,7 +22,7 @@ use crate::explain;
 use crate::fence::{Fence, Unfenced};
 use crate::health::HealthClock;
 use crate::history::History;
-use crate::listing::{Listing, Watch};
+use crate::listing::{self, Listing, Watch};
 use crate::observe::{self, membership};
 use crate::preview;
 use crate::rollout::RolloutState;
@@ -221,9 +221,13 @@ impl Group for GroupPlugin {
         };
         let old = sup.settings();
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let members = instance
-            .describe_instances(&membership(&settings.id), false)
-            .await?;
+        let members = listing::members(
+            instance.as_ref(),
+            &settings.props.instance.plugin,
+            &membership(&settings.id),
+            false,
+        )
+        .await?;
         let hashes: Vec<Option<String>> = members
             .iter()
             .map(|d| d.config_hash().map(str::to_string))
@@ -262,7 +266,13 @@ impl Group for GroupPlugin {
             (sup.settings(), sup.snapshot())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let instances = instance.describe_instances(&membership(id), true).await?;
+        let instances = listing::members(
+            instance.as_ref(),
+            &settings.props.instance.plugin,
+            &membership(id),
+            true,
+        )
+        .await?;
         let mut status = snapshot.status;
         status.desired = settings.desired();
         status.config_hash = settings.config_hash.clone();
@@ -279,7 +289,13 @@ impl Group for GroupPlugin {
     async fn destroy_group(&self, id: &str) -> Result<()> {
         let settings = self.unmanage(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let members = instance.describe_instances(&membership(id), true).await?;
+        let members = listing::members(
+            instance.as_ref(),
+            &settings.props.instance.plugin,
+            &membership(id),
+            true,
+        )
+        .await?;
         let (instance, flavor) = (instance.as_ref(), flavor.as_ref());
         let settings = settings.as_ref();
         let destroys: Vec<_> = members
@@ -328,7 +344,13 @@ impl Group for GroupPlugin {
     async fn destroy_instances(&self, id: &str, ids: &[String]) -> Result<()> {
         let settings = self.settings_of(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let members = instance.describe_instances(&membership(id), true).await?;
+        let members = listing::members(
+            instance.as_ref(),
+            &settings.props.instance.plugin,
+            &membership(id),
+            true,
+        )
+        .await?;
         let mut victims = Vec::new();
         for wanted in ids {
             match members.iter().find(|d| &d.id == wanted) {
