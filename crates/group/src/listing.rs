@@ -113,12 +113,25 @@ pub(crate) async fn members(
     tags: &Tags,
     properties: bool,
 ) -> Result<Vec<Description>> {
+    Ok(members_and_fault(instance, plugin, tags, properties)
+        .await?
+        .0)
+}
+
+/// [`members`], and what the plugin did wrong, in words for the group's status.
+pub(crate) async fn members_and_fault(
+    instance: &dyn Instance,
+    plugin: &str,
+    tags: &Tags,
+    properties: bool,
+) -> Result<(Vec<Description>, Option<String>)> {
     let listed = instance.describe_instances(tags, properties).await?;
     let (listed, fault) = sane(listed, tags);
-    if let Some(fault) = fault {
+    let fault = fault.map(|fault| {
         tracing::warn!(plugin, fault = %fault, "instance plugin listed instances it should not have; ignored");
-    }
-    Ok(listed)
+        format!("instance plugin '{plugin}' misbehaves: {fault} (ignored)")
+    });
+    Ok((listed, fault))
 }
 
 /// The last listing.

@@ -266,7 +266,7 @@ impl Group for GroupPlugin {
             (sup.settings(), sup.snapshot())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let instances = listing::members(
+        let (instances, fault) = listing::members_and_fault(
             instance.as_ref(),
             &settings.props.instance.plugin,
             &membership(id),
@@ -274,6 +274,12 @@ impl Group for GroupPlugin {
         )
         .await?;
         let mut status = snapshot.status;
+        if let Some(fault) = fault {
+            status.message = match status.message.as_str() {
+                "" => fault,
+                said => format!("{said}; {fault}"),
+            };
+        }
         status.desired = settings.desired();
         status.config_hash = settings.config_hash.clone();
         if !snapshot.observed && status.message.is_empty() {

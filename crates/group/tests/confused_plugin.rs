@@ -99,6 +99,13 @@ async fn twice_listed_and_foreign_instances_are_neither_counted_nor_destroyed() 
     .await;
     let d = group.describe_group("web").await.unwrap();
     assert_eq!(ids(&d), members);
+    let said = d.status.unwrap().message;
+    assert!(
+        said.contains(
+            "instance plugin 'confused' misbehaves: 1 listed without the group's tags, 3 listed twice (ignored)"
+        ),
+        "the status says what the plugin did wrong: {said}"
+    );
     assert!(confused.destroyed.lock().unwrap().is_empty());
     let held = confused
         .inner
