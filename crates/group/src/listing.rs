@@ -105,21 +105,9 @@ pub(crate) fn sane(listed: Vec<Description>, tags: &Tags) -> (Vec<Description>, 
     (kept, fault)
 }
 
-/// The instances with `tags` that `instance` (plugin `plugin`) lists, made [`sane`]: what was
-/// dropped is logged.
+/// The instances with `tags` that `instance` (plugin `plugin`) lists, made [`sane`], and what
+/// the plugin did wrong, in words for the group's status (also logged).
 pub(crate) async fn members(
-    instance: &dyn Instance,
-    plugin: &str,
-    tags: &Tags,
-    properties: bool,
-) -> Result<Vec<Description>> {
-    Ok(members_and_fault(instance, plugin, tags, properties)
-        .await?
-        .0)
-}
-
-/// [`members`], and what the plugin did wrong, in words for the group's status.
-pub(crate) async fn members_and_fault(
     instance: &dyn Instance,
     plugin: &str,
     tags: &Tags,
@@ -176,7 +164,7 @@ impl Listing {
             }
         }
         self.cached = None;
-        let descriptions = Arc::new(members(instance, plugin, tags, true).await?);
+        let descriptions = Arc::new(members(instance, plugin, tags, true).await?.0);
         self.cached = Some(Cached {
             plugin: plugin.to_string(),
             descriptions: descriptions.clone(),

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use infrakit_rpc::Plugins;
 use infrakit_spi::group::{PlanPreview, RolloutAction};
-use infrakit_spi::{Error, Group, GroupDescription, GroupSpec, Result};
+use infrakit_spi::{Description, Error, Group, GroupDescription, GroupSpec, Instance, Result};
 use infrakit_store::Store;
 
 pub use crate::context::ControllerConfig;
@@ -43,6 +43,22 @@ impl std::fmt::Debug for GroupPlugin {
             .field("ctx", &self.ctx)
             .finish()
     }
+}
+
+/// The members of the group `settings` describe, as its instance plugin lists them (without
+/// what it should not have listed), and what the plugin did wrong, if anything.
+async fn listed(
+    instance: &dyn Instance,
+    settings: &Settings,
+    properties: bool,
+) -> Result<(Vec<Description>, Option<String>)> {
+    listing::members(
+        instance,
+        &settings.props.instance.plugin,
+        &membership(&settings.id),
+        properties,
+    )
+    .await
 }
 
 /// Re-roots a plugin's validation error under the group spec field it came from.
@@ -221,13 +237,7 @@ impl Group for GroupPlugin {
         };
         let old = sup.settings();
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let members = listing::members(
-            instance.as_ref(),
-            &settings.props.instance.plugin,
-            &membership(&settings.id),
-            false,
-        )
-        .await?;
+        let (members, _) = listed(instance.as_ref(), &settings, false).await?;
         let hashes: Vec<Option<String>> = members
             .iter()
             .map(|d| d.config_hash().map(str::to_string))
@@ -266,13 +276,7 @@ impl Group for GroupPlugin {
             (sup.settings(), sup.snapshot())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let (instances, fault) = listing::members_and_fault(
-            instance.as_ref(),
-            &settings.props.instance.plugin,
-            &membership(id),
-            true,
-        )
-        .await?;
+        let (instances, fault) = listed(instance.as_ref(), &settings, true).await?;
         let mut status = snapshot.status;
         if let Some(fault) = fault {
             status.message = match status.message.as_str() {
@@ -295,13 +299,7 @@ impl Group for GroupPlugin {
     async fn destroy_group(&self, id: &str) -> Result<()> {
         let settings = self.unmanage(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let members = listing::members(
-            instance.as_ref(),
-            &settings.props.instance.plugin,
-            &membership(id),
-            true,
-        )
-        .await?;
+        let (members, _) = listed(instance.as_ref(), &settings, true).await?;
         let (instance, flavor) = (instance.as_ref(), flavor.as_ref());
         let settings = settings.as_ref();
         let destroys: Vec<_> = members
@@ -350,13 +348,7 @@ impl Group for GroupPlugin {
     async fn destroy_instances(&self, id: &str, ids: &[String]) -> Result<()> {
         let settings = self.settings_of(id).await?;
         let (instance, flavor) = plugins_of(&self.ctx, &settings)?;
-        let members = listing::members(
-            instance.as_ref(),
-            &settings.props.instance.plugin,
-            &membership(id),
-            true,
-        )
-        .await?;
+        let (members, _) = listed(instance.as_ref(), &settings, true).await?;
         let mut victims = Vec::new();
         for wanted in ids {
             match members.iter().find(|d| &d.id == wanted) {
