@@ -6,7 +6,8 @@
 //! - [`client`] implements the same traits by calling a plugin over its socket, so callers cannot
 //!   tell an in-process plugin from a remote one.
 //! - [`registry`] resolves plugin names (`instance-file`, `flavor-swarm/worker`) to trait objects.
-//! - [`limits`] bounds what one client can make a server hold (body and header sizes, idle time).
+//! - [`limits`] bounds what one client can make a server hold (body and header sizes, idle time,
+//!   connections); a full listener closes the connection that waited longest to make room.
 //! - [`tcp`] configures the optional TCP listener (TLS with client certificates, or a bearer
 //!   token) and TCP clients, for remote CLIs and plugins.
 //! - [`dispatch`] turns a request body into a typed call (a [`infrakit_spi::Method`] and its
@@ -15,8 +16,10 @@
 //!
 //! See `docs/security.md` for the threat model.
 
+mod admission;
 mod call;
 pub mod client;
+mod conns;
 mod controller;
 pub mod dir;
 pub mod dispatch;
@@ -34,6 +37,7 @@ mod tls;
 mod updatable;
 
 pub use client::{Client, FlavorClient, GroupClient, InstanceClient, ManagerClient};
+pub use conns::ConnectionMetrics;
 pub use limits::Limits;
 pub use registry::Plugins;
 pub use server::{Handlers, PluginServer, ServerOptions};

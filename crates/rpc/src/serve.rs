@@ -20,6 +20,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use infrakit_spi::secret::Secret;
 
+use crate::admission::Phase;
+use crate::conns::{Closed, Conn};
 use crate::dispatch::Caller;
 use crate::handlers::Handlers;
 use crate::limits::Limits;
@@ -32,25 +34,42 @@ pub(crate) struct ServerInfo {
     pub(crate) limits: Limits,
 }
 
-/// Serves HTTP/1.1 on `io` until the client goes away, the connection idles past
-/// [`Limits::idle_timeout`], or the server shuts down.
+/// Serves HTTP/1.1 on `io` until the client goes away, sends no first request head within
+/// [`Limits::head_timeout`], idles past [`Limits::idle_timeout`], is evicted to make room, or
+/// the server shuts down.
 pub(crate) fn spawn_connection<IO>(
     io: IO,
     info: Arc<ServerInfo>,
     caller: Caller,
     token: Option<Arc<Secret>>,
     graceful: Watcher,
-    permit: tokio::sync::OwnedSemaphorePermit,
+    conn: Conn,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let limits = info.limits.clone();
+    let conn = Arc::new(conn);
+    let handle = conn.clone();
     let service = hyper::service::service_fn(move |req| {
         let info = info.clone();
         let token = token.clone();
-        async move { Ok::<_, Infallible>(route(&info, req, caller, token.as_deref()).await) }
+        let conn = handle.clone();
+        async move {
+            conn.request_started();
+            let resp = route(&info, req, caller, token.as_deref(), &conn).await;
+            let streaming = resp
+                .headers()
+                .get(hyper::header::CONTENT_TYPE)
+                .is_some_and(|ct| ct.as_bytes().starts_with(b"text/event-stream"));
+            conn.phase(if streaming {
+                Phase::Streaming
+            } else {
+                Phase::Waiting
+            });
+            Ok::<_, Infallible>(resp)
+        }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
+    let http = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .keep_alive(true)
         .header_read_timeout(limits.idle_timeout)
@@ -58,12 +77,25 @@ pub(crate) fn spawn_connection<IO>(
         .max_header_size(limits.max_header_bytes)
         .max_buf_size(limits.read_buffer_bytes())
         .serve_connection(TokioIo::new(io), service);
-    let conn = graceful.watch(conn);
+    let http = graceful.watch(http);
     tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(error = %e, "connection ended with an error");
+        // A new connection has `head_timeout` to send its first request head; after that,
+        // hyper's keep-alive idle timeout applies.
+        let first_head = async {
+            tokio::time::sleep(limits.head_timeout).await;
+            if conn.served() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            ended = http => match ended {
+                Ok(()) => {}
+                Err(e) if e.is_timeout() => conn.closing(Closed::Idle),
+                Err(e) => tracing::debug!(error = %e, "connection ended with an error"),
+            },
+            () = conn.evicted().cancelled() => {}
+            () = first_head => conn.closing(Closed::Idle),
         }
-        drop(permit);
     });
 }
 
@@ -104,9 +136,12 @@ async fn route(
     req: Request<Incoming>,
     caller: Caller,
     token: Option<&Secret>,
+    conn: &Conn,
 ) -> Response<Body> {
     if let Some(token) = token {
-        if !tcp::bearer_matches(req.headers().get(hyper::header::AUTHORIZATION), token) {
+        if tcp::bearer_matches(req.headers().get(hyper::header::AUTHORIZATION), token) {
+            conn.authenticate();
+        } else {
             let mut resp = text(
                 StatusCode::UNAUTHORIZED,
                 "401 unauthorized: send Authorization: Bearer <token>",
@@ -118,8 +153,11 @@ async fn route(
             return resp;
         }
     }
+    if *req.method() != Method::POST {
+        conn.phase(Phase::Busy);
+    }
     match *req.method() {
-        Method::POST => rpc(info, req, caller).await,
+        Method::POST => rpc(info, req, caller, conn).await,
         Method::GET if req.uri().path() == "/events" => {
             let Some(publisher) = &info.handlers.publisher else {
                 return text(StatusCode::NOT_FOUND, "this plugin publishes no events");
@@ -180,7 +218,12 @@ async fn read_body(req: Request<Incoming>, limits: &Limits) -> Result<Bytes, Res
     }
 }
 
-async fn rpc(info: &ServerInfo, req: Request<Incoming>, caller: Caller) -> Response<Body> {
+async fn rpc(
+    info: &ServerInfo,
+    req: Request<Incoming>,
+    caller: Caller,
+    conn: &Conn,
+) -> Response<Body> {
     if let Some(ct) = req.headers().get(hyper::header::CONTENT_TYPE) {
         let ct = ct.to_str().unwrap_or_default().to_ascii_lowercase();
         if !ct.starts_with("application/json") {
@@ -192,8 +235,14 @@ async fn rpc(info: &ServerInfo, req: Request<Incoming>, caller: Caller) -> Respo
     }
     let body = match read_body(req, &info.limits).await {
         Ok(b) => b,
-        Err(resp) => return resp,
+        Err(resp) => {
+            if resp.status() == StatusCode::REQUEST_TIMEOUT {
+                conn.closing(Closed::Slow);
+            }
+            return resp;
+        }
     };
+    conn.phase(Phase::Busy);
     let out = dispatch::handle(&info.handlers, &body, &info.name, caller)
         .await
         .unwrap_or_default();

@@ -17,12 +17,14 @@ use std::time::Duration;
 
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use infrakit_spi::secret::Secret;
 
+use crate::admission::Budget;
+use crate::conns::{self, Closed, ConnectionMetrics};
 use crate::dispatch::Caller;
 pub use crate::handlers::Handlers;
 use crate::limits::Limits;
@@ -40,12 +42,27 @@ pub struct ServerOptions {
     pub limits: Limits,
     /// An optional TCP listener on the same handlers (TLS and/or a bearer token).
     pub tcp: Option<TcpListenerConfig>,
+    /// Where connections are counted (a clone of instruments registered elsewhere).
+    pub metrics: ConnectionMetrics,
 }
 
 impl ServerOptions {
     /// The default limits and no TCP listener.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The limits the environment sets ([`Limits::from_env`]) and no TCP listener.
+    pub fn from_env() -> io::Result<Self> {
+        let limits =
+            Limits::from_env().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(Self::default().limits(limits))
+    }
+
+    /// The same options, counting connections in `metrics`.
+    pub fn metrics(mut self, metrics: ConnectionMetrics) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same options with other limits.
@@ -73,13 +90,14 @@ pub struct PluginServer {
 
 impl PluginServer {
     /// Binds `<dir>/<name>` (creating `dir` with mode 0700), writes `<name>.pid` and starts
-    /// serving with the default [`Limits`] and no TCP listener.
+    /// serving with the [`Limits`] the environment sets ([`Limits::from_env`]) and no TCP
+    /// listener.
     pub async fn start(
         plugin_dir: &Path,
         name: &str,
         handlers: Handlers,
     ) -> io::Result<PluginServer> {
-        Self::start_with(plugin_dir, name, handlers, ServerOptions::default()).await
+        Self::start_with(plugin_dir, name, handlers, ServerOptions::from_env()?).await
     }
 
     /// Like [`PluginServer::start`], with limits and an optional TCP listener. Every option is
@@ -98,6 +116,7 @@ impl PluginServer {
         }
         let invalid = |msg: String| io::Error::new(io::ErrorKind::InvalidInput, msg);
         options.limits.validate().map_err(invalid)?;
+        raise_open_files_limit();
         let tcp = match &options.tcp {
             Some(cfg) => Some(bind_tcp(cfg).await?),
             None => None,
@@ -136,8 +155,20 @@ impl PluginServer {
             handlers,
             limits: options.limits.clone(),
         });
+        let limits = &options.limits;
+        let unix = conns::Listener::new(
+            name,
+            "unix",
+            Budget {
+                max_connections: limits.max_connections,
+                max_per_peer: None,
+                max_unauthenticated: None,
+            },
+            options.metrics.clone(),
+        );
         let mut tasks = vec![tokio::spawn(unix_accept_loop(
             listener,
+            unix,
             info.clone(),
             stop_rx.clone(),
         ))];
@@ -148,7 +179,17 @@ impl PluginServer {
             if tcp.describe.starts_with("PLAINTEXT") {
                 tracing::warn!(plugin = name, addr = %tcp.addr, "TCP listener without TLS: requests cross the network unencrypted");
             }
-            tasks.push(tokio::spawn(tcp_accept_loop(tcp, info, stop_rx)));
+            let conns = conns::Listener::new(
+                name,
+                "tcp",
+                Budget {
+                    max_connections: limits.max_connections,
+                    max_per_peer: Some(limits.max_connections_per_peer),
+                    max_unauthenticated: Some(limits.max_unauthenticated),
+                },
+                options.metrics.clone(),
+            );
+            tasks.push(tokio::spawn(tcp_accept_loop(tcp, conns, info, stop_rx)));
         }
         tracing::debug!(plugin = name, socket = %socket.display(), "plugin server started");
         Ok(PluginServer {
@@ -232,30 +273,53 @@ async fn bind_tcp(cfg: &TcpListenerConfig) -> io::Result<Tcp> {
     })
 }
 
+/// Lifts this process's soft limit on open files to its hard limit (as Go programs do), so
+/// [`Limits::max_connections`] is what bounds connections, not a soft limit of 1024 hit in the
+/// middle of a flood (where `accept` would fail before a full listener could make room).
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+            if soft < hard {
+                if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                    tracing::debug!(error = %e, soft, hard, "cannot raise the open files limit");
+                }
+            }
+        }
+    });
+}
+
+/// Waits a little after a failed `accept` (out of file descriptors, most likely), instead of
+/// spinning on it.
+async fn accept_failed(e: io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
 async fn unix_accept_loop(
     listener: UnixListener,
+    conns: Arc<conns::Listener>,
     info: Arc<ServerInfo>,
     mut stop: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(info.limits.max_connections));
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = stop.changed() => break,
-        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
                     Ok((s, _)) => s,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        accept_failed(e).await;
                         continue;
                     }
                 };
+                let Some(conn) = conns.admit(None, true) else {
+                    continue;
+                };
                 // The caller's pid (SO_PEERCRED), for the audit log of mutating calls.
                 let caller = Caller::Local(stream.peer_cred().ok().and_then(|c| c.pid()));
-                serve::spawn_connection(stream, info.clone(), caller, None, graceful.watcher(), permit);
+                serve::spawn_connection(stream, info.clone(), caller, None, graceful.watcher(), conn);
             }
             _ = stop.changed() => break,
         }
@@ -264,40 +328,65 @@ async fn unix_accept_loop(
     let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
 }
 
-async fn tcp_accept_loop(tcp: Tcp, info: Arc<ServerInfo>, mut stop: watch::Receiver<bool>) {
+async fn tcp_accept_loop(
+    tcp: Tcp,
+    conns: Arc<conns::Listener>,
+    info: Arc<ServerInfo>,
+    mut stop: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(info.limits.max_connections));
+    // Who is authenticated when: with a token, at its first request carrying it; with client
+    // certificates alone, at the end of the TLS handshake; with neither (plaintext asked for
+    // by name), at once.
+    let authenticated_by_tls = tcp.token.is_none();
+    let authenticated_at_accept = tcp.token.is_none() && tcp.tls.is_none();
     loop {
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-            _ = stop.changed() => break,
-        };
         tokio::select! {
             accepted = tcp.listener.accept() => {
                 let (stream, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
+                        accept_failed(e).await;
                         continue;
                     }
+                };
+                let Some(conn) = conns.admit(Some(peer.ip()), authenticated_at_accept) else {
+                    continue;
                 };
                 let _ = stream.set_nodelay(true);
                 let caller = Caller::Remote(peer);
                 let token = tcp.token.clone();
                 let Some(acceptor) = &tcp.tls else {
-                    serve::spawn_connection(stream, info.clone(), caller, token, graceful.watcher(), permit);
+                    serve::spawn_connection(stream, info.clone(), caller, token, graceful.watcher(), conn);
                     continue;
                 };
-                // The handshake runs in its own task, bounded by the idle timeout, so a slow
-                // client holds up nobody; a client without a valid certificate stops here.
+                // The handshake runs in its own task, bounded by the handshake timeout and
+                // evictable like any waiting connection, so a slow client holds up nobody; a
+                // client without a valid certificate stops here.
                 let handshake = acceptor.accept(stream);
                 let info = info.clone();
                 let watcher = graceful.watcher();
+                let conns = conns.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(info.limits.idle_timeout, handshake).await {
-                        Ok(Ok(tls)) => serve::spawn_connection(tls, info, caller, token, watcher, permit),
-                        Ok(Err(e)) => tracing::info!(peer = %peer, error = %e, "TLS handshake refused"),
-                        Err(_) => tracing::info!(peer = %peer, "TLS handshake timed out"),
+                    let timeout = info.limits.handshake_timeout;
+                    tokio::select! {
+                        done = tokio::time::timeout(timeout, handshake) => match done {
+                            Ok(Ok(tls)) => {
+                                if authenticated_by_tls {
+                                    conn.authenticate();
+                                }
+                                serve::spawn_connection(tls, info, caller, token, watcher, conn);
+                            }
+                            Ok(Err(e)) => {
+                                conns.refused("tls");
+                                tracing::info!(peer = %peer, error = %e, "TLS handshake refused");
+                            }
+                            Err(_) => {
+                                conn.closing(Closed::Slow);
+                                tracing::info!(peer = %peer, "TLS handshake timed out");
+                            }
+                        },
+                        () = conn.evicted().cancelled() => {}
                     }
                 });
             }

@@ -216,29 +216,24 @@ async fn event_streams_outlive_the_idle_timeout() {
 }
 
 #[tokio::test]
-async fn connections_beyond_the_limit_wait_their_turn() {
+async fn a_full_listener_closes_the_longest_idle_connection_for_a_newcomer() {
     let limits = Limits {
         max_connections: 2,
         ..Limits::default()
     };
     let f = serve(limits, |h| h).await;
     let socket = f.server.socket().to_path_buf();
-    let hold1 = UnixStream::connect(&socket).await.unwrap();
-    let hold2 = UnixStream::connect(&socket).await.unwrap();
+    let mut oldest = UnixStream::connect(&socket).await.unwrap();
+    let mut newer = UnixStream::connect(&socket).await.unwrap();
     let client = infrakit_rpc::Client::new("limited", &socket);
-    let mut call = tokio::spawn(async move {
-        client
-            .call::<_, serde_json::Value>(infrakit_spi::Method::HandshakeHello, &json!({}))
-            .await
-    });
-    // Both slots are held: the third connection is not served.
-    let early = tokio::time::timeout(Duration::from_millis(500), &mut call).await;
-    assert!(early.is_err(), "a third connection was served: {early:?}");
-    drop(hold1);
-    let answer = tokio::time::timeout(PATIENCE, call)
-        .await
-        .expect("served once a slot is free")
-        .unwrap();
+    let answer = client
+        .call::<_, serde_json::Value>(infrakit_spi::Method::HandshakeHello, &json!({}))
+        .await;
     assert!(answer.is_ok(), "{answer:?}");
-    drop(hold2);
+    let text = read_until_closed(&mut oldest, PATIENCE).await;
+    assert!(text.is_empty(), "{text}");
+    // `newer` is still open: a request on it is answered.
+    newer.write_all(&request(&validate_body(0))).await.unwrap();
+    let head = read_head(&mut newer, PATIENCE).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
