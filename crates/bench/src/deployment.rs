@@ -132,12 +132,18 @@ impl Deployment {
         Ok(d)
     }
 
-    fn plugins_dir(&self) -> PathBuf {
+    /// The directory of the deployment's plugin sockets.
+    pub fn plugins_dir(&self) -> PathBuf {
         self.home.path().join("plugins")
     }
 
+    /// The deployment's `INFRAKIT_HOME`.
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
     /// Runs `infrakit args` in this deployment's home; fails unless it succeeds.
-    async fn infrakit(&self, args: &[&str]) -> Result<String> {
+    pub async fn infrakit(&self, args: &[&str]) -> Result<String> {
         let out = tokio::process::Command::new(&self.exe)
             .args(args)
             .env("INFRAKIT_HOME", self.home.path())

@@ -7,7 +7,8 @@
 //! Scenarios (see each module): `converge` (0 to N simulated instances), `steady` (CPU of a
 //! reconcile pass, resident memory), `heal` (a killed process replaced), `rollout` (rolling
 //! updates), `protocol` (JSON-RPC calls on a Unix socket), `cli` (the `infrakit` binary),
-//! `deployed` (the plugins as separate processes started by `infrakit plugin start`).
+//! `deployed` (the plugins as separate processes started by `infrakit plugin start`), `flood`
+//! (a plugin's socket and a manager's TLS listener under 5,000 stuck connections).
 //! `--quick` runs each at small sizes in a few seconds, for CI; targets are only judged in full
 //! runs. Build in release for real numbers.
 
@@ -77,6 +78,9 @@ struct Cli {
     /// `deployed`: instances in the rollout group (default 100, 20 with --quick; 0: none).
     #[arg(long, value_name = "N")]
     deployed_rollout_size: Option<usize>,
+    /// `flood`: connections each flood holds open (default 5,000, 500 with --quick).
+    #[arg(long, value_name = "N")]
+    flood_connections: Option<usize>,
     /// Internal: converge a group of N instances in this process and report its memory as JSON.
     #[arg(long, hide = true)]
     probe_memory: Option<usize>,
@@ -103,9 +107,11 @@ enum Scenario {
     Cli,
     /// The plugins as separate processes, as users deploy them.
     Deployed,
+    /// Plugins and a manager under a flood of stuck connections.
+    Flood,
 }
 
-const ALL: [Scenario; 7] = [
+const ALL: [Scenario; 8] = [
     Scenario::Converge,
     Scenario::Steady,
     Scenario::Heal,
@@ -113,6 +119,7 @@ const ALL: [Scenario; 7] = [
     Scenario::Protocol,
     Scenario::Cli,
     Scenario::Deployed,
+    Scenario::Flood,
 ];
 
 /// The machine the numbers come from.
@@ -164,6 +171,7 @@ async fn run(scenario: Scenario, opts: &Opts) -> Result<Vec<Measurement>> {
         Scenario::Protocol => scenarios::protocol::run(opts).await,
         Scenario::Cli => scenarios::cli::run(opts).await,
         Scenario::Deployed => scenarios::deployed::run(opts).await,
+        Scenario::Flood => scenarios::flood::run(opts).await,
     }
 }
 
@@ -201,6 +209,7 @@ async fn main() -> Result<()> {
             kills: cli.deployed_kills,
             rollout_size: cli.deployed_rollout_size,
         },
+        flood_connections: cli.flood_connections,
     };
     let chosen: Vec<Scenario> = if cli.scenario.is_empty() {
         ALL.to_vec()

@@ -16,6 +16,8 @@ pub struct Opts {
     pub infrakit: Option<PathBuf>,
     /// Sizes and settings of the `deployed` scenario.
     pub deployed: DeployedOpts,
+    /// Connections each flood of the `flood` scenario holds open.
+    pub flood_connections: Option<usize>,
 }
 
 /// What the `deployed` scenario runs; empty or `None` fields take the scenario's defaults.

@@ -86,7 +86,9 @@ pub async fn start(
         controller_config(&args.options),
         backend,
     );
-    let mut options = ServerOptions::new();
+    let mut options = ServerOptions::from_env()
+        .context("INFRAKIT_SERVER_* limits")?
+        .metrics(manager.telemetry().metrics.connections());
     if let Some(tcp) = crate::remote::listener(&args.listen)? {
         options = options.tcp(tcp);
     }

@@ -135,7 +135,9 @@ async fn provision_all(
         flavor,
     } = *plugins;
     // With a store, each provision carries a token tag and is recorded before it starts, so a
-    // restarted controller can tell which ones completed. Without one there is nothing to resume.
+    // restarted controller can tell which ones completed (and an instance made by a provision
+    // the plugin said failed is recognised). Without one there is nothing to resume, and the
+    // tags stay exactly the original's.
     let durable = ctx.store.is_some();
     let provisions: Vec<(String, Option<String>, usize)> = plan
         .actions
@@ -208,6 +210,13 @@ async fn provision_all(
         .map(|(token, _, _)| token.as_str())
         .collect();
     state.end_provisions(ctx, &settled).await;
+    state.provisions_failed(
+        results
+            .iter()
+            .filter(|(_, _, r)| r.is_err())
+            .filter(|(token, _, _)| settled.contains(&token.as_str()))
+            .map(|(token, _, _)| token.as_str()),
+    );
     for (_, logical_id, result) in results {
         match result {
             Ok(id) => report.provisioned.push((id, logical_id)),

@@ -276,7 +276,21 @@ impl Group for GroupPlugin {
             (sup.settings(), sup.snapshot())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let (instances, fault) = listed(instance.as_ref(), &settings, true).await?;
+        let (instances, mut fault) = listed(instance.as_ref(), &settings, true).await?;
+        let adopted = match self.groups.lock().await.get(id) {
+            Some(sup) => sup.created_despite_failure(&instances),
+            None => 0,
+        };
+        if adopted > 0 {
+            let plugin = &settings.props.instance.plugin;
+            let said = format!(
+                "instance plugin '{plugin}' said {adopted} provision(s) failed that created their instance anyway (adopted)"
+            );
+            fault = Some(match fault {
+                Some(f) => format!("{f}; {said}"),
+                None => said,
+            });
+        }
         let mut status = snapshot.status;
         if let Some(fault) = fault {
             status.message = match status.message.as_str() {

@@ -69,7 +69,13 @@ pub(crate) struct GroupState {
     writes: tokio::sync::Mutex<()>,
     /// What the event follower knows of the instance plugin's events.
     pub(crate) watch: Watch,
+    /// Tokens of the latest provisions the instance plugin said failed (not timeouts), so an
+    /// instance that shows up carrying one is known to have been created anyway.
+    failed_provisions: Mutex<std::collections::VecDeque<String>>,
 }
+
+/// How many failed provisions' tokens a group remembers.
+const FAILED_PROVISIONS_KEPT: usize = 1000;
 
 impl GroupState {
     /// The state of a group starting with `settings` and `rollout`, and a receiver that sees
@@ -90,8 +96,39 @@ impl GroupState {
             unsaved: AtomicBool::new(false),
             writes: tokio::sync::Mutex::new(()),
             watch: Watch::default(),
+            failed_provisions: Mutex::default(),
         };
         (Arc::new(state), rx)
+    }
+
+    /// Remembers the tokens of provisions the plugin said failed.
+    pub(crate) fn provisions_failed<'a>(&self, tokens: impl IntoIterator<Item = &'a str>) {
+        let mut failed = self
+            .failed_provisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for token in tokens.into_iter().filter(|t| !t.is_empty()) {
+            if failed.len() == FAILED_PROVISIONS_KEPT {
+                failed.pop_front();
+            }
+            failed.push_back(token.to_string());
+        }
+    }
+
+    /// How many of `listed` were created by provisions the plugin said failed.
+    pub(crate) fn created_despite_failure(&self, listed: &[infrakit_spi::Description]) -> usize {
+        let failed = self
+            .failed_provisions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if failed.is_empty() {
+            return 0;
+        }
+        listed
+            .iter()
+            .filter_map(|d| d.tags.get(crate::rollout::TOKEN_TAG))
+            .filter(|t| failed.iter().any(|f| f == *t))
+            .count()
     }
 
     /// The rollout state, locked (changes are persisted separately).

@@ -89,6 +89,11 @@ impl Supervisor {
         self.state.snapshot()
     }
 
+    /// How many of `listed` were created by provisions the instance plugin said failed.
+    pub fn created_despite_failure(&self, listed: &[infrakit_spi::Description]) -> usize {
+        self.state.created_despite_failure(listed)
+    }
+
     /// Asks for a reconcile now.
     pub fn wake(&self) {
         self.state.wake();

@@ -227,6 +227,7 @@ pub struct Metrics {
     calls: Histograms<CallLabels>,
     call_errors: Family<CallLabels, Counter>,
     heal: Histograms<GroupLabels>,
+    connections: infrakit_rpc::ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -243,6 +244,7 @@ impl Default for Metrics {
             calls: Family::new_with_constructor(latency_histogram),
             call_errors: Family::default(),
             heal: Family::new_with_constructor(heal_histogram),
+            connections: infrakit_rpc::ConnectionMetrics::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -295,11 +297,18 @@ impl Default for Metrics {
             "From an instance found dead or replaced as unhealthy to its replacement created",
             m.heal.clone(),
         );
+        m.connections.register(r);
         m
     }
 }
 
 impl Metrics {
+    /// The connection counts of this process's plugin servers (give a clone to
+    /// [`infrakit_rpc::ServerOptions::metrics`]).
+    pub fn connections(&self) -> infrakit_rpc::ConnectionMetrics {
+        self.connections.clone()
+    }
+
     /// Everything in the Prometheus text format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -64,6 +64,49 @@ const QUOTED_BODY_BYTES: usize = 300;
 /// How much of a plugin's JSON-RPC error message is kept: as much as our servers send (1 KiB).
 const QUOTED_MESSAGE_BYTES: usize = 1024;
 
+/// At most one answer at a time, in this process, is read past [`MAX_ANSWER_BYTES`]: concurrent
+/// listings (the controller's pass, an operator's `describe`) that are large wait for each other
+/// there, so a plugin streaming endless answers to all of them costs one listing limit of memory,
+/// not one per call in flight.
+static LARGE_ANSWERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Why an answer's body was not read.
+enum Bounded {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads `body` up to `limit` bytes (see [`LARGE_ANSWERS`]); the chunks are joined once, at
+/// the end, freeing each as it is copied.
+async fn read_bounded(body: hyper::body::Incoming, limit: usize) -> Result<Bytes, Bounded> {
+    let mut body = std::pin::pin!(body);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut len = 0usize;
+    let mut large = None;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Bounded::Read)?.into_data() else {
+            continue;
+        };
+        len += data.len();
+        if len > limit {
+            return Err(Bounded::TooLarge);
+        }
+        if large.is_none() && len > MAX_ANSWER_BYTES {
+            large = Some(LARGE_ANSWERS.acquire().await);
+        }
+        chunks.push(data);
+    }
+    if chunks.len() == 1 {
+        return Ok(chunks.pop().unwrap_or_default());
+    }
+    let mut joined = bytes::BytesMut::with_capacity(len);
+    for chunk in chunks {
+        joined.extend_from_slice(&chunk);
+    }
+    drop(large);
+    Ok(joined.freeze())
+}
+
 /// The most bytes read of an answer to `method`.
 pub fn max_response_bytes(method: Method) -> usize {
     match method {
@@ -300,17 +343,12 @@ impl Client {
                 return Err(too_large());
             }
             // Read only up to the limit: an endless or huge answer stops here.
-            let bytes = http_body_util::Limited::new(resp.into_body(), limit)
-                .collect()
+            let bytes = read_bounded(resp.into_body(), limit)
                 .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        too_large()
-                    } else {
-                        self.unavailable(e)
-                    }
-                })?
-                .to_bytes();
+                .map_err(|e| match e {
+                    Bounded::TooLarge => too_large(),
+                    Bounded::Read(e) => self.unavailable(e),
+                })?;
             Ok::<_, Error>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(timeout, exchange)

@@ -18,7 +18,7 @@
 //! poll interval. Sizes, plugins, poll intervals, the window and the kills are options
 //! (`--deployed-*`); `--quick` deploys each plugin once at a small size.
 
-mod heal;
+pub(crate) mod heal;
 mod rollout;
 
 use std::path::Path;

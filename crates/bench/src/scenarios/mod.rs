@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod converge;
 pub mod deployed;
+pub mod flood;
 pub mod heal;
 pub mod protocol;
 pub mod rollout;

@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
-use infrakit_rpc::InstanceClient;
+use infrakit_rpc::{GroupClient, InstanceClient};
 use infrakit_spi::instance::GROUP_TAG;
 use infrakit_spi::{Instance, Tags};
 
@@ -105,11 +105,22 @@ pub async fn measure(
     kills: usize,
     min_age: Duration,
 ) -> Result<Vec<f64>> {
-    let plugin = d.instances();
-    let client = d.group();
+    measure_with(&d.instances(), &d.group(), group, n, kills, min_age).await
+}
+
+/// Like [`measure`], for a group `client` serves (a group plugin or a manager) on the process
+/// plugin `plugin`.
+pub async fn measure_with(
+    plugin: &InstanceClient,
+    client: &GroupClient,
+    group: &str,
+    n: usize,
+    kills: usize,
+    min_age: Duration,
+) -> Result<Vec<f64>> {
     let mut samples = Vec::new();
     for i in 0..kills {
-        let took = kill_one(&plugin, group, n, min_age).await?;
+        let took = kill_one(plugin, group, n, min_age).await?;
         eprintln!(
             "deployed heal N={n} kill {}/{kills}: replaced in {} ms",
             i + 1,
@@ -119,7 +130,7 @@ pub async fn measure(
 
         // Let the controller's follow-up reconcile finish before the next kill.
         fixture::wait_converged(
-            &client,
+            client,
             group,
             deployment::describe_every(n),
             Duration::from_secs(60),
