@@ -253,6 +253,27 @@ struct Tcp {
     describe: &'static str,
 }
 
+/// Connections the kernel may queue before they are accepted (capped by `net.core.somaxconn`):
+/// deep enough that a burst of connections, a flood reconnecting included, does not overflow
+/// the queue, where a dropped SYN would cost a legitimate client a 1 s retransmission.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` (`host:port`; the first address it resolves to) with [`LISTEN_BACKLOG`].
+async fn listen_tcp(addr: &str) -> io::Result<TcpListener> {
+    let addr = tokio::net::lookup_host(addr)
+        .await?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn bind_tcp(cfg: &TcpListenerConfig) -> io::Result<Tcp> {
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -260,7 +281,7 @@ async fn bind_tcp(cfg: &TcpListenerConfig) -> io::Result<Tcp> {
         Some(t) => Some(TlsAcceptor::from(tls::server_config(t)?)),
         None => None,
     };
-    let listener = TcpListener::bind(cfg.addr.as_str())
+    let listener = listen_tcp(&cfg.addr)
         .await
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e}", cfg.addr)))?;
     let addr = listener.local_addr()?;
