@@ -128,6 +128,15 @@ fn the_readme_tour_runs_against_up() {
             .any(|l| l == "infrakit_group_healthy_instances{group=\"workers\"} 3"),
         "{metrics}"
     );
+    // The manager's socket counts the connections the commands above made.
+    let accepted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("infrakit_rpc_connections_accepted_total{")
+                && l.contains("listener=\"unix\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert!(accepted.is_some_and(|n| n > 0), "{metrics}");
     let (code, page) = get(port, "/").expect("the dashboard answers");
     assert_eq!(code, 200);
     assert!(
