@@ -210,11 +210,13 @@ async fn provision_all(
         .map(|(token, _, _)| token.as_str())
         .collect();
     state.end_provisions(ctx, &settled).await;
+    // Failed for sure (not a timeout or a lost connection, which stay pending).
     state.provisions_failed(
         results
             .iter()
-            .filter(|(_, _, r)| r.is_err())
-            .filter(|(token, _, _)| settled.contains(&token.as_str()))
+            .filter(|(_, _, r)| {
+                matches!(r, Err(e) if !matches!(e, Error::Timeout { .. } | Error::Unavailable { .. }))
+            })
             .map(|(token, _, _)| token.as_str()),
     );
     for (_, logical_id, result) in results {

@@ -124,10 +124,11 @@ impl GroupState {
         if failed.is_empty() {
             return 0;
         }
+        let failed: std::collections::HashSet<&str> = failed.iter().map(String::as_str).collect();
         listed
             .iter()
             .filter_map(|d| d.tags.get(crate::rollout::TOKEN_TAG))
-            .filter(|t| failed.iter().any(|f| f == *t))
+            .filter(|t| failed.contains(t))
             .count()
     }
 
@@ -285,9 +286,10 @@ impl GroupState {
         let tokens: Vec<String> = pending.iter().map(|p| p.token.clone()).collect();
         self.rollout().pending.extend(pending);
         if let Err(e) = self.persist(ctx).await {
+            let tokens: std::collections::HashSet<String> = tokens.into_iter().collect();
             self.rollout()
                 .pending
-                .retain(|p| !tokens.iter().any(|t| t == &p.token));
+                .retain(|p| !tokens.contains(&p.token));
             return Err(e);
         }
         Ok(())
@@ -299,11 +301,10 @@ impl GroupState {
     /// to `PENDING_GRACE`, and not replace it). A failed save is retried by later passes.
     pub(crate) async fn end_provisions(&self, ctx: &Context, settled: &[&str]) {
         let dropped = {
+            let settled: std::collections::HashSet<&str> = settled.iter().copied().collect();
             let mut r = self.rollout();
             let before = r.pending.len();
-            for token in settled {
-                r.pending.retain(|p| p.token != *token);
-            }
+            r.pending.retain(|p| !settled.contains(p.token.as_str()));
             r.pending.len() != before
         };
         if ctx.store.is_some() && dropped {
