@@ -101,7 +101,7 @@ pub const STDERR_LOG: &str = "stderr.log";
 
 /// How much of each log an `Init` failure quotes.
 const INIT_TAIL_BYTES: u64 = 2048;
-/// Polling step while waiting for a signalled process to go.
+/// Longest polling step while waiting for a signalled process to go.
 const KILL_POLL: Duration = Duration::from_millis(20);
 /// How long to wait for a process to disappear after SIGKILL.
 const KILL_WAIT: Duration = Duration::from_secs(5);
@@ -572,9 +572,10 @@ async fn terminate(pid: i32, start_time: u64, grace: Duration) -> Result<()> {
     if presence.running() {
         procfs::signal_process(pid, Signal::SIGTERM);
         let deadline = tokio::time::Instant::now() + grace;
+        let mut poll = Backoff::default();
         while procfs::presence(pid, start_time).running() && tokio::time::Instant::now() < deadline
         {
-            tokio::time::sleep(KILL_POLL).await;
+            tokio::time::sleep(poll.next()).await;
         }
     }
     // Kill the leader if it ignored SIGTERM, and whatever it left behind in its group.
@@ -588,15 +589,30 @@ async fn terminate(pid: i32, start_time: u64, grace: Duration) -> Result<()> {
         Presence::Reused => {}
     }
     let deadline = tokio::time::Instant::now() + KILL_WAIT;
+    let mut poll = Backoff::default();
     while procfs::presence(pid, start_time).running() {
         if tokio::time::Instant::now() >= deadline {
             return Err(Error::plugin(format!(
                 "process {pid} is still running after SIGKILL"
             )));
         }
-        tokio::time::sleep(KILL_POLL).await;
+        tokio::time::sleep(poll.next()).await;
     }
     Ok(())
+}
+
+/// Waits between looks at a process being stopped: 1 ms, then doubling up to [`KILL_POLL`]. Most
+/// processes are gone within a millisecond of SIGTERM, so a rolling update's step does not wait
+/// a whole poll period for each.
+#[derive(Debug, Default)]
+struct Backoff(u32);
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let wait = Duration::from_millis(1 << self.0.min(5)).min(KILL_POLL);
+        self.0 += 1;
+        wait
+    }
 }
 
 impl Publisher for ProcessPlugin {
@@ -713,6 +729,13 @@ impl Instance for ProcessPlugin {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stopping_processes_are_looked_at_soon_then_less_often() {
+        let mut b = Backoff::default();
+        let waits: Vec<u64> = (0..8).map(|_| b.next().as_millis() as u64).collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 20, 20, 20]);
+    }
 
     #[test]
     fn ids_are_prefixed_lowercase_alphanumerics() {
