@@ -168,35 +168,30 @@ async fn provision_all(
         // Record intent before acting: if this cannot be saved, nothing is provisioned.
         state.begin_provisions(ctx, pending).await?;
     }
-    let futures: Vec<_> = provisions
+    let items: Vec<Provision> = provisions
         .iter()
-        .map(|(token, logical_id, seq)| {
-            let sequence = match (logical_id, &settings.props.allocation.logical_ids) {
+        .map(|(token, logical_id, seq)| Provision {
+            token: token.clone(),
+            logical_id: logical_id.clone(),
+            sequence: match (logical_id, &settings.props.allocation.logical_ids) {
                 (Some(l), Some(ids)) => ids.iter().position(|x| x == l).unwrap_or(*seq),
                 _ => *seq,
-            } as u64;
-            async move {
-                (
-                    token.clone(),
-                    logical_id.clone(),
-                    provision_one(
-                        ctx,
-                        settings,
-                        instance,
-                        flavor,
-                        logical_id.clone(),
-                        sequence,
-                        token,
-                    )
-                    .await,
-                )
-            }
+            } as u64,
         })
         .collect();
-    let results: Vec<(String, Option<String>, Result<String>)> = futures::stream::iter(futures)
-        .buffer_unordered(ctx.config.max_parallel.max(1))
-        .collect()
-        .await;
+    // In batches, each one flavor call and one instance call when the plugins serve the batch
+    // extensions (at most `max_parallel` provisions running at a time either way).
+    let mut results: Vec<(String, Option<String>, Result<String>)> =
+        Vec::with_capacity(items.len());
+    for batch in items.chunks(PROVISION_BATCH) {
+        let answers = provision_batch(ctx, settings, instance, flavor, batch).await;
+        results.extend(
+            batch
+                .iter()
+                .zip(answers)
+                .map(|(p, r)| (p.token.clone(), p.logical_id.clone(), r)),
+        );
+    }
     // A provision that timed out or lost its connection may still complete: keep counting it
     // until it shows up or its grace expires. The others are settled.
     let settled: Vec<&str> = results
@@ -243,82 +238,139 @@ where
         .collect()
 }
 
-/// Prepares a spec with the flavor and provisions it.
-pub(crate) async fn provision_one(
+/// Provisions asked for in one batch: one `FlavorBatch.Prepare` and one
+/// `InstanceBatch.Provision` call for plugins that serve them.
+const PROVISION_BATCH: usize = 1000;
+
+/// One provision to make.
+#[derive(Debug, Clone)]
+pub(crate) struct Provision {
+    /// The token tag it carries (empty without a store).
+    pub token: String,
+    /// Its logical ID, for pets.
+    pub logical_id: Option<String>,
+    /// Its index in the group, for the flavor.
+    pub sequence: u64,
+}
+
+/// Prepares a batch of specs with the flavor and provisions them: one answer per item, in
+/// order.
+pub(crate) async fn provision_batch(
     ctx: &Context,
     settings: &Settings,
     instance: &dyn Instance,
     flavor: &dyn Flavor,
-    logical_id: Option<String>,
-    sequence: u64,
-    token: &str,
-) -> Result<String> {
-    let mut tags = membership(&settings.id);
-    tags.insert(CONFIG_HASH_TAG, &settings.config_hash);
-    if !token.is_empty() {
-        tags.insert(TOKEN_TAG, token);
-    }
-    if let Some(l) = &logical_id {
-        tags.insert(LOGICAL_ID_TAG, l.clone());
-    }
-    let spec = Spec {
-        properties: settings.props.instance.properties.clone(),
-        tags: tags.clone(),
-        init: String::new(),
-        logical_id: logical_id.clone(),
-        attachments: Vec::new(),
-    };
-    let index = Index {
-        group: settings.id.clone(),
-        sequence,
-    };
-    let mut spec = flavor
-        .prepare(
+    items: &[Provision],
+) -> Vec<Result<String>> {
+    let ours: Vec<infrakit_spi::Tags> = items
+        .iter()
+        .map(|p| {
+            let mut tags = membership(&settings.id);
+            tags.insert(CONFIG_HASH_TAG, &settings.config_hash);
+            if !p.token.is_empty() {
+                tags.insert(TOKEN_TAG, &p.token);
+            }
+            if let Some(l) = &p.logical_id {
+                tags.insert(LOGICAL_ID_TAG, l.clone());
+            }
+            tags
+        })
+        .collect();
+    let specs: Vec<(Spec, Index)> = items
+        .iter()
+        .zip(&ours)
+        .map(|(p, tags)| {
+            let spec = Spec {
+                properties: settings.props.instance.properties.clone(),
+                tags: tags.clone(),
+                init: String::new(),
+                logical_id: p.logical_id.clone(),
+                attachments: Vec::new(),
+            };
+            let index = Index {
+                group: settings.id.clone(),
+                sequence: p.sequence,
+            };
+            (spec, index)
+        })
+        .collect();
+    let prepared = flavor
+        .prepare_many(
             &settings.props.flavor.properties,
-            spec,
+            specs,
             &settings.props.allocation,
-            &index,
         )
-        .await
-        .map_err(|e| Error::caused(Method::FlavorPrepare.as_str(), e))?;
-    // Membership tags are ours: a flavor cannot change them.
-    spec.tags.extend(&tags);
-    spec.logical_id = logical_id;
-    ctx.may_act()?;
+        .await;
+    let mut answers: Vec<Option<Result<String>>> = Vec::with_capacity(items.len());
+    let mut ready: Vec<(usize, Spec)> = Vec::new();
+    for (i, (p, prepared)) in items.iter().zip(prepared).enumerate() {
+        match prepared {
+            Ok(mut spec) => {
+                // Membership tags are ours: a flavor cannot change them.
+                spec.tags.extend(&ours[i]);
+                spec.logical_id = p.logical_id.clone();
+                ready.push((i, spec));
+                answers.push(None);
+            }
+            Err(e) => answers.push(Some(Err(Error::caused(Method::FlavorPrepare.as_str(), e)))),
+        }
+    }
+    if !ready.is_empty() {
+        if let Err(e) = ctx.may_act() {
+            for (i, _) in &ready {
+                answers[*i] = Some(Err(e.clone()));
+            }
+            ready.clear();
+        }
+    }
     let events = &ctx.config.telemetry.events;
-    let what = match &spec.logical_id {
+    let what = |logical_id: &Option<String>| match logical_id {
         Some(l) => format!("an instance for {l}"),
         None => "an instance".to_string(),
     };
-    events.group(
-        kind::PROVISIONING,
-        &settings.id,
-        None,
-        format!("provisioning {what}"),
-    );
-    let id = match instance.provision(spec).await {
-        Ok(id) => id,
-        Err(e) => {
-            events.group(
-                kind::PROVISION_FAILED,
-                &settings.id,
-                None,
-                format!("provisioning {what} failed: {e}"),
-            );
-            return Err(match e {
-                Error::Timeout { .. } | Error::Unavailable { .. } => e,
-                other => Error::caused(Method::InstanceProvision.as_str(), other),
-            });
-        }
-    };
-    tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
-    events.group(
-        kind::PROVISIONED,
-        &settings.id,
-        Some(&id),
-        format!("provisioned {id}"),
-    );
-    Ok(id)
+    for (_, spec) in &ready {
+        events.group(
+            kind::PROVISIONING,
+            &settings.id,
+            None,
+            format!("provisioning {}", what(&spec.logical_id)),
+        );
+    }
+    let (indexes, specs): (Vec<usize>, Vec<Spec>) = ready.into_iter().unzip();
+    let provisioned = instance
+        .provision_many(specs, ctx.config.max_parallel.max(1))
+        .await;
+    for (i, result) in indexes.into_iter().zip(provisioned) {
+        let logical_id = &items[i].logical_id;
+        answers[i] = Some(match result {
+            Ok(id) => {
+                tracing::info!(group = %settings.id, instance = %id, "provisioned instance");
+                events.group(
+                    kind::PROVISIONED,
+                    &settings.id,
+                    Some(&id),
+                    format!("provisioned {id}"),
+                );
+                Ok(id)
+            }
+            Err(e) => {
+                events.group(
+                    kind::PROVISION_FAILED,
+                    &settings.id,
+                    None,
+                    format!("provisioning {} failed: {e}", what(logical_id)),
+                );
+                Err(match e {
+                    Error::Timeout { .. } | Error::Unavailable { .. } => e,
+                    other => Error::caused(Method::InstanceProvision.as_str(), other),
+                })
+            }
+        });
+    }
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(Error::plugin("the instance plugin gave no answer"))))
+        .collect()
 }
 
 /// Why a destroy did not happen.

@@ -61,6 +61,9 @@ impl Instance for TimedInstance {
             .time(self.inner.describe_instances(tags, properties))
             .await
     }
+    async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
+        self.inner.provision_many(specs, parallel).await
+    }
 }
 
 /// A flavor plugin whose calls (except health checks, which the observation measures) are
@@ -122,5 +125,13 @@ impl Flavor for TimedFlavor {
         self.drain
             .time(self.inner.drain(properties, instance))
             .await
+    }
+    async fn prepare_many(
+        &self,
+        properties: &Value,
+        specs: Vec<(Spec, Index)>,
+        allocation: &Allocation,
+    ) -> Vec<Result<Spec>> {
+        self.inner.prepare_many(properties, specs, allocation).await
     }
 }

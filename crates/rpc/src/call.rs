@@ -94,6 +94,11 @@ pub(crate) enum InstanceCall {
     Provision {
         spec: Spec,
     },
+    /// `InstanceBatch.Provision`.
+    ProvisionMany {
+        specs: Vec<Spec>,
+        parallel: usize,
+    },
     Label {
         instance: String,
         labels: Tags,
@@ -128,6 +133,12 @@ pub(crate) enum FlavorCall {
     Drain {
         properties: Value,
         instance: Description,
+    },
+    /// `FlavorBatch.Prepare`.
+    PrepareMany {
+        properties: Value,
+        allocation: Allocation,
+        items: Vec<(Spec, Index)>,
     },
     /// `FlavorHealth.Cadence`.
     HealthCadence { properties: Value },
@@ -251,7 +262,11 @@ impl Call {
             _ => return Err(not_found(method)),
         };
         let kind = match interface {
-            Interface::Instance | Interface::Flavor | Interface::FlavorHealth => {
+            Interface::Instance
+            | Interface::InstanceBatch
+            | Interface::Flavor
+            | Interface::FlavorHealth
+            | Interface::FlavorBatch => {
                 let kind = type_of(&params)?;
                 served.check_type(interface, &kind)?;
                 kind
@@ -286,6 +301,16 @@ impl Call {
                 Call::Instance {
                     kind,
                     call: InstanceCall::Provision { spec: req.spec },
+                }
+            }
+            Method::InstanceBatchProvision => {
+                let req: ProvisionManyReq = decode(params)?;
+                Call::Instance {
+                    kind,
+                    call: InstanceCall::ProvisionMany {
+                        specs: req.specs,
+                        parallel: req.parallel.unwrap_or(DEFAULT_BATCH_PARALLEL).max(1),
+                    },
                 }
             }
             Method::InstanceLabel => {
@@ -342,6 +367,21 @@ impl Call {
                         spec: req.spec,
                         allocation: req.allocation,
                         index: req.index.unwrap_or_default(),
+                    },
+                }
+            }
+            Method::FlavorBatchPrepare => {
+                let req: PrepareManyReq = decode(params)?;
+                Call::Flavor {
+                    kind,
+                    call: FlavorCall::PrepareMany {
+                        properties: req.properties,
+                        allocation: req.allocation,
+                        items: req
+                            .items
+                            .into_iter()
+                            .map(|i| (i.spec, i.index.unwrap_or_default()))
+                            .collect(),
                     },
                 }
             }
@@ -561,6 +601,36 @@ struct ValidateReq {
 struct ProvisionReq {
     #[serde(rename = "Spec")]
     spec: Spec,
+}
+
+/// Provisions of one `InstanceBatch.Provision` run at most this many at a time unless the call
+/// says `Parallel`.
+const DEFAULT_BATCH_PARALLEL: usize = 64;
+
+#[derive(Deserialize)]
+struct ProvisionManyReq {
+    #[serde(rename = "Specs", default, deserialize_with = "null_as_default")]
+    specs: Vec<Spec>,
+    #[serde(rename = "Parallel", default)]
+    parallel: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PrepareManyReq {
+    #[serde(rename = "Properties", default)]
+    properties: Value,
+    #[serde(rename = "Allocation", default)]
+    allocation: Allocation,
+    #[serde(rename = "Items", default, deserialize_with = "null_as_default")]
+    items: Vec<PrepareItem>,
+}
+
+#[derive(Deserialize)]
+struct PrepareItem {
+    #[serde(rename = "Spec", default)]
+    spec: Spec,
+    #[serde(rename = "Index", default)]
+    index: Option<Index>,
 }
 
 #[derive(Deserialize)]
@@ -841,10 +911,19 @@ mod tests {
             assert_eq!(parsed, m);
             let interface = match call {
                 Call::Handshake(_) => m.interface(),
+                // The batch extension is served by the instance plugins.
+                Call::Instance { .. } if m.interface() == Interface::InstanceBatch => {
+                    Interface::InstanceBatch
+                }
                 Call::Instance { .. } => Interface::Instance,
-                // The health extension is served by the flavors.
-                Call::Flavor { .. } if m.interface() == Interface::FlavorHealth => {
-                    Interface::FlavorHealth
+                // The health and batch extensions are served by the flavors.
+                Call::Flavor { .. }
+                    if matches!(
+                        m.interface(),
+                        Interface::FlavorHealth | Interface::FlavorBatch
+                    ) =>
+                {
+                    m.interface()
                 }
                 Call::Flavor { .. } => Interface::Flavor,
                 Call::Group { .. } => Interface::Group,

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -107,6 +108,62 @@ async fn read_bounded(body: hyper::body::Incoming, limit: usize) -> Result<Bytes
     Ok(joined.freeze())
 }
 
+/// The error a JSON-RPC error object stands for: invalid input with its path, else the
+/// plugin's message (both quoted to [`QUOTED_MESSAGE_BYTES`]).
+fn error_of(err: &crate::jsonrpc::ErrorObject) -> Error {
+    let path = err.data.get("Path").and_then(Value::as_str);
+    let message = err.data.get("Message").and_then(Value::as_str);
+    match (path, message) {
+        (Some(path), Some(message)) => Error::invalid(
+            quote(path, QUOTED_MESSAGE_BYTES),
+            quote(message, QUOTED_MESSAGE_BYTES),
+        ),
+        _ => Error::Plugin(quote(&err.message, QUOTED_MESSAGE_BYTES)),
+    }
+}
+
+/// `Flavor.Prepare` calls in flight at once when a flavor has no batch extension.
+const PREPARES_AT_ONCE: usize = 32;
+
+/// One item of a batch answer: a value or the error object of its failure.
+#[derive(Deserialize)]
+struct BatchItem<T> {
+    #[serde(rename = "ID", alias = "Spec", default = "Option::default")]
+    value: Option<T>,
+    #[serde(rename = "Error", default)]
+    error: Option<crate::jsonrpc::ErrorObject>,
+}
+
+/// A batch answer: one result per item asked for, in order.
+#[derive(Deserialize)]
+struct BatchAnswer<T> {
+    #[serde(rename = "Results", default = "Vec::new")]
+    results: Vec<BatchItem<T>>,
+}
+
+impl<T> BatchAnswer<T> {
+    /// The items' results; all failed when the answer does not have one per item.
+    fn into_results(self, plugin: &str, method: Method, asked: usize) -> Vec<Result<T>> {
+        if self.results.len() != asked {
+            let e = Error::plugin(format!(
+                "plugin '{plugin}' answered {method} with {} results for {asked} items",
+                self.results.len()
+            ));
+            return (0..asked).map(|_| Err(e.clone())).collect();
+        }
+        self.results
+            .into_iter()
+            .map(|item| match (item.value, item.error) {
+                (_, Some(err)) => Err(error_of(&err)),
+                (Some(v), None) => Ok(v),
+                (None, None) => Err(Error::plugin(format!(
+                    "plugin '{plugin}' answered {method} with an empty result"
+                ))),
+            })
+            .collect()
+    }
+}
+
 /// The most bytes read of an answer to `method`.
 pub fn max_response_bytes(method: Method) -> usize {
     match method {
@@ -114,6 +171,8 @@ pub fn max_response_bytes(method: Method) -> usize {
         | Method::GroupDescribeGroup
         | Method::GroupInspectGroups
         | Method::FlavorHealthCheck
+        | Method::FlavorBatchPrepare
+        | Method::InstanceBatchProvision
         | Method::ControllerDescribe
         | Method::ControllerFree
         | Method::ManagerInspect
@@ -381,15 +440,7 @@ impl Client {
             )));
         }
         if let Some(err) = resp.error {
-            let path = err.data.get("Path").and_then(Value::as_str);
-            let message = err.data.get("Message").and_then(Value::as_str);
-            return Err(match (path, message) {
-                (Some(path), Some(message)) => Error::invalid(
-                    quote(path, QUOTED_MESSAGE_BYTES),
-                    quote(message, QUOTED_MESSAGE_BYTES),
-                ),
-                _ => Error::Plugin(quote(&err.message, QUOTED_MESSAGE_BYTES)),
-            });
+            return Err(error_of(&err));
         }
         match resp.result {
             None => Err(Error::plugin(format!(
@@ -412,7 +463,18 @@ impl Client {
         method: Method,
         params: &P,
     ) -> Result<Option<R>> {
-        match self.call(method, params).await {
+        self.call_extension_within(method, params, self.timeout)
+            .await
+    }
+
+    /// [`Client::call_extension`] with its own timeout.
+    pub async fn call_extension_within<P: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: Method,
+        params: &P,
+        timeout: Duration,
+    ) -> Result<Option<R>> {
+        match self.call_within(method, params, timeout).await {
             Ok(r) => Ok(Some(r)),
             Err(Error::Plugin(m)) if m.contains("rpc: can't find") => Ok(None),
             Err(e) => Err(e),
@@ -581,6 +643,33 @@ impl Instance for InstanceClient {
             .await?;
         Ok(r.descriptions.unwrap_or_default())
     }
+
+    /// One `InstanceBatch.Provision` call when the plugin serves the extension; otherwise one
+    /// `Instance.Provision` per spec, `parallel` at a time, as the original's plugins expect. A
+    /// call that fails as a whole (a timeout, a lost connection) fails every item with its
+    /// error, so the caller treats each as it would a single provision that failed that way.
+    async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
+        let asked = specs.len();
+        if asked == 0 {
+            return Vec::new();
+        }
+        let p = json!({"Type": self.kind, "Specs": specs, "Parallel": parallel});
+        let answer: Result<Option<BatchAnswer<String>>> = self
+            .client
+            .call_extension_within(Method::InstanceBatchProvision, &p, LONG_TIMEOUT)
+            .await;
+        match answer {
+            Ok(Some(a)) => a.into_results(&self.client.name, Method::InstanceBatchProvision, asked),
+            Err(e) => (0..asked).map(|_| Err(e.clone())).collect(),
+            Ok(None) => {
+                futures::stream::iter(specs)
+                    .map(|spec| self.provision(spec))
+                    .buffered(parallel.max(1))
+                    .collect()
+                    .await
+            }
+        }
+    }
 }
 
 /// A Flavor plugin reached over its socket.
@@ -644,6 +733,42 @@ impl Flavor for FlavorClient {
             .call_within::<_, Ack>(Method::FlavorDrain, &p, LONG_TIMEOUT)
             .await
             .map(|_| ())
+    }
+
+    /// One `FlavorBatch.Prepare` call when the plugin serves the extension; otherwise one
+    /// `Flavor.Prepare` per spec, a few dozen at a time.
+    async fn prepare_many(
+        &self,
+        properties: &Value,
+        specs: Vec<(Spec, Index)>,
+        allocation: &Allocation,
+    ) -> Vec<Result<Spec>> {
+        let asked = specs.len();
+        if asked == 0 {
+            return Vec::new();
+        }
+        let items: Vec<Value> = specs
+            .iter()
+            .map(|(spec, index)| json!({"Spec": spec, "Index": index}))
+            .collect();
+        let p = json!({"Type": self.kind, "Properties": properties, "Allocation": allocation, "Items": items});
+        let answer: Result<Option<BatchAnswer<Spec>>> = self
+            .client
+            .call_extension(Method::FlavorBatchPrepare, &p)
+            .await;
+        match answer {
+            Ok(Some(a)) => a.into_results(&self.client.name, Method::FlavorBatchPrepare, asked),
+            Err(e) => (0..asked).map(|_| Err(e.clone())).collect(),
+            Ok(None) => {
+                futures::stream::iter(specs)
+                    .map(|(spec, index)| async move {
+                        self.prepare(properties, spec, allocation, &index).await
+                    })
+                    .buffered(PREPARES_AT_ONCE)
+                    .collect()
+                    .await
+            }
+        }
     }
 
     async fn health_cadence(&self, properties: &Value) -> Result<HealthCadence> {

@@ -151,8 +151,10 @@ impl Served for Handlers {
     fn serves(&self, interface: Interface) -> bool {
         match interface {
             Interface::Plugin | Interface::Handshake => true,
-            Interface::Instance => !self.instances.is_empty(),
-            Interface::Flavor | Interface::FlavorHealth => !self.flavors.is_empty(),
+            Interface::Instance | Interface::InstanceBatch => !self.instances.is_empty(),
+            Interface::Flavor | Interface::FlavorHealth | Interface::FlavorBatch => {
+                !self.flavors.is_empty()
+            }
             Interface::Group | Interface::Controller => self.group.is_some(),
             Interface::Manager | Interface::Updatable => self.manager.is_some(),
             Interface::Event => self.publisher.is_some(),
@@ -161,8 +163,10 @@ impl Served for Handlers {
 
     fn check_type(&self, interface: Interface, kind: &str) -> Result<(), Failure> {
         match interface {
-            Interface::Instance => pick(&self.instances, kind, "instance").map(drop),
-            Interface::Flavor | Interface::FlavorHealth => {
+            Interface::Instance | Interface::InstanceBatch => {
+                pick(&self.instances, kind, "instance").map(drop)
+            }
+            Interface::Flavor | Interface::FlavorHealth | Interface::FlavorBatch => {
                 pick(&self.flavors, kind, "flavor").map(drop)
             }
             _ => Ok(()),
@@ -335,6 +339,16 @@ fn pick<'a, T: ?Sized>(
     })
 }
 
+/// One item's failure in a batch answer, as the error object of a whole call would carry it.
+fn error_object(e: infrakit_spi::Error) -> jsonrpc::ErrorObject {
+    let f = Failure::from(e);
+    jsonrpc::ErrorObject {
+        code: f.code,
+        message: crate::failure::clip(f.message),
+        data: f.data,
+    }
+}
+
 async fn instance(
     plugin: &dyn Instance,
     kind: String,
@@ -348,6 +362,17 @@ async fn instance(
         InstanceCall::Provision { spec } => {
             let id = plugin.provision(spec).await?;
             Ok(Reply::Value(json!({"Type": kind, "ID": id})))
+        }
+        InstanceCall::ProvisionMany { specs, parallel } => {
+            let results = plugin.provision_many(specs, parallel).await;
+            let results: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(id) => json!({"ID": id}),
+                    Err(e) => json!({"Error": error_object(e)}),
+                })
+                .collect();
+            Ok(Reply::Value(json!({"Type": kind, "Results": results})))
         }
         InstanceCall::Label { instance, labels } => {
             plugin.label(&instance, &labels).await?;
@@ -387,6 +412,21 @@ async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<R
                 .prepare(&properties, spec, &allocation, &index)
                 .await?;
             Ok(Reply::Value(json!({"Type": kind, "Spec": spec})))
+        }
+        FlavorCall::PrepareMany {
+            properties,
+            allocation,
+            items,
+        } => {
+            let results = plugin.prepare_many(&properties, items, &allocation).await;
+            let results: Vec<Value> = results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(spec) => json!({"Spec": spec}),
+                    Err(e) => json!({"Error": error_object(e)}),
+                })
+                .collect();
+            Ok(Reply::Value(json!({"Type": kind, "Results": results})))
         }
         FlavorCall::Healthy {
             properties,

@@ -64,15 +64,15 @@ impl Handlers {
             }
         };
         if !self.instances.is_empty() {
-            add(
-                infrakit_spi::instance::INTERFACES,
-                self.instances.keys().cloned().collect(),
-            );
+            let types: Vec<String> = self.instances.keys().cloned().collect();
+            add(infrakit_spi::instance::INTERFACES, types.clone());
+            add(&[infrakit_spi::instance::BATCH_EXTENSION], types);
         }
         if !self.flavors.is_empty() {
             let types: Vec<String> = self.flavors.keys().cloned().collect();
             add(infrakit_spi::flavor::INTERFACES, types.clone());
-            add(&[infrakit_spi::flavor::HEALTH_EXTENSION], types);
+            add(&[infrakit_spi::flavor::HEALTH_EXTENSION], types.clone());
+            add(&[infrakit_spi::flavor::BATCH_EXTENSION], types);
         }
         if self.group.is_some() {
             add(infrakit_spi::group::INTERFACES, vec![String::new()]);

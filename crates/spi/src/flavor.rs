@@ -34,6 +34,12 @@ pub const HEALTH_EXTENSION: InterfaceSpec = InterfaceSpec {
     version: "0.1.0",
 };
 
+/// The batch extension's interface: `FlavorBatch.Prepare`, many specs prepared in one call.
+pub const BATCH_EXTENSION: InterfaceSpec = InterfaceSpec {
+    name: Interface::FlavorBatch.as_str(),
+    version: "0.1.0",
+};
+
 /// How often a flavor's verdict on an instance can change, for some flavor properties: how
 /// often a caller needs to ask again.
 ///
@@ -279,6 +285,25 @@ pub trait Flavor: Send + Sync {
     }
     /// Best-effort cleanup before the instance is destroyed.
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()>;
+    /// Prepares many specs, each with its index: one answer per spec, in order. The default
+    /// calls [`Flavor::prepare`] for each, a few dozen at a time; a client of a remote plugin
+    /// sends them all in one `FlavorBatch.Prepare` call when the plugin serves the extension
+    /// ([`BATCH_EXTENSION`]).
+    async fn prepare_many(
+        &self,
+        properties: &Value,
+        specs: Vec<(Spec, Index)>,
+        allocation: &Allocation,
+    ) -> Vec<Result<Spec>> {
+        use futures::StreamExt;
+        futures::stream::iter(specs)
+            .map(|(spec, index)| async move {
+                self.prepare(properties, spec, allocation, &index).await
+            })
+            .buffered(MANY_AT_ONCE)
+            .collect()
+            .await
+    }
 }
 
 #[cfg(test)]

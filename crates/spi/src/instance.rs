@@ -160,7 +160,25 @@ pub trait Instance: Send + Sync {
     async fn destroy(&self, id: &str, context: &DestroyContext) -> Result<()>;
     /// Lists the instances that carry every one of `tags` (all instances when `tags` is empty).
     async fn describe_instances(&self, tags: &Tags, properties: bool) -> Result<Vec<Description>>;
+    /// Creates one instance per spec, at most `parallel` at a time: one answer per spec, in
+    /// order. The default calls [`Instance::provision`] for each; a client of a remote plugin
+    /// sends them all in one `InstanceBatch.Provision` call when the plugin serves the
+    /// extension ([`BATCH_EXTENSION`]).
+    async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
+        use futures::StreamExt;
+        futures::stream::iter(specs)
+            .map(|spec| self.provision(spec))
+            .buffered(parallel.max(1))
+            .collect()
+            .await
+    }
 }
+
+/// The batch extension's interface: `InstanceBatch.Provision`, many provisions in one call.
+pub const BATCH_EXTENSION: InterfaceSpec = InterfaceSpec {
+    name: Interface::InstanceBatch.as_str(),
+    version: "0.1.0",
+};
 
 /// `s` reduced to the characters that names of containers, directories and IDs safely allow
 /// (`[a-zA-Z0-9_.-]`, others become `-`), starting with a letter or digit; `x` when nothing is

@@ -23,6 +23,10 @@ pub enum Interface {
     Flavor,
     /// The health extension of flavor plugins (ours; see [`crate::flavor::HEALTH_EXTENSION`]).
     FlavorHealth,
+    /// The batch extension of flavor plugins (ours; see [`crate::flavor::BATCH_EXTENSION`]).
+    FlavorBatch,
+    /// The batch extension of instance plugins (ours; see [`crate::instance::BATCH_EXTENSION`]).
+    InstanceBatch,
     /// Group plugins.
     Group,
     /// Managers: leadership, and the stack of specs of InfraKit's last version (whose
@@ -44,6 +48,8 @@ impl Interface {
         Interface::Instance,
         Interface::Flavor,
         Interface::FlavorHealth,
+        Interface::FlavorBatch,
+        Interface::InstanceBatch,
         Interface::Group,
         Interface::Manager,
         Interface::Controller,
@@ -59,6 +65,8 @@ impl Interface {
             Interface::Instance => "Instance",
             Interface::Flavor => "Flavor",
             Interface::FlavorHealth => "FlavorHealth",
+            Interface::FlavorBatch => "FlavorBatch",
+            Interface::InstanceBatch => "InstanceBatch",
             Interface::Group => "Group",
             Interface::Manager => "Manager",
             Interface::Controller => "Controller",
@@ -191,6 +199,8 @@ methods! {
     InstanceDestroy = "Instance.Destroy", Instance, Mutates;
     /// Lists the instances with some tags.
     InstanceDescribeInstances = "Instance.DescribeInstances", Instance, Reads;
+    /// Creates several instances in one call (extension).
+    InstanceBatchProvision = "InstanceBatch.Provision", InstanceBatch, Mutates;
 
     /// Checks a flavor plugin's properties and allocation.
     FlavorValidate = "Flavor.Validate", Flavor, Reads;
@@ -204,6 +214,8 @@ methods! {
     FlavorHealthCadence = "FlavorHealth.Cadence", FlavorHealth, Reads;
     /// The health of many instances in one call (extension).
     FlavorHealthCheck = "FlavorHealth.Check", FlavorHealth, Reads;
+    /// Adds a flavor to several instance specs in one call (extension).
+    FlavorBatchPrepare = "FlavorBatch.Prepare", FlavorBatch, Reads;
 
     /// Commits a group's spec (or, with `Pretend`, says what committing would do).
     GroupCommitGroup = "Group.CommitGroup", Group, Mutates;
