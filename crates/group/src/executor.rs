@@ -181,17 +181,22 @@ async fn provision_all(
         .collect();
     // In batches, each one flavor call and one instance call when the plugins serve the batch
     // extensions (at most `max_parallel` provisions running at a time either way).
-    let mut results: Vec<(String, Option<String>, Result<String>)> =
-        Vec::with_capacity(items.len());
-    for batch in items.chunks(PROVISION_BATCH) {
-        let answers = provision_batch(ctx, settings, instance, flavor, batch).await;
-        results.extend(
-            batch
-                .iter()
-                .zip(answers)
-                .map(|(p, r)| (p.token.clone(), p.logical_id.clone(), r)),
-        );
-    }
+    // Two batches in flight, so the controller prepares one while the plugins work on the
+    // other; each runs half of `max_parallel` provisions at a time.
+    let parallel = (ctx.config.max_parallel / BATCHES_IN_FLIGHT).max(1);
+    let batches: Vec<_> = items
+        .chunks(PROVISION_BATCH)
+        .map(|batch| provision_batch(ctx, settings, instance, flavor, batch, parallel))
+        .collect();
+    let answers: Vec<Vec<Result<String>>> = futures::stream::iter(batches)
+        .buffered(BATCHES_IN_FLIGHT)
+        .collect()
+        .await;
+    let results: Vec<(String, Option<String>, Result<String>)> = items
+        .iter()
+        .zip(answers.into_iter().flatten())
+        .map(|(p, r)| (p.token.clone(), p.logical_id.clone(), r))
+        .collect();
     // A provision that timed out or lost its connection may still complete: keep counting it
     // until it shows up or its grace expires. The others are settled.
     let settled: Vec<&str> = results
@@ -242,6 +247,9 @@ where
 /// `InstanceBatch.Provision` call for plugins that serve them.
 const PROVISION_BATCH: usize = 1000;
 
+/// Batches being provisioned at once.
+const BATCHES_IN_FLIGHT: usize = 2;
+
 /// One provision to make.
 #[derive(Debug, Clone)]
 pub(crate) struct Provision {
@@ -261,6 +269,7 @@ pub(crate) async fn provision_batch(
     instance: &dyn Instance,
     flavor: &dyn Flavor,
     items: &[Provision],
+    parallel: usize,
 ) -> Vec<Result<String>> {
     let ours: Vec<infrakit_spi::Tags> = items
         .iter()
@@ -337,9 +346,7 @@ pub(crate) async fn provision_batch(
         );
     }
     let (indexes, specs): (Vec<usize>, Vec<Spec>) = ready.into_iter().unzip();
-    let provisioned = instance
-        .provision_many(specs, ctx.config.max_parallel.max(1))
-        .await;
+    let provisioned = instance.provision_many(specs, parallel).await;
     for (i, result) in indexes.into_iter().zip(provisioned) {
         let logical_id = &items[i].logical_id;
         answers[i] = Some(match result {

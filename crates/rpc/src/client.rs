@@ -374,12 +374,21 @@ impl Client {
         timeout: Duration,
     ) -> Result<R> {
         let id = next_id();
-        let body = serde_json::to_vec(&json!({
-            "jsonrpc": "2.0",
-            "method": method.as_str(),
-            "params": params,
-            "id": id,
-        }))
+        // Written straight to bytes: a large params (a batch of specs) is not first built as a
+        // tree of values.
+        #[derive(Serialize)]
+        struct Request<'a, P: ?Sized> {
+            jsonrpc: &'static str,
+            method: &'a str,
+            params: &'a P,
+            id: u64,
+        }
+        let body = serde_json::to_vec(&Request {
+            jsonrpc: "2.0",
+            method: method.as_str(),
+            params,
+            id,
+        })
         .map_err(|e| Error::caused(format!("cannot encode {method} params"), e))?;
         let body = Full::new(Bytes::from(body));
         let resp = self.send(hyper::Method::POST, "/", body)?;
@@ -653,7 +662,20 @@ impl Instance for InstanceClient {
         if asked == 0 {
             return Vec::new();
         }
-        let p = json!({"Type": self.kind, "Specs": specs, "Parallel": parallel});
+        #[derive(Serialize)]
+        struct Params<'a> {
+            #[serde(rename = "Type")]
+            kind: &'a str,
+            #[serde(rename = "Specs")]
+            specs: &'a [Spec],
+            #[serde(rename = "Parallel")]
+            parallel: usize,
+        }
+        let p = Params {
+            kind: &self.kind,
+            specs: &specs,
+            parallel,
+        };
         let answer: Result<Option<BatchAnswer<String>>> = self
             .client
             .call_extension_within(Method::InstanceBatchProvision, &p, LONG_TIMEOUT)
@@ -747,11 +769,33 @@ impl Flavor for FlavorClient {
         if asked == 0 {
             return Vec::new();
         }
-        let items: Vec<Value> = specs
-            .iter()
-            .map(|(spec, index)| json!({"Spec": spec, "Index": index}))
-            .collect();
-        let p = json!({"Type": self.kind, "Properties": properties, "Allocation": allocation, "Items": items});
+        #[derive(Serialize)]
+        struct Item<'a> {
+            #[serde(rename = "Spec")]
+            spec: &'a Spec,
+            #[serde(rename = "Index")]
+            index: &'a Index,
+        }
+        #[derive(Serialize)]
+        struct Params<'a> {
+            #[serde(rename = "Type")]
+            kind: &'a str,
+            #[serde(rename = "Properties")]
+            properties: &'a Value,
+            #[serde(rename = "Allocation")]
+            allocation: &'a Allocation,
+            #[serde(rename = "Items")]
+            items: Vec<Item<'a>>,
+        }
+        let p = Params {
+            kind: &self.kind,
+            properties,
+            allocation,
+            items: specs
+                .iter()
+                .map(|(spec, index)| Item { spec, index })
+                .collect(),
+        };
         let answer: Result<Option<BatchAnswer<Spec>>> = self
             .client
             .call_extension(Method::FlavorBatchPrepare, &p)
