@@ -1,6 +1,6 @@
 //! The controller with its plugins behind sockets, as deployed: what crosses the sockets once a
-//! group is quiet (the observed cache and the health clock), and the health extension on the
-//! wire.
+//! group is quiet (the observed cache and the health clock), the health extension on the wire,
+//! and provisions in batches.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -26,6 +26,20 @@ const WITHIN: Duration = Duration::from_secs(30);
 struct CountingFlavor {
     inner: VanillaFlavor,
     judged: AtomicUsize,
+    /// `Flavor.Prepare` calls (one spec each) and `FlavorBatch.Prepare` calls.
+    prepares: AtomicUsize,
+    prepare_batches: AtomicUsize,
+}
+
+impl CountingFlavor {
+    fn new() -> Self {
+        CountingFlavor {
+            inner: VanillaFlavor::new(),
+            judged: AtomicUsize::new(0),
+            prepares: AtomicUsize::new(0),
+            prepare_batches: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[async_trait]
@@ -34,7 +48,17 @@ impl Flavor for CountingFlavor {
         self.inner.validate(p, a).await
     }
     async fn prepare(&self, p: &Value, s: Spec, a: &Allocation, i: &Index) -> Result<Spec> {
+        self.prepares.fetch_add(1, Ordering::SeqCst);
         self.inner.prepare(p, s, a, i).await
+    }
+    async fn prepare_many(
+        &self,
+        p: &Value,
+        specs: Vec<(Spec, Index)>,
+        a: &Allocation,
+    ) -> Vec<Result<Spec>> {
+        self.prepare_batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.prepare_many(p, specs, a).await
     }
     async fn healthy(&self, p: &Value, d: &Description) -> Result<Health> {
         self.judged.fetch_add(1, Ordering::SeqCst);
@@ -52,6 +76,20 @@ impl Flavor for CountingFlavor {
 struct CountingInstance {
     inner: Arc<Simulator>,
     listings: AtomicUsize,
+    /// `Instance.Provision` calls (one spec each) and `InstanceBatch.Provision` calls.
+    provisions: AtomicUsize,
+    provision_batches: AtomicUsize,
+}
+
+impl CountingInstance {
+    fn new(inner: Arc<Simulator>) -> Self {
+        CountingInstance {
+            inner,
+            listings: AtomicUsize::new(0),
+            provisions: AtomicUsize::new(0),
+            provision_batches: AtomicUsize::new(0),
+        }
+    }
 }
 
 #[async_trait]
@@ -60,7 +98,12 @@ impl Instance for CountingInstance {
         self.inner.validate(p).await
     }
     async fn provision(&self, spec: Spec) -> Result<String> {
+        self.provisions.fetch_add(1, Ordering::SeqCst);
         self.inner.provision(spec).await
+    }
+    async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
+        self.provision_batches.fetch_add(1, Ordering::SeqCst);
+        self.inner.provision_many(specs, parallel).await
     }
     async fn label(&self, id: &str, labels: &Tags) -> Result<()> {
         self.inner.label(id, labels).await
@@ -97,14 +140,8 @@ async fn a_quiet_group_is_neither_listed_nor_judged_again_and_a_change_is_seen_a
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("plugins");
     let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
-    let instances = Arc::new(CountingInstance {
-        inner: sim.clone(),
-        listings: AtomicUsize::new(0),
-    });
-    let flavor = Arc::new(CountingFlavor {
-        inner: VanillaFlavor::new(),
-        judged: AtomicUsize::new(0),
-    });
+    let instances = Arc::new(CountingInstance::new(sim.clone()));
+    let flavor = Arc::new(CountingFlavor::new());
     let _i = PluginServer::start(
         &dir,
         "instance-simulator",
@@ -248,4 +285,60 @@ async fn a_plugin_without_the_extension_is_asked_the_original_way() {
         HealthChecks::default(),
         "every pass, one call per instance"
     );
+}
+
+#[tokio::test]
+async fn provisions_cross_the_sockets_in_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let instances = Arc::new(CountingInstance::new(sim.clone()));
+    let flavor = Arc::new(CountingFlavor::new());
+    let _i = PluginServer::start(
+        &dir,
+        "instance-simulator",
+        Handlers::new().instance("", instances.clone()),
+    )
+    .await
+    .unwrap();
+    let _f = PluginServer::start(
+        &dir,
+        "flavor-vanilla",
+        Handlers::new().flavor("", flavor.clone()),
+    )
+    .await
+    .unwrap();
+    let hello = Client::new("instance-simulator", _i.socket())
+        .hello()
+        .await
+        .unwrap();
+    assert!(hello.contains_key("InstanceBatch/0.1.0"), "{hello:?}");
+    let group = GroupPlugin::new(Arc::new(Plugins::new(&dir)), ControllerConfig::default());
+    group
+        .commit_group(
+            group::spec("many")
+                .size(2_500)
+                .instance("instance-simulator", Value::Null)
+                .flavor("flavor-vanilla", Value::Null)
+                .build(),
+            false,
+        )
+        .await
+        .unwrap();
+    let d = group::converged(&group, "many", 2_500, WITHIN).await;
+    assert_eq!(ids(&d).len(), 2_500);
+    // 2,500 = 1,000 + 1,000 + 500: three calls to each plugin, none per instance.
+    assert_eq!(instances.provision_batches.load(Ordering::SeqCst), 3);
+    assert_eq!(flavor.prepare_batches.load(Ordering::SeqCst), 3);
+    assert_eq!(instances.provisions.load(Ordering::SeqCst), 0);
+    assert_eq!(flavor.prepares.load(Ordering::SeqCst), 0);
+    // Each instance carries what the flavor prepared and the group's tags.
+    let held = sim
+        .describe_instances(&Tags::default(), false)
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 2_500);
+    assert!(held
+        .iter()
+        .all(|h| h.tags.get("infrakit.group") == Some("many")));
 }
