@@ -47,7 +47,7 @@ impl Instance for Picky {
 
 fn spec(name: &str, fail: bool) -> Spec {
     Spec {
-        properties: json!({"Name": name, "Fail": fail}).into(),
+        properties: json!({"Name": name, "Fail": fail}),
         ..Spec::default()
     }
 }
