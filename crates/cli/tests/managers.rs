@@ -181,7 +181,7 @@ async fn a_paused_leader_does_nothing_after_it_resumes() {
         );
         let anyone: Vec<&str> = since
             .lines()
-            .filter(|l| l.contains("Instance.Provision"))
+            .filter(|l| l.contains("Instance.Provision") || l.contains("InstanceBatch.Provision"))
             .collect();
         if *plugin == "instance-process" {
             assert!(

@@ -23,6 +23,7 @@ pub(crate) struct TimedInstance {
     inner: Arc<dyn Instance>,
     validate: CallMetrics,
     provision: CallMetrics,
+    provision_many: CallMetrics,
     label: CallMetrics,
     destroy: CallMetrics,
     describe: CallMetrics,
@@ -35,6 +36,7 @@ impl TimedInstance {
             inner,
             validate: metrics.call(name, Method::InstanceValidate),
             provision: metrics.call(name, Method::InstanceProvision),
+            provision_many: metrics.call(name, Method::InstanceBatchProvision),
             label: metrics.call(name, Method::InstanceLabel),
             destroy: metrics.call(name, Method::InstanceDestroy),
             describe: metrics.call(name, Method::InstanceDescribeInstances),
@@ -62,7 +64,9 @@ impl Instance for TimedInstance {
             .await
     }
     async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
-        self.inner.provision_many(specs, parallel).await
+        self.provision_many
+            .time_batch(self.inner.provision_many(specs, parallel))
+            .await
     }
 }
 
@@ -72,6 +76,7 @@ pub(crate) struct TimedFlavor {
     inner: Arc<dyn Flavor>,
     validate: CallMetrics,
     prepare: CallMetrics,
+    prepare_many: CallMetrics,
     drain: CallMetrics,
 }
 
@@ -82,6 +87,7 @@ impl TimedFlavor {
             inner,
             validate: metrics.call(name, Method::FlavorValidate),
             prepare: metrics.call(name, Method::FlavorPrepare),
+            prepare_many: metrics.call(name, Method::FlavorBatchPrepare),
             drain: metrics.call(name, Method::FlavorDrain),
         }
     }
@@ -132,6 +138,8 @@ impl Flavor for TimedFlavor {
         specs: Vec<(Spec, Index)>,
         allocation: &Allocation,
     ) -> Vec<Result<Spec>> {
-        self.inner.prepare_many(properties, specs, allocation).await
+        self.prepare_many
+            .time_batch(self.inner.prepare_many(properties, specs, allocation))
+            .await
     }
 }

@@ -410,6 +410,19 @@ impl CallMetrics {
         self.record(start.elapsed(), result.is_ok());
         result
     }
+
+    /// Times a batch `call` as one call; each item that failed counts as an error.
+    pub(crate) async fn time_batch<T>(
+        &self,
+        call: impl std::future::Future<Output = Vec<infrakit_spi::Result<T>>>,
+    ) -> Vec<infrakit_spi::Result<T>> {
+        let start = tokio::time::Instant::now();
+        let results = call.await;
+        self.latency.observe(start.elapsed().as_secs_f64());
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        self.errors.inc_by(failed as u64);
+        results
+    }
 }
 
 /// Events and metrics, shared by every controller that reports into them.

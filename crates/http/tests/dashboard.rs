@@ -156,7 +156,10 @@ async fn metrics_parse_as_prometheus_text_and_match_describe() {
         scrape.samples.iter().any(|s| s
             .metric
             .starts_with("infrakit_plugin_call_duration_seconds")
-            && s.labels.get("method") == Some("Instance.Provision")),
+            && matches!(
+                s.labels.get("method"),
+                Some("Instance.Provision" | "InstanceBatch.Provision")
+            )),
         "plugin call latencies are exported:\n{text}"
     );
     assert!(text.contains("infrakit_reconcile_duration_seconds_count{group=\"metrics\"}"));

@@ -324,6 +324,7 @@ mod tests {
                 Method::InstanceProvision,
                 Method::InstanceLabel,
                 Method::InstanceDestroy,
+                Method::InstanceBatchProvision,
                 Method::FlavorDrain,
                 Method::GroupCommitGroup,
                 Method::GroupFreeGroup,
