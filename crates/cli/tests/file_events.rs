@@ -4,21 +4,11 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
-use common::{eventually, Home};
+use common::{eventually, instance_files as files, Home};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn files(dir: &Path) -> BTreeSet<String> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with("instance-"))
-        .collect()
-}
 
 #[test]
 fn a_deleted_instance_file_is_replaced_through_events_not_polling() {

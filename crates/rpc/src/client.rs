@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
 use http_body_util::{BodyExt, Full};
 use hyper_rustls::{FixedServerNameResolver, HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -121,9 +120,6 @@ fn error_of(err: &crate::jsonrpc::ErrorObject) -> Error {
         _ => Error::Plugin(quote(&err.message, QUOTED_MESSAGE_BYTES)),
     }
 }
-
-/// `Flavor.Prepare` calls in flight at once when a flavor has no batch extension.
-const PREPARES_AT_ONCE: usize = 32;
 
 /// One item of a batch answer: a value or the error object of its failure.
 #[derive(Deserialize)]
@@ -683,13 +679,7 @@ impl Instance for InstanceClient {
         match answer {
             Ok(Some(a)) => a.into_results(&self.client.name, Method::InstanceBatchProvision, asked),
             Err(e) => (0..asked).map(|_| Err(e.clone())).collect(),
-            Ok(None) => {
-                futures::stream::iter(specs)
-                    .map(|spec| self.provision(spec))
-                    .buffered(parallel.max(1))
-                    .collect()
-                    .await
-            }
+            Ok(None) => infrakit_spi::instance::provision_each(self, specs, parallel).await,
         }
     }
 }
@@ -804,13 +794,7 @@ impl Flavor for FlavorClient {
             Ok(Some(a)) => a.into_results(&self.client.name, Method::FlavorBatchPrepare, asked),
             Err(e) => (0..asked).map(|_| Err(e.clone())).collect(),
             Ok(None) => {
-                futures::stream::iter(specs)
-                    .map(|(spec, index)| async move {
-                        self.prepare(properties, spec, allocation, &index).await
-                    })
-                    .buffered(PREPARES_AT_ONCE)
-                    .collect()
-                    .await
+                infrakit_spi::flavor::prepare_each(self, properties, specs, allocation).await
             }
         }
     }

@@ -295,15 +295,25 @@ pub trait Flavor: Send + Sync {
         specs: Vec<(Spec, Index)>,
         allocation: &Allocation,
     ) -> Vec<Result<Spec>> {
-        use futures::StreamExt;
-        futures::stream::iter(specs)
-            .map(|(spec, index)| async move {
-                self.prepare(properties, spec, allocation, &index).await
-            })
-            .buffered(MANY_AT_ONCE)
-            .collect()
-            .await
+        prepare_each(self, properties, specs, allocation).await
     }
+}
+
+/// [`Flavor::prepare`] for each spec, a few dozen at a time, answers in order: what
+/// [`Flavor::prepare_many`] does by default, and what a client does for a plugin without the
+/// batch extension.
+pub async fn prepare_each<F: Flavor + ?Sized>(
+    flavor: &F,
+    properties: &Value,
+    specs: Vec<(Spec, Index)>,
+    allocation: &Allocation,
+) -> Vec<Result<Spec>> {
+    use futures::StreamExt;
+    futures::stream::iter(specs)
+        .map(|(spec, index)| async move { flavor.prepare(properties, spec, allocation, &index).await })
+        .buffered(MANY_AT_ONCE)
+        .collect()
+        .await
 }
 
 #[cfg(test)]

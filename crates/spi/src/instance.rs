@@ -165,13 +165,24 @@ pub trait Instance: Send + Sync {
     /// sends them all in one `InstanceBatch.Provision` call when the plugin serves the
     /// extension ([`BATCH_EXTENSION`]).
     async fn provision_many(&self, specs: Vec<Spec>, parallel: usize) -> Vec<Result<String>> {
-        use futures::StreamExt;
-        futures::stream::iter(specs)
-            .map(|spec| self.provision(spec))
-            .buffered(parallel.max(1))
-            .collect()
-            .await
+        provision_each(self, specs, parallel).await
     }
+}
+
+/// [`Instance::provision`] for each spec, at most `parallel` at a time, answers in order: what
+/// [`Instance::provision_many`] does by default, and what a client does for a plugin without
+/// the batch extension.
+pub async fn provision_each<I: Instance + ?Sized>(
+    instance: &I,
+    specs: Vec<Spec>,
+    parallel: usize,
+) -> Vec<Result<String>> {
+    use futures::StreamExt;
+    futures::stream::iter(specs)
+        .map(|spec| instance.provision(spec))
+        .buffered(parallel.max(1))
+        .collect()
+        .await
 }
 
 /// The batch extension's interface: `InstanceBatch.Provision`, many provisions in one call.

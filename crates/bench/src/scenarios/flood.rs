@@ -272,6 +272,32 @@ fn rows(
     out
 }
 
+/// While `flood` holds: `call` every [`PROBE_EVERY`] for `window`, and `kills` members of group
+/// `id` (served by `group`, on the process plugin `plugin`) killed one after the other. Ends the
+/// flood; returns what the calls saw, the heal times, and the connections the flood reopened.
+async fn during<F, Fut>(
+    flood: Flood,
+    window: Duration,
+    call: F,
+    plugin: &InstanceClient,
+    group: &GroupClient,
+    id: &str,
+    kills: usize,
+) -> Result<(Probed, Vec<f64>, u64)>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let before = flood.opened();
+    let (flooded, heals) = tokio::join!(
+        probe(window, call),
+        heal::measure_with(plugin, group, id, MEMBERS, kills, Duration::ZERO)
+    );
+    let reopened = flood.opened() - before;
+    drop(flood);
+    Ok((flooded, heals?, reopened))
+}
+
 /// Runs both floods on one deployment.
 async fn run_floods(exe: &Path, opts: &Opts) -> Result<Vec<Measurement>> {
     let quick = opts.quick;
@@ -315,24 +341,9 @@ async fn run_floods(exe: &Path, opts: &Opts) -> Result<Vec<Measurement>> {
     })
     .await?;
     eprintln!("flood: {n} connections held on the instance plugin's socket");
-    let before = flood.opened();
     let plugin = d.instances();
-    let (flooded, heals) = tokio::join!(
-        probe(window, describe),
-        heal::measure_with(&plugin, &group, "flood", MEMBERS, kills, Duration::ZERO)
-    );
-    let reopened = flood.opened() - before;
-    drop(flood);
-    let heals = heals?;
-    eprintln!(
-        "flood: unix: p99 {} ms, {} failed, heals {:?}",
-        fmt(crate::report::percentile(
-            &sorted(&flooded.latencies_ms),
-            99.0
-        )),
-        flooded.failures,
-        heals
-    );
+    let (flooded, heals, reopened) =
+        during(flood, window, describe, &plugin, &group, "flood", kills).await?;
     out.extend(rows(
         &format!(
             "{} stuck connections on the instance plugin's socket",
@@ -400,21 +411,8 @@ async fn run_floods(exe: &Path, opts: &Opts) -> Result<Vec<Measurement>> {
     })
     .await?;
     eprintln!("flood: {n} unauthenticated connections held on the manager's TLS listener");
-    let before = flood.opened();
-    let (flooded, heals) = tokio::join!(
-        probe(window, hello),
-        heal::measure_with(
-            &plugin,
-            &manager,
-            "flood-tls",
-            MEMBERS,
-            kills,
-            Duration::ZERO
-        )
-    );
-    let reopened = flood.opened() - before;
-    drop(flood);
-    let heals = heals?;
+    let (flooded, heals, reopened) =
+        during(flood, window, hello, &plugin, &manager, "flood-tls", kills).await?;
     out.extend(rows(
         &format!(
             "{} unauthenticated connections on the manager's TLS listener",
@@ -435,12 +433,6 @@ async fn run_floods(exe: &Path, opts: &Opts) -> Result<Vec<Measurement>> {
         .context("destroying the manager's group")?;
     d.stop().await?.finish().await?;
     Ok(out)
-}
-
-fn sorted(v: &[f64]) -> Vec<f64> {
-    let mut v = v.to_vec();
-    v.sort_by(f64::total_cmp);
-    v
 }
 
 /// Runs the scenario.

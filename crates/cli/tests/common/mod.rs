@@ -217,3 +217,12 @@ pub fn example(name: &str) -> String {
         .display()
         .to_string()
 }
+
+/// The instance files (`instance-*`) in `dir`, as instance-file writes them.
+pub fn instance_files(dir: &Path) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("instance-"))
+        .collect()
+}
