@@ -238,7 +238,9 @@ pub async fn serve(
         Kind::FlavorVanilla => {
             let f = Arc::new(VanillaFlavor::new());
             plugins.register_flavor(name, f.clone());
-            Handlers::new().flavor("", f)
+            // Its health watches' events.
+            plugins.register_publisher(name, f.clone());
+            Handlers::new().flavor("", f.clone()).publisher(f)
         }
         Kind::FlavorCombo => {
             let f = Arc::new(ComboFlavor::new(plugins));

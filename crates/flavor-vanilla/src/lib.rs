@@ -31,18 +31,26 @@
 //!   `INFRAKIT_GROUP` in their environment. Probe strings may use placeholders: `{{ ID }}`,
 //!   `{{ LogicalID }}`, `{{ Group }}`, `{{ Tags.name }}` and `{{ Properties.field }}`.
 //!   Results are cached per instance for `Interval`, so the group controller may ask often.
+//! * **Watch** (`FlavorHealth.Watch`, with a probe): the flavor probes the instances it is given
+//!   once per `Interval` by itself and publishes each change of verdict as an event on
+//!   `/flavor/health/<watch>` (see [`infrakit_spi::Event::health`]), so the group controller
+//!   hears of changes without asking.
 //! * **Drain** does nothing.
 
 mod cache;
 pub mod probe;
 pub mod properties;
 mod template;
+mod watch;
 
 use std::cell::OnceCell;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use infrakit_spi::{
-    Allocation, Description, Error, Flavor, Health, HealthCadence, Index, Result, Spec,
+    Allocation, Description, Error, Event, Flavor, Health, HealthCadence, Index, Publisher, Result,
+    Spec,
 };
 use serde_json::Value;
 
@@ -57,10 +65,11 @@ pub const DEAD_STATES: &[&str] = &["exited", "dead", "stopped", "terminated"];
 /// concurrently.
 #[derive(Debug, Default)]
 pub struct VanillaFlavor {
-    cache: cache::HealthCache,
+    cache: Arc<cache::HealthCache>,
+    watches: Arc<watch::Watches>,
     /// The last properties parsed for `Healthy`, which is called with the same properties for
     /// every member of a group on every reconcile.
-    parsed: std::sync::Mutex<Option<(Value, std::sync::Arc<VanillaProperties>)>>,
+    parsed: std::sync::Mutex<Option<(Value, Arc<VanillaProperties>)>>,
 }
 
 impl VanillaFlavor {
@@ -69,8 +78,13 @@ impl VanillaFlavor {
         Self::default()
     }
 
+    /// How many health watches are running (see [`Flavor::watch_health`]).
+    pub fn watches(&self) -> usize {
+        self.watches.len()
+    }
+
     /// `properties` parsed, reusing the last parse when they are the same.
-    fn parsed(&self, properties: &Value) -> Result<std::sync::Arc<VanillaProperties>> {
+    fn parsed(&self, properties: &Value) -> Result<Arc<VanillaProperties>> {
         let mut last = self
             .parsed
             .lock()
@@ -80,7 +94,7 @@ impl VanillaFlavor {
                 return Ok(parsed.clone());
             }
         }
-        let parsed = std::sync::Arc::new(VanillaProperties::parse(properties)?);
+        let parsed = Arc::new(VanillaProperties::parse(properties)?);
         *last = Some((properties.clone(), parsed.clone()));
         Ok(parsed)
     }
@@ -136,6 +150,25 @@ fn provider_health(instance: &Description) -> Option<Health> {
     }
 }
 
+/// The verdict on `instance` with `probe`: unhealthy when its provider says it is not running or
+/// not healthy, otherwise what the probe says (at most one probe per interval, through `cache`).
+async fn judge(cache: &cache::HealthCache, probe: &HealthProbe, instance: &Description) -> Health {
+    if let Some(health) = described_health(instance) {
+        return health;
+    }
+    cache.health(probe, instance).await
+}
+
+/// The verdict the description alone gives, if it gives one: a dead state, or the provider's
+/// own health check.
+fn described_health(instance: &Description) -> Option<Health> {
+    if let Some(state) = dead_state(instance) {
+        tracing::debug!(instance = %instance.id, state, "instance is not running");
+        return Some(Health::Unhealthy);
+    }
+    provider_health(instance)
+}
+
 /// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
 fn dead_state(instance: &Description) -> Option<String> {
     let state: String = instance.properties.as_ref()?.field("State")?;
@@ -164,17 +197,29 @@ impl Flavor for VanillaFlavor {
 
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
         let properties = self.parsed(properties)?;
-        if let Some(state) = dead_state(instance) {
-            tracing::debug!(instance = %instance.id, state, "instance is not running");
-            return Ok(Health::Unhealthy);
-        }
-        if let Some(health) = provider_health(instance) {
-            return Ok(health);
-        }
         Ok(match &properties.health {
-            None => Health::Healthy,
-            Some(probe) => self.cache.health(probe, instance).await,
+            None => described_health(instance).unwrap_or(Health::Healthy),
+            Some(probe) => judge(&self.cache, probe, instance).await,
         })
+    }
+
+    /// With a probe: probes `instances` once per interval and publishes the changes. Without
+    /// one there is nothing to watch (a verdict changes only with the description).
+    async fn watch_health(
+        &self,
+        properties: &Value,
+        watch: &str,
+        instances: &[&Description],
+        lease: Duration,
+    ) -> Result<bool> {
+        let properties = self.parsed(properties)?;
+        if properties.health.is_none() {
+            return Ok(false);
+        }
+        let instances = instances.iter().map(|d| (*d).clone()).collect();
+        self.watches
+            .set(&self.cache, watch, properties, instances, lease);
+        Ok(true)
     }
 
     async fn drain(&self, _properties: &Value, _instance: &Description) -> Result<()> {
@@ -188,5 +233,12 @@ impl Flavor for VanillaFlavor {
             None => HealthCadence::OnChange,
             Some(probe) => HealthCadence::Every(probe.interval),
         })
+    }
+}
+
+/// The health-change events of the flavor's watches.
+impl Publisher for VanillaFlavor {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
+        self.watches.subscribe()
     }
 }

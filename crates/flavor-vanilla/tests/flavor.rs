@@ -817,3 +817,72 @@ async fn http_probe_timeout_is_unhealthy() {
         Err(ProbeError::Timeout(Duration::from_millis(200)))
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Watch
+
+/// The next health event within the deadline: (instance, verdict).
+async fn next_verdict(
+    rx: &mut tokio::sync::broadcast::Receiver<infrakit_spi::Event>,
+) -> (String, Health) {
+    let e = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .expect("a health event within 10 s")
+        .expect("the event stream is open");
+    assert_eq!(e.topic, "/flavor/health/web/0");
+    (e.id.clone(), e.health_verdict().expect("a verdict"))
+}
+
+#[tokio::test]
+async fn a_watch_publishes_first_verdicts_then_only_changes_and_ends_with_its_lease() {
+    use infrakit_spi::Publisher;
+    let flavor = VanillaFlavor::new();
+    let up = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = up.local_addr().unwrap().port();
+    let props = json!({"Health": {"TCP": "127.0.0.1:{{ Tags.port }}", "Interval": "50ms"}});
+    let a = instance("a", json!({"port": port.to_string()}), None);
+    let b = instance("b", json!({"port": "1"}), None);
+    let mut rx = flavor.subscribe();
+
+    let lease = Duration::from_millis(600);
+    assert!(flavor
+        .watch_health(&props, "web/0", &[&a, &b], lease)
+        .await
+        .unwrap());
+    let mut first = vec![next_verdict(&mut rx).await, next_verdict(&mut rx).await];
+    first.sort();
+    assert_eq!(first, vec![("a".into(), Healthy), ("b".into(), Unhealthy)]);
+
+    // a's port closes: one event, about a alone (b stays unhealthy and says nothing).
+    drop(up);
+    assert_eq!(next_verdict(&mut rx).await, ("a".into(), Unhealthy));
+
+    // Renewed with b alone: nothing is said of b again, and a is no longer probed.
+    let up = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    assert!(flavor
+        .watch_health(&props, "web/0", &[&b], lease)
+        .await
+        .unwrap());
+    let quiet = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await;
+    assert!(quiet.is_err(), "no change, no event: {quiet:?}");
+    drop(up);
+
+    // Not renewed: the watch ends, and so does its probing.
+    until(
+        "the watch ends with its lease",
+        Duration::from_secs(10),
+        || async { flavor.watches() == 0 },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn without_a_probe_there_is_nothing_to_watch() {
+    let flavor = VanillaFlavor::new();
+    let d = bare("a");
+    assert!(!flavor
+        .watch_health(&Value::Null, "web/0", &[&d], Duration::from_secs(60))
+        .await
+        .unwrap());
+    assert_eq!(flavor.watches(), 0);
+}

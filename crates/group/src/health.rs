@@ -200,8 +200,33 @@ impl HealthClock {
         }
     }
 
+    /// Forgets every verdict: each instance is due at the next plan.
+    pub fn forget(&mut self) {
+        self.memo.clear();
+        self.settled = None;
+        self.earliest = None;
+    }
+
+    /// Takes in verdicts a flavor pushed (instance ID → health) for instances it has a verdict
+    /// on; answers how many of those verdicts changed.
+    pub fn apply(&mut self, pushed: HashMap<String, Health>) -> usize {
+        let mut changed = 0;
+        for (id, health) in pushed {
+            if let Some(m) = self.memo.get_mut(&id) {
+                if m.health != health {
+                    m.health = health;
+                    changed += 1;
+                }
+            }
+        }
+        if changed > 0 {
+            self.settled = None;
+        }
+        changed
+    }
+
     /// The fingerprints of `descriptions`, computed once per listing.
-    fn fingerprints(&mut self, descriptions: &Arc<Vec<Description>>) -> Arc<Vec<u64>> {
+    pub fn fingerprints(&mut self, descriptions: &Arc<Vec<Description>>) -> Arc<Vec<u64>> {
         if let Some((listing, prints)) = &self.fingerprinted {
             if listing.ptr_eq(&Arc::downgrade(descriptions)) {
                 return prints.clone();
@@ -374,6 +399,41 @@ mod tests {
         clock.record(&only_b, &plan, now);
         assert_eq!(clock.memo.len(), 1, "a is gone from the listing");
         assert_eq!(clock.plan(cadence, &list, now).due, vec![0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pushed_change_replaces_the_remembered_verdict() {
+        let mut clock = HealthClock::default();
+        let cadence = HealthCadence::Every(Duration::from_secs(30));
+        let list = Arc::new(vec![described("a", "up"), described("b", "up")]);
+        let now = Instant::now();
+        let mut plan = clock.plan(cadence, &list, now);
+        all_answered(&mut plan, Health::Healthy);
+        clock.record(&list, &plan, now);
+        assert!(clock.plan(cadence, &list, now).due.is_empty(), "settled");
+
+        let pushed = HashMap::from([
+            ("b".to_string(), Health::Unhealthy),
+            ("a".to_string(), Health::Healthy),
+            ("gone".to_string(), Health::Unhealthy),
+        ]);
+        assert_eq!(
+            clock.apply(pushed),
+            1,
+            "only b changed; unknown IDs are ignored"
+        );
+        let plan = clock.plan(cadence, &list, now);
+        assert!(plan.due.is_empty(), "a pushed verdict needs no check");
+        assert_eq!(
+            plan.verdicts,
+            vec![
+                Verdict::answered(Health::Healthy),
+                Verdict::answered(Health::Unhealthy)
+            ]
+        );
+
+        clock.forget();
+        assert_eq!(clock.plan(cadence, &list, now).due, vec![0, 1]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -78,6 +78,7 @@ pub(crate) struct TimedFlavor {
     prepare: CallMetrics,
     prepare_many: CallMetrics,
     drain: CallMetrics,
+    watch: CallMetrics,
 }
 
 impl TimedFlavor {
@@ -89,6 +90,7 @@ impl TimedFlavor {
             prepare: metrics.call(name, Method::FlavorPrepare),
             prepare_many: metrics.call(name, Method::FlavorBatchPrepare),
             drain: metrics.call(name, Method::FlavorDrain),
+            watch: metrics.call(name, Method::FlavorHealthWatch),
         }
     }
 }
@@ -126,6 +128,17 @@ impl Flavor for TimedFlavor {
         instances: &[&Description],
     ) -> Result<Vec<Health>> {
         self.inner.healthy_many(properties, instances).await
+    }
+    async fn watch_health(
+        &self,
+        properties: &Value,
+        watch: &str,
+        instances: &[&Description],
+        lease: std::time::Duration,
+    ) -> Result<bool> {
+        self.watch
+            .time(self.inner.watch_health(properties, watch, instances, lease))
+            .await
     }
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()> {
         self.drain

@@ -32,6 +32,7 @@ mod observe;
 pub mod planner;
 pub mod plugin;
 pub mod preview;
+mod pushed;
 pub mod rollout;
 pub mod settings;
 mod state;

@@ -18,6 +18,7 @@ use crate::health::{HealthClock, Verdict};
 use crate::history::History;
 use crate::listing::{Listing, Watch};
 use crate::planner::Member;
+use crate::pushed::{HealthFeed, Keep, Pushing, Watcher};
 use crate::settings::Settings;
 
 pub use infrakit_spi::instance::PROTECT_TAG;
@@ -38,9 +39,9 @@ pub fn membership(id: &str) -> Tags {
 /// never run unbounded.
 pub(crate) async fn observe(
     ctx: &Context,
-    (settings, watch): (&Settings, &Watch),
+    (settings, watch, feed): (&Settings, &Watch, &HealthFeed),
     (instance, flavor): (&dyn Instance, &dyn Flavor),
-    (listing, clock): (&mut Listing, &mut HealthClock),
+    (listing, clock, watcher): (&mut Listing, &mut HealthClock, &mut Watcher),
 ) -> Result<Observation> {
     let descriptions = listing
         .list(
@@ -67,7 +68,33 @@ pub(crate) async fn observe(
             now,
         )
         .await;
-    let mut due = clock.plan(checks.cadence, &descriptions, now);
+    let mut cadence = checks.cadence;
+    let mut pushed = 0;
+    let mut renew = None;
+    if let HealthCadence::Every(interval) = checks.cadence {
+        let prints = clock.fingerprints(&descriptions);
+        let keep = Keep {
+            feed,
+            flavor,
+            plugin: &flavor_ref.plugin,
+            properties: &flavor_ref.properties,
+            group: &settings.id,
+            timeout: timing.timeout,
+        };
+        match watcher.keep(keep, &descriptions, &prints, now).await {
+            // The flavor says when a verdict changes; asking again is only a backstop.
+            Pushing::Live => {
+                cadence = HealthCadence::Every(interval.max(ctx.config.resync_interval));
+            }
+            Pushing::Asking { forget: true } => clock.forget(),
+            Pushing::Asking { forget: false } => {}
+        }
+        pushed = clock.apply(feed.drain());
+        renew = watcher.next_renewal();
+    } else {
+        feed.want(false);
+    }
+    let mut due = clock.plan(cadence, &descriptions, now);
     let check = Checking {
         descriptions: &descriptions,
         flavor,
@@ -84,11 +111,16 @@ pub(crate) async fn observe(
         check.each(&due.due, &mut due.verdicts).await;
     }
     clock.record(&descriptions, &due, Instant::now());
+    let next_check = match (clock.next_due(cadence), renew) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     Ok(Observation {
         descriptions,
         verdicts: due.verdicts,
         judged: due.due.len(),
-        next_check: clock.next_due(checks.cadence),
+        pushed,
+        next_check,
     })
 }
 
@@ -104,6 +136,8 @@ pub(crate) struct Observation {
     pub verdicts: Vec<Verdict>,
     /// How many instances the flavor was asked about (the others kept their last verdict).
     pub judged: usize,
+    /// How many remembered verdicts the flavor's health events changed.
+    pub pushed: usize,
     /// When a remembered verdict expires (a probe's interval passing), if one does.
     pub next_check: Option<Instant>,
 }

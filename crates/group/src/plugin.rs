@@ -25,6 +25,7 @@ use crate::history::History;
 use crate::listing::{self, Listing, Watch};
 use crate::observe::{self, membership};
 use crate::preview;
+use crate::pushed::{HealthFeed, Watcher};
 use crate::rollout::RolloutState;
 use crate::settings::Settings;
 use crate::state::{self, decode_record};
@@ -419,9 +420,13 @@ impl Group for GroupPlugin {
         // A fresh look: no cache, every instance checked.
         let observed = observe::observe(
             &self.ctx,
-            (&settings, &Watch::default()),
+            (&settings, &Watch::default(), &HealthFeed::default()),
             (instance.as_ref(), flavor.as_ref()),
-            (&mut Listing::default(), &mut HealthClock::default()),
+            (
+                &mut Listing::default(),
+                &mut HealthClock::default(),
+                &mut Watcher::default(),
+            ),
         )
         .await?;
         // Treat what is healthy now as established, so the simulation starts from a steady view.

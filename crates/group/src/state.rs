@@ -69,6 +69,8 @@ pub(crate) struct GroupState {
     writes: tokio::sync::Mutex<()>,
     /// What the event follower knows of the instance plugin's events.
     pub(crate) watch: Watch,
+    /// What the health follower hears of the flavor's health events.
+    pub(crate) health: crate::pushed::HealthFeed,
     /// Tokens of the latest provisions the instance plugin said failed (not timeouts), so an
     /// instance that shows up carrying one is known to have been created anyway.
     failed_provisions: Mutex<std::collections::VecDeque<String>>,
@@ -96,6 +98,7 @@ impl GroupState {
             unsaved: AtomicBool::new(false),
             writes: tokio::sync::Mutex::new(()),
             watch: Watch::default(),
+            health: Default::default(),
             failed_provisions: Mutex::default(),
         };
         (Arc::new(state), rx)

@@ -29,13 +29,14 @@ pub use crate::context::{Context, ControllerConfig};
 pub(crate) use crate::decide::target;
 use crate::decide::{self, decide, settle, Decision, Event, Executed, Input, Outcome, Pace};
 use crate::executor::execute;
-use crate::follow::watch_events;
+use crate::follow::{follow_health, watch_events};
 use crate::health::HealthClock;
 use crate::history::History;
 use crate::listing::Listing;
 use crate::observe::{members, observe, Observation};
 pub use crate::observe::{membership, PROTECT_TAG};
 use crate::planner::{Action, Member, Reason};
+use crate::pushed::Watcher;
 use crate::rollout::{self, Progress, RolloutState, Transition, TOKEN_TAG};
 use crate::settings::Settings;
 pub use crate::state::decode_record;
@@ -55,11 +56,12 @@ impl Supervisor {
     pub fn start(ctx: Arc<Context>, settings: Settings, rollout: RolloutState) -> Supervisor {
         let (state, rx) = GroupState::new(settings, rollout);
         let control = tokio::spawn(run(ctx.clone(), state.clone(), rx.clone()));
-        let events = tokio::spawn(watch_events(ctx.clone(), rx, state.clone()));
+        let events = tokio::spawn(watch_events(ctx.clone(), rx.clone(), state.clone()));
+        let health = tokio::spawn(follow_health(ctx.clone(), rx, state.clone()));
         Supervisor {
             ctx,
             state,
-            tasks: vec![control, events],
+            tasks: vec![control, events, health],
         }
     }
 
@@ -117,6 +119,7 @@ async fn run(
     let mut progress = Progress::new(Instant::now());
     let mut pace = Pace::default();
     let mut health = HealthClock::default();
+    let mut watcher = Watcher::default();
     let mut listing = Listing::default();
     let mut quiet = None;
     let mut delay = std::time::Duration::ZERO;
@@ -135,6 +138,7 @@ async fn run(
             history: &mut history,
             progress: &mut progress,
             health: &mut health,
+            watcher: &mut watcher,
             listing: &mut listing,
             quiet: &mut quiet,
         };
@@ -181,6 +185,7 @@ struct Memory<'a> {
     history: &'a mut History,
     progress: &'a mut Progress,
     health: &'a mut HealthClock,
+    watcher: &'a mut Watcher,
     listing: &'a mut Listing,
     /// Set by a pass that converged with nothing to do: what it saw.
     quiet: &'a mut Option<Quiet>,
@@ -201,6 +206,7 @@ impl Quiet {
     /// Whether a pass against `settings` that observed `observed` sees what this one saw.
     fn holds(&self, state: &GroupState, settings: &Arc<Settings>, observed: &Observation) -> bool {
         observed.judged == 0
+            && observed.pushed == 0
             && Arc::ptr_eq(&self.settings, settings)
             && state.is_current(settings)
             && self.listing.ptr_eq(&Arc::downgrade(&observed.descriptions))
@@ -231,13 +237,20 @@ async fn reconcile(
         history,
         progress,
         health,
+        watcher,
         listing,
         quiet,
     } = memory;
     // Observe.
     let (instance, flavor) = plugins_of(ctx, settings)?;
     let plugins = (instance.as_ref(), flavor.as_ref());
-    let observed = observe(ctx, (settings, &state.watch), plugins, (listing, health)).await?;
+    let observed = observe(
+        ctx,
+        (settings, &state.watch, &state.health),
+        plugins,
+        (listing, health, watcher),
+    )
+    .await?;
     if let Some(q) = quiet
         .as_ref()
         .filter(|q| q.holds(state, settings, &observed))

@@ -15,7 +15,7 @@ use infrakit_instance_simulator::{Simulator, SimulatorConfig};
 use infrakit_rpc::{Client, FlavorClient, Handlers, PluginServer, Plugins};
 use infrakit_spi::{
     Allocation, Description, DestroyContext, Flavor, Group, Health, HealthCadence, HealthChecks,
-    Index, Instance, Result, Spec, Tags,
+    Index, Instance, Publisher, Result, Spec, Tags,
 };
 use infrakit_testkit::group::{self, ids};
 use infrakit_testkit::{eventually, until};
@@ -69,6 +69,21 @@ impl Flavor for CountingFlavor {
     }
     async fn health_cadence(&self, p: &Value) -> Result<HealthCadence> {
         self.inner.health_cadence(p).await
+    }
+    async fn watch_health(
+        &self,
+        p: &Value,
+        watch: &str,
+        instances: &[&Description],
+        lease: Duration,
+    ) -> Result<bool> {
+        self.inner.watch_health(p, watch, instances, lease).await
+    }
+}
+
+impl Publisher for CountingFlavor {
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<infrakit_spi::Event> {
+        self.inner.subscribe()
     }
 }
 
@@ -206,6 +221,89 @@ async fn a_quiet_group_is_neither_listed_nor_judged_again_and_a_change_is_seen_a
         "only the changed instance and its replacement are judged, not all 20 (judged {judged_again})"
     );
     assert!(instances.listings.load(Ordering::SeqCst) > listings);
+}
+
+#[tokio::test]
+async fn a_probing_flavor_pushes_changes_instead_of_being_asked_every_interval() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("plugins");
+    let sick = tmp.path().join("sick");
+    std::fs::create_dir(&sick).unwrap();
+    let sim = Arc::new(Simulator::new(SimulatorConfig::default()));
+    let flavor = Arc::new(CountingFlavor::new());
+    let _i = PluginServer::start(
+        &dir,
+        "instance-simulator",
+        Handlers::new()
+            .instance("", sim.clone())
+            .publisher(sim.clone()),
+    )
+    .await
+    .unwrap();
+    let _f = PluginServer::start(
+        &dir,
+        "flavor-vanilla",
+        Handlers::new()
+            .flavor("", flavor.clone())
+            .publisher(flavor.clone()),
+    )
+    .await
+    .unwrap();
+    let hello = Client::new("flavor-vanilla", _f.socket())
+        .hello()
+        .await
+        .unwrap();
+    assert!(hello.contains_key("FlavorHealth/0.2.0"), "{hello:?}");
+    let config = ControllerConfig {
+        poll_interval: Duration::from_millis(20),
+        ..ControllerConfig::default()
+    };
+    let group = GroupPlugin::new(Arc::new(Plugins::new(&dir)), config);
+    // Healthy unless a file named after the instance exists, probed every 100 ms.
+    let probe = format!("test ! -e {}/{{{{ ID }}}}", sick.display());
+    group
+        .commit_group(
+            group::spec("probed")
+                .size(5)
+                .instance("instance-simulator", Value::Null)
+                .flavor(
+                    "flavor-vanilla",
+                    json!({"Health": {"Exec": ["sh", "-c", probe], "Interval": "100ms"}}),
+                )
+                .with(json!({"Health": {"UnhealthyAfter": "100ms"}}))
+                .build(),
+            false,
+        )
+        .await
+        .unwrap();
+    let before = ids(&group::converged(&group, "probed", 5, WITHIN).await);
+
+    // Asked on the probe's clock, 10 passes (200 ms) would judge every instance at least once
+    // more; with the flavor watching, nobody is judged while nothing changes.
+    until("the flavor is no longer asked", WITHIN, || async {
+        let judged = flavor.judged.load(Ordering::SeqCst);
+        more_passes(&group, "probed", 10).await;
+        flavor.judged.load(Ordering::SeqCst) == judged
+    })
+    .await;
+    assert!(flavor.inner.watches() >= 1, "the flavor watches the group");
+
+    let judged = flavor.judged.load(Ordering::SeqCst);
+    let victim = before.iter().next().unwrap().clone();
+    std::fs::write(sick.join(&victim), "").unwrap();
+    let after = eventually("the sick instance replaced", WITHIN, || async {
+        let d = group.describe_group("probed").await.ok()?;
+        let healthy = d.status.as_ref()?.healthy;
+        (d.instances.len() == 5 && healthy == 5 && !ids(&d).contains(&victim)).then(|| ids(&d))
+    })
+    .await;
+    assert_eq!(before.intersection(&after).count(), 4);
+    let judged_again = flavor.judged.load(Ordering::SeqCst) - judged;
+    assert!(
+        judged_again <= 3,
+        "the flavor said the victim turned unhealthy; only its replacement was asked about \
+         (judged {judged_again})"
+    );
 }
 
 #[tokio::test]

@@ -147,6 +147,13 @@ pub(crate) enum FlavorCall {
         properties: Value,
         instances: Vec<Description>,
     },
+    /// `FlavorHealth.Watch`.
+    HealthWatch {
+        properties: Value,
+        watch: String,
+        instances: Vec<Description>,
+        lease: std::time::Duration,
+    },
 }
 
 /// The Group methods and their params; `id` is the group acted on.
@@ -426,6 +433,31 @@ impl Call {
                 }
             }
 
+            Method::FlavorHealthWatch => {
+                let req: HealthWatchReq = decode(params)?;
+                let lease = match req.lease.as_deref() {
+                    None => DEFAULT_WATCH_LEASE,
+                    Some(l) => match humantime::parse_duration(l) {
+                        Ok(d) if !d.is_zero() => d,
+                        _ => {
+                            return Err(bad_param(
+                                "Lease",
+                                format!("a duration such as \"60s\" (got \"{l}\")"),
+                            ))
+                        }
+                    },
+                };
+                Call::Flavor {
+                    kind,
+                    call: FlavorCall::HealthWatch {
+                        properties: req.properties,
+                        watch: req.watch,
+                        instances: req.descriptions,
+                        lease,
+                    },
+                }
+            }
+
             Method::GroupCommitGroup => group(params, |req| {
                 Ok(GroupCall::CommitGroup {
                     spec: req.required_spec()?,
@@ -685,6 +717,22 @@ struct HealthCheckReq {
     descriptions: Vec<Description>,
 }
 
+/// How long a health watch lasts without renewal when the caller does not say.
+const DEFAULT_WATCH_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The params of `FlavorHealth.Watch`.
+#[derive(Deserialize)]
+struct HealthWatchReq {
+    #[serde(rename = "Properties", default)]
+    properties: Value,
+    #[serde(rename = "Watch")]
+    watch: String,
+    #[serde(rename = "Descriptions", default, deserialize_with = "null_as_default")]
+    descriptions: Vec<Description>,
+    #[serde(rename = "Lease", default)]
+    lease: Option<String>,
+}
+
 /// The params of `Manager.Enforce` and `Manager.Terminate`.
 #[derive(Deserialize)]
 struct SpecsReq {
@@ -892,6 +940,7 @@ mod tests {
             "Instances": ["i-1"],
             "Size": 2,
             "Cas": "0123",
+            "Watch": "workers/0",
         })
     }
 

@@ -844,6 +844,34 @@ impl Flavor for FlavorClient {
         }
         Ok(r.health)
     }
+
+    /// One `FlavorHealth.Watch` call; `false` from a plugin without the extension.
+    async fn watch_health(
+        &self,
+        properties: &Value,
+        watch: &str,
+        instances: &[&Description],
+        lease: Duration,
+    ) -> Result<bool> {
+        #[derive(Deserialize)]
+        struct R {
+            #[serde(rename = "Watching", default)]
+            watching: bool,
+        }
+        let lease = humantime::format_duration(lease).to_string();
+        let p = json!({
+            "Type": self.kind,
+            "Properties": properties,
+            "Watch": watch,
+            "Descriptions": instances,
+            "Lease": lease,
+        });
+        let r: Option<R> = self
+            .client
+            .call_extension(Method::FlavorHealthWatch, &p)
+            .await?;
+        Ok(r.is_some_and(|r| r.watching))
+    }
 }
 
 /// A Group plugin reached over its socket.

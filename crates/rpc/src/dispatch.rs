@@ -466,6 +466,21 @@ async fn flavor(plugin: &dyn Flavor, kind: String, call: FlavorCall) -> Result<R
             }
             Ok(Reply::Value(json!({"Type": kind, "Health": health})))
         }
+        FlavorCall::HealthWatch {
+            properties,
+            watch,
+            instances,
+            lease,
+        } => {
+            let all: Vec<&Description> = instances.iter().collect();
+            let watching = plugin
+                .watch_health(&properties, &watch, &all, lease)
+                .await?;
+            let topic = infrakit_spi::event::health_topic(&watch);
+            Ok(Reply::Value(
+                json!({"Type": kind, "Watching": watching, "Topic": topic}),
+            ))
+        }
     }
 }
 

@@ -71,7 +71,13 @@ impl Handlers {
         if !self.flavors.is_empty() {
             let types: Vec<String> = self.flavors.keys().cloned().collect();
             add(infrakit_spi::flavor::INTERFACES, types.clone());
-            add(&[infrakit_spi::flavor::HEALTH_EXTENSION], types.clone());
+            add(
+                &[
+                    infrakit_spi::flavor::HEALTH_EXTENSION,
+                    infrakit_spi::flavor::HEALTH_WATCH_EXTENSION,
+                ],
+                types.clone(),
+            );
             add(&[infrakit_spi::flavor::BATCH_EXTENSION], types);
         }
         if self.group.is_some() {

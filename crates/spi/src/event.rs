@@ -11,6 +11,15 @@ use tokio::sync::broadcast;
 /// Topic of instance lifecycle events. Subscribers match by prefix (`/instance/`).
 pub const INSTANCE_TOPIC: &str = "/instance/";
 
+/// Topic prefix of health-change events: a flavor watching instances for a caller publishes
+/// each change of verdict under `/flavor/health/<watch>` (see [`Event::health`]).
+pub const HEALTH_TOPIC: &str = "/flavor/health/";
+
+/// The topic of the health-change events of watch `watch`.
+pub fn health_topic(watch: &str) -> String {
+    format!("{HEALTH_TOPIC}{watch}")
+}
+
 /// One event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Event {
@@ -45,6 +54,32 @@ impl Event {
             timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             data,
         }
+    }
+
+    /// A health-change event of watch `watch`: instance `id` is now `health`. On the wire its
+    /// `Data` is `{"Health": 0|1|2}` and its `Type` `health`.
+    pub fn health(
+        watch: &str,
+        id: &str,
+        health: crate::Health,
+        message: impl Into<String>,
+    ) -> Self {
+        Event {
+            topic: health_topic(watch),
+            kind: "health".to_string(),
+            id: id.to_string(),
+            message: message.into(),
+            timestamp: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            data: serde_json::json!({ "Health": health }),
+        }
+    }
+
+    /// The verdict a health-change event carries, if it is one.
+    pub fn health_verdict(&self) -> Option<crate::Health> {
+        if !self.topic.starts_with(HEALTH_TOPIC) {
+            return None;
+        }
+        serde_json::from_value(self.data.get("Health")?.clone()).ok()
     }
 
     /// True when this event falls under `topic` (a trailing `/` matches by prefix).
@@ -83,5 +118,16 @@ mod tests {
         assert!(e.matches("/instance/exited"));
         assert!(!e.matches("/instance"));
         assert!(!e.matches("/group/"));
+    }
+
+    #[test]
+    fn a_health_event_carries_its_verdict_under_its_watch() {
+        let e = Event::health("web", "i-1", crate::Health::Unhealthy, "refused");
+        assert_eq!(e.topic, "/flavor/health/web");
+        assert!(e.matches(HEALTH_TOPIC));
+        assert_eq!(e.data, serde_json::json!({"Health": 2}));
+        assert_eq!(e.health_verdict(), Some(crate::Health::Unhealthy));
+        let other = Event::instance("exited", "i-1", "", serde_json::json!({"Health": 2}));
+        assert_eq!(other.health_verdict(), None);
     }
 }

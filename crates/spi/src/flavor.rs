@@ -4,7 +4,10 @@
 //! can change ([`HealthCadence`]) and judge many instances in one call ([`Flavor::healthy_many`]):
 //! the `FlavorHealth/0.1.0` extension ([`HEALTH_EXTENSION`]), advertised in the handshake. A
 //! caller that meets a plugin without it asks `Flavor.Healthy` for each instance on every pass,
-//! as the original does.
+//! as the original does. Version 0.2.0 of the extension ([`HEALTH_WATCH_EXTENSION`]) adds
+//! [`Flavor::watch_health`]: a flavor with a probe keeps probing the instances it is given on the
+//! probe's interval and publishes only the changes, so a caller need not ask at all while
+//! nothing changes.
 
 use std::time::Duration;
 
@@ -32,6 +35,13 @@ pub const INTERFACES: &[InterfaceSpec] = &[
 pub const HEALTH_EXTENSION: InterfaceSpec = InterfaceSpec {
     name: Interface::FlavorHealth.as_str(),
     version: "0.1.0",
+};
+
+/// The health extension's second version, which adds `FlavorHealth.Watch`: the flavor keeps
+/// judging some instances on its own clock and publishes each change of verdict as an event.
+pub const HEALTH_WATCH_EXTENSION: InterfaceSpec = InterfaceSpec {
+    name: Interface::FlavorHealth.as_str(),
+    version: "0.2.0",
 };
 
 /// The batch extension's interface: `FlavorBatch.Prepare`, many specs prepared in one call.
@@ -282,6 +292,23 @@ pub trait Flavor: Send + Sync {
             }
         }
         Ok(out)
+    }
+    /// Keeps judging `instances` on this flavor's own clock and publishes each change of verdict
+    /// as an [`Event::health`](crate::Event::health) under
+    /// [`health_topic(watch)`](crate::event::health_topic), replacing what watch `watch` watched
+    /// before. The first verdict on each instance is published too. A watch not renewed (called
+    /// again) within `lease` ends; an empty `instances` ends it at once.
+    ///
+    /// Answers whether the flavor watches: the default, for flavors whose verdicts change only
+    /// with the description (or that cannot watch), is `false`, and the caller keeps asking.
+    async fn watch_health(
+        &self,
+        _properties: &Value,
+        _watch: &str,
+        _instances: &[&Description],
+        _lease: Duration,
+    ) -> Result<bool> {
+        Ok(false)
     }
     /// Best-effort cleanup before the instance is destroyed.
     async fn drain(&self, properties: &Value, instance: &Description) -> Result<()>;

@@ -214,6 +214,8 @@ methods! {
     FlavorHealthCadence = "FlavorHealth.Cadence", FlavorHealth, Reads;
     /// The health of many instances in one call (extension).
     FlavorHealthCheck = "FlavorHealth.Check", FlavorHealth, Reads;
+    /// Keeps judging some instances and publishes changes of verdict as events (extension).
+    FlavorHealthWatch = "FlavorHealth.Watch", FlavorHealth, Reads;
     /// Adds a flavor to several instance specs in one call (extension).
     FlavorBatchPrepare = "FlavorBatch.Prepare", FlavorBatch, Reads;
 
