@@ -78,6 +78,10 @@ struct Cli {
     /// `deployed`: instances in the rollout group (default 100, 20 with --quick; 0: none).
     #[arg(long, value_name = "N")]
     deployed_rollout_size: Option<usize>,
+    /// `deployed`: give the flavor a TCP health probe with this interval, e.g. `1s`, against a
+    /// listener the benchmark holds open (default: no probe).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    deployed_probe: Option<Duration>,
     /// `flood`: connections each flood holds open (default 5,000, 500 with --quick).
     #[arg(long, value_name = "N")]
     flood_connections: Option<usize>,
@@ -208,6 +212,7 @@ async fn main() -> Result<()> {
             window: cli.deployed_window,
             kills: cli.deployed_kills,
             rollout_size: cli.deployed_rollout_size,
+            probe: cli.deployed_probe,
         },
         flood_connections: cli.flood_connections,
     };

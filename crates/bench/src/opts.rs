@@ -35,4 +35,7 @@ pub struct DeployedOpts {
     pub kills: Option<usize>,
     /// Instances in the rollout group (0: no rollouts).
     pub rollout_size: Option<usize>,
+    /// Give the flavor a TCP health probe with this interval (against a listener the benchmark
+    /// holds open).
+    pub probe: Option<Duration>,
 }

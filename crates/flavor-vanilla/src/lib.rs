@@ -41,6 +41,7 @@ mod cache;
 pub mod probe;
 pub mod properties;
 mod template;
+mod verdict;
 mod watch;
 
 use std::cell::OnceCell;
@@ -57,9 +58,7 @@ use serde_json::Value;
 pub use probe::{ProbeError, ENV_GROUP, ENV_INSTANCE_ID, ENV_LOGICAL_ID};
 pub use properties::{HealthProbe, ProbeCheck, VanillaProperties};
 
-/// Provider states (the `State` field of an instance's properties) that mean the instance is not
-/// running any more, compared without regard to case.
-pub const DEAD_STATES: &[&str] = &["exited", "dead", "stopped", "terminated"];
+pub use verdict::DEAD_STATES;
 
 /// The vanilla flavor. Cheap to share behind an `Arc`; all methods take `&self` and may be called
 /// concurrently.
@@ -138,46 +137,6 @@ pub fn apply(properties: &VanillaProperties, mut spec: Spec, index: &Index) -> R
     Ok(spec)
 }
 
-/// The instance's own health check as its provider reports it (`Properties.Health`, e.g. a
-/// Docker HEALTHCHECK): `unhealthy` makes it Unhealthy and `starting` Unknown, whatever the probe
-/// says; `healthy`, `none` or nothing leave the decision to the probe.
-fn provider_health(instance: &Description) -> Option<Health> {
-    let health: String = instance.properties.as_ref()?.field("Health")?;
-    match health.to_ascii_lowercase().as_str() {
-        "unhealthy" => Some(Health::Unhealthy),
-        "starting" => Some(Health::Unknown),
-        _ => None,
-    }
-}
-
-/// The verdict on `instance` with `probe`: unhealthy when its provider says it is not running or
-/// not healthy, otherwise what the probe says (at most one probe per interval, through `cache`).
-async fn judge(cache: &cache::HealthCache, probe: &HealthProbe, instance: &Description) -> Health {
-    if let Some(health) = described_health(instance) {
-        return health;
-    }
-    cache.health(probe, instance).await
-}
-
-/// The verdict the description alone gives, if it gives one: a dead state, or the provider's
-/// own health check.
-fn described_health(instance: &Description) -> Option<Health> {
-    if let Some(state) = dead_state(instance) {
-        tracing::debug!(instance = %instance.id, state, "instance is not running");
-        return Some(Health::Unhealthy);
-    }
-    provider_health(instance)
-}
-
-/// The provider state the instance plugin reported, if it is one of [`DEAD_STATES`].
-fn dead_state(instance: &Description) -> Option<String> {
-    let state: String = instance.properties.as_ref()?.field("State")?;
-    DEAD_STATES
-        .iter()
-        .any(|s| s.eq_ignore_ascii_case(&state))
-        .then_some(state)
-}
-
 #[async_trait]
 impl Flavor for VanillaFlavor {
     async fn validate(&self, properties: &Value, _allocation: &Allocation) -> Result<()> {
@@ -198,8 +157,8 @@ impl Flavor for VanillaFlavor {
     async fn healthy(&self, properties: &Value, instance: &Description) -> Result<Health> {
         let properties = self.parsed(properties)?;
         Ok(match &properties.health {
-            None => described_health(instance).unwrap_or(Health::Healthy),
-            Some(probe) => judge(&self.cache, probe, instance).await,
+            None => verdict::described_health(instance).unwrap_or(Health::Healthy),
+            Some(probe) => verdict::judge(&self.cache, probe, instance).await,
         })
     }
 

@@ -145,7 +145,7 @@ async fn run(watches: Arc<Watches>, cache: Arc<HealthCache>, name: String, gener
                     (cache.clone(), instances.clone(), properties.clone());
                 async move {
                     let probe = properties.health.as_ref().expect("checked above");
-                    (i, crate::judge(&cache, probe, &instances[i]).await)
+                    (i, crate::verdict::judge(&cache, probe, &instances[i]).await)
                 }
             })
             .buffer_unordered(PROBES_AT_ONCE)

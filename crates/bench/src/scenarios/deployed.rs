@@ -16,7 +16,9 @@
 //!
 //! Then rolling updates (see `rollout`) of 100 instances on the simulator, one deployment per
 //! poll interval. Sizes, plugins, poll intervals, the window and the kills are options
-//! (`--deployed-*`); `--quick` deploys each plugin once at a small size.
+//! (`--deployed-*`); `--quick` deploys each plugin once at a small size. With `--deployed-probe
+//! 1s` the flavor probes every member over TCP (a listener the benchmark holds) at that
+//! interval: the idle window then measures what health checks with a probe cost.
 
 pub(crate) mod heal;
 mod rollout;
@@ -49,12 +51,18 @@ struct Case {
     kind: InstanceKind,
     n: usize,
     poll: Duration,
+    /// The flavor's TCP probe interval, if it has one.
+    probe: Option<Duration>,
 }
 
 impl Case {
     fn label(&self) -> String {
+        let probe = match self.probe {
+            Some(p) => format!(", TCP probe every {}", deployment::poll_label(p)),
+            None => String::new(),
+        };
         format!(
-            "{}, N={}, poll {}",
+            "{}, N={}, poll {}{probe}",
             self.kind.label(),
             count(self.n),
             deployment::poll_label(self.poll)
@@ -110,7 +118,12 @@ impl Plan {
                 o.sizes.clone()
             };
             for n in sizes {
-                cases.extend(polls.iter().map(|&poll| Case { kind, n, poll }));
+                cases.extend(polls.iter().map(|&poll| Case {
+                    kind,
+                    n,
+                    poll,
+                    probe: o.probe,
+                }));
             }
         }
         // Rollouts on the simulator when it is chosen, else on the first plugin chosen.
@@ -144,6 +157,17 @@ impl Plan {
     }
 }
 
+/// Ends a task when dropped.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            t.abort();
+        }
+    }
+}
+
 /// What one run of a case measured.
 struct RunResult {
     converge_ms: f64,
@@ -155,10 +179,29 @@ struct RunResult {
 async fn run_once(exe: &Path, case: Case, plan: &Plan) -> Result<(RunResult, Stopping)> {
     let d = Deployment::start(exe, case.kind, case.poll).await?;
     let group = d.group();
+    let mut spec = case.kind.spec(GROUP, case.n, "v1", None);
+    // Held for the run: the probes' target, accepting and closing every connection.
+    let _target = match case.probe {
+        Some(interval) => {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let addr = listener.local_addr()?;
+            spec.properties["Flavor"]["Properties"] = serde_json::json!({
+                "Health": {
+                    "TCP": addr.to_string(),
+                    "Interval": humantime::format_duration(interval).to_string(),
+                }
+            });
+            Some(tokio::spawn(async move {
+                while let Ok((conn, _)) = listener.accept().await {
+                    drop(conn);
+                }
+            }))
+        }
+        None => None,
+    };
+    let _target = AbortOnDrop(_target);
     let start = Instant::now();
-    group
-        .commit_group(case.kind.spec(GROUP, case.n, "v1", None), false)
-        .await?;
+    group.commit_group(spec, false).await?;
     let done = fixture::wait_converged(
         &group,
         GROUP,
