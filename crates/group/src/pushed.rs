@@ -243,3 +243,169 @@ fn digest(descriptions: &[Description], prints: &[u64]) -> u64 {
     let ids: Vec<&str> = descriptions.iter().map(|d| d.id.as_str()).collect();
     hasher.hash_one((ids, prints))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use infrakit_spi::{Allocation, Index, Result, Spec};
+    use std::sync::Mutex as StdMutex;
+
+    /// A flavor that records the watches it is asked to set, and may refuse them.
+    #[derive(Default)]
+    struct Watching {
+        refuses: bool,
+        set: StdMutex<Vec<(String, usize)>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Flavor for Watching {
+        async fn validate(&self, _: &Value, _: &Allocation) -> Result<()> {
+            Ok(())
+        }
+        async fn prepare(&self, _: &Value, s: Spec, _: &Allocation, _: &Index) -> Result<Spec> {
+            Ok(s)
+        }
+        async fn healthy(&self, _: &Value, _: &Description) -> Result<Health> {
+            Ok(Health::Healthy)
+        }
+        async fn drain(&self, _: &Value, _: &Description) -> Result<()> {
+            Ok(())
+        }
+        async fn watch_health(
+            &self,
+            _: &Value,
+            watch: &str,
+            instances: &[&Description],
+            _: Duration,
+        ) -> Result<bool> {
+            self.set
+                .lock()
+                .unwrap()
+                .push((watch.to_string(), instances.len()));
+            Ok(!self.refuses)
+        }
+    }
+
+    fn listing(n: usize) -> (Vec<Description>, Vec<u64>) {
+        let d: Vec<Description> = (0..n)
+            .map(|i| Description {
+                id: format!("i-{i}"),
+                ..Description::default()
+            })
+            .collect();
+        let prints = (0..n as u64).collect();
+        (d, prints)
+    }
+
+    fn keep<'a>(feed: &'a HealthFeed, flavor: &'a Watching) -> Keep<'a> {
+        Keep {
+            feed,
+            flavor,
+            plugin: "flavor",
+            properties: &Value::Null,
+            group: "web",
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn taken(f: &Watching) -> Vec<(String, usize)> {
+        std::mem::take(&mut *f.set.lock().unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn watches_are_set_in_chunks_once_the_feed_is_live_and_renewed_before_their_lease() {
+        let (feed, flavor, mut w) = (
+            HealthFeed::default(),
+            Watching::default(),
+            Watcher::default(),
+        );
+        let (d, p) = listing(2_500);
+        let now = Instant::now();
+        assert_eq!(
+            w.keep(keep(&feed, &flavor), &d, &p, now).await,
+            Pushing::Asking { forget: false },
+            "nothing is heard yet: ask"
+        );
+        assert!(
+            feed.wanted.load(Ordering::SeqCst),
+            "the follower is asked to subscribe"
+        );
+        assert!(
+            taken(&flavor).is_empty(),
+            "no watch before the subscription"
+        );
+
+        feed.subscribed();
+        assert_eq!(
+            w.keep(keep(&feed, &flavor), &d, &p, now).await,
+            Pushing::Asking { forget: true },
+            "a new subscription: every verdict is asked for once more"
+        );
+        assert_eq!(
+            taken(&flavor),
+            vec![
+                ("web/0".to_string(), 1_000),
+                ("web/1".to_string(), 1_000),
+                ("web/2".to_string(), 500)
+            ]
+        );
+        assert_eq!(
+            w.keep(keep(&feed, &flavor), &d, &p, now).await,
+            Pushing::Live
+        );
+        assert!(
+            taken(&flavor).is_empty(),
+            "nothing changed: nothing is sent"
+        );
+
+        // One instance changes: only its chunk is sent again.
+        let mut p2 = p.clone();
+        p2[1_500] = 99_999;
+        assert_eq!(
+            w.keep(keep(&feed, &flavor), &d, &p2, now).await,
+            Pushing::Live
+        );
+        assert_eq!(taken(&flavor), vec![("web/1".to_string(), 1_000)]);
+
+        // Fewer instances: the last chunk's watch ends.
+        let (small, sp) = listing(1_200);
+        w.keep(keep(&feed, &flavor), &small, &sp, now).await;
+        assert_eq!(
+            taken(&flavor),
+            vec![("web/1".to_string(), 200), ("web/2".to_string(), 0)]
+        );
+
+        assert_eq!(w.next_renewal(), Some(now + RENEW));
+        tokio::time::advance(RENEW).await;
+        w.keep(keep(&feed, &flavor), &small, &sp, Instant::now())
+            .await;
+        assert_eq!(taken(&flavor).len(), 2, "every watch renewed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flavor_that_cannot_watch_is_asked_on_its_cadence_and_asked_again_later() {
+        let feed = HealthFeed::default();
+        let flavor = Watching {
+            refuses: true,
+            ..Watching::default()
+        };
+        let mut w = Watcher::default();
+        let (d, p) = listing(10);
+        feed.subscribed();
+        let now = Instant::now();
+        assert!(matches!(
+            w.keep(keep(&feed, &flavor), &d, &p, now).await,
+            Pushing::Asking { .. }
+        ));
+        assert!(
+            !feed.wanted.load(Ordering::SeqCst),
+            "no events wanted from it"
+        );
+        taken(&flavor);
+        w.keep(keep(&feed, &flavor), &d, &p, now).await;
+        assert!(taken(&flavor).is_empty(), "not asked again at once");
+        tokio::time::advance(ASK_AGAIN).await;
+        w.keep(keep(&feed, &flavor), &d, &p, Instant::now()).await;
+        assert_eq!(taken(&flavor).len(), 1, "asked again after a while");
+    }
+}
