@@ -147,7 +147,7 @@ pub enum PluginCommand {
     /// `instance-file`, `instance-simulator`, `instance-docker`, `instance-terraform`,
     /// `flavor-vanilla`, `flavor-combo`, `flavor-zookeeper`, `flavor-swarm`. Any other KIND runs
     /// the program `infrakit-KIND` found beside infrakit or on PATH (`instance-aws`,
-    /// `instance-vagrant`).
+    /// `instance-azure`, `instance-vagrant`).
     Start {
         /// Plugins to start, e.g. `group instance-file flavor-vanilla` or `instance-file:files2`.
         #[arg(required = true)]
