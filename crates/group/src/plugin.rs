@@ -62,6 +62,42 @@ async fn listed(
     .await
 }
 
+/// How long `DescribeGroup` waits for the instance plugin's listing before it answers with what
+/// the controller last observed.
+const DESCRIBE_WAIT: Duration = Duration::from_secs(5);
+
+/// The group's instances for `DescribeGroup`: listed now, or, when the instance plugin takes
+/// longer than [`DESCRIBE_WAIT`] (a throttled cloud API, a slow backend) and a pass has observed
+/// the group, what that pass saw, with a fault saying so (the caller's own deadline would
+/// otherwise pass with no answer at all).
+async fn listed_or_observed(
+    instance: &dyn Instance,
+    settings: &Settings,
+    observed: Option<crate::state::Observed>,
+) -> Result<(Vec<Description>, Option<String>)> {
+    let listing = listed(instance, settings, true);
+    let Some(observed) = observed else {
+        return listing.await;
+    };
+    tokio::pin!(listing);
+    tokio::select! {
+        listed = &mut listing => listed,
+        _ = tokio::time::sleep(DESCRIBE_WAIT) => {
+            let age = observed.at.elapsed();
+            let plugin = &settings.props.instance.plugin;
+            tracing::debug!(group = %settings.id, plugin = %plugin, "instance plugin slow to list; describing what the last pass observed");
+            Ok((
+                observed.instances.as_ref().clone(),
+                Some(format!(
+                    "instance plugin '{plugin}' did not list within {}; instances as observed {} ago",
+                    humantime::format_duration(DESCRIBE_WAIT),
+                    humantime::format_duration(Duration::from_millis(age.as_millis() as u64)),
+                )),
+            ))
+        }
+    }
+}
+
 /// Re-roots a plugin's validation error under the group spec field it came from.
 fn under(path: &str, e: Error) -> Error {
     match e {
@@ -271,13 +307,14 @@ impl Group for GroupPlugin {
     }
 
     async fn describe_group(&self, id: &str) -> Result<GroupDescription> {
-        let (settings, snapshot) = {
+        let (settings, snapshot, observed) = {
             let groups = self.groups.lock().await;
             let sup = groups.get(id).ok_or_else(|| Error::group_not_watched(id))?;
-            (sup.settings(), sup.snapshot())
+            (sup.settings(), sup.snapshot(), sup.last_observed())
         };
         let (instance, _) = plugins_of(&self.ctx, &settings)?;
-        let (instances, mut fault) = listed(instance.as_ref(), &settings, true).await?;
+        let (instances, mut fault) =
+            listed_or_observed(instance.as_ref(), &settings, observed).await?;
         let adopted = match self.groups.lock().await.get(id) {
             Some(sup) => sup.created_despite_failure(&instances),
             None => 0,

@@ -71,9 +71,20 @@ pub(crate) struct GroupState {
     pub(crate) watch: Watch,
     /// What the health follower hears of the flavor's health events.
     pub(crate) health: crate::pushed::HealthFeed,
+    /// The instances the last pass observed, and when.
+    observed: Mutex<Option<Observed>>,
     /// Tokens of the latest provisions the instance plugin said failed (not timeouts), so an
     /// instance that shows up carrying one is known to have been created anyway.
     failed_provisions: Mutex<std::collections::VecDeque<String>>,
+}
+
+/// The instances a pass observed, and when.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    /// The group's instances as listed (or reused from the observed cache).
+    pub instances: Arc<Vec<infrakit_spi::Description>>,
+    /// When.
+    pub at: tokio::time::Instant,
 }
 
 /// How many failed provisions' tokens a group remembers.
@@ -99,6 +110,7 @@ impl GroupState {
             writes: tokio::sync::Mutex::new(()),
             watch: Watch::default(),
             health: Default::default(),
+            observed: Mutex::default(),
             failed_provisions: Mutex::default(),
         };
         (Arc::new(state), rx)
@@ -377,6 +389,22 @@ impl GroupState {
     /// Resolves when a pass is asked for.
     pub(crate) async fn woken(&self) {
         self.wake.notified().await
+    }
+
+    /// Remembers what a pass observed.
+    pub(crate) fn observed(&self, instances: Arc<Vec<infrakit_spi::Description>>) {
+        *self.observed.lock().unwrap_or_else(|p| p.into_inner()) = Some(Observed {
+            instances,
+            at: tokio::time::Instant::now(),
+        });
+    }
+
+    /// The instances the last pass observed, and when.
+    pub(crate) fn last_observed(&self) -> Option<Observed> {
+        self.observed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The last pass's view, as `DescribeGroup` reports it.

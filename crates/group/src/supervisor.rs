@@ -96,6 +96,11 @@ impl Supervisor {
         self.state.created_despite_failure(listed)
     }
 
+    /// The instances the last pass observed, and when.
+    pub(crate) fn last_observed(&self) -> Option<crate::state::Observed> {
+        self.state.last_observed()
+    }
+
     /// Asks for a reconcile now.
     pub fn wake(&self) {
         self.state.wake();
@@ -251,6 +256,7 @@ async fn reconcile(
         (listing, health, watcher),
     )
     .await?;
+    state.observed(observed.descriptions.clone());
     if let Some(q) = quiet
         .as_ref()
         .filter(|q| q.holds(state, settings, &observed))
