@@ -20,8 +20,9 @@ use infrakit_http::{HttpServer, Options as HttpOptions, Sources};
 
 use crate::builtin::controller_config;
 use crate::cli::{Format, ManagerArgs, ManagerCommand, ManagerRunArgs, StoreKind};
-use crate::cmd_plugin::{option_args, shutdown_signal, spawn_background};
+use crate::cmd_plugin::{option_args, spawn_background};
 use crate::io;
+use infrakit_rpc::shutdown_signal;
 
 /// A manager serving on its socket, campaigning in the background.
 pub struct RunningManager {

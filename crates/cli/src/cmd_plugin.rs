@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use infrakit_rpc::{dir, Client, Plugins};
+use infrakit_rpc::{dir, shutdown_signal, Client, Plugins};
 
 use crate::builtin::{self, Kind};
 use crate::cli::{PluginCommand, PluginOptions};
@@ -307,18 +307,6 @@ async fn stop(names: Vec<String>, all: bool) -> Result<()> {
     }
     if !failed.is_empty() {
         bail!("could not stop {}", failed.join("; "));
-    }
-    Ok(())
-}
-
-/// Waits for SIGTERM or SIGINT.
-pub async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use clap::Parser;
 
 use infrakit_instance_aws::config::{self, AwsConfig, DEFAULT_MAX_ATTEMPTS};
 use infrakit_instance_aws::{AwsOptions, AwsPlugin, DEFAULT_NAME, DEFAULT_PAGE_SIZE};
-use infrakit_rpc::{dir, Handlers, PluginServer};
+use infrakit_rpc::{dir, shutdown_signal, Handlers, PluginServer};
 
 /// Serve EC2 instances as an InfraKit instance plugin.
 #[derive(Debug, Parser)]
@@ -118,17 +118,5 @@ async fn run(args: Args) -> Result<()> {
     shutdown_signal().await?;
     tracing::info!(plugin = %args.name, "stopping");
     server.stop().await;
-    Ok(())
-}
-
-/// Waits for SIGTERM or SIGINT.
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

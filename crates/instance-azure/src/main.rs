@@ -17,7 +17,7 @@ use infrakit_instance_azure::config::{
     self, AzureConfig, CredentialKind, DEFAULT_MAX_RETRIES, PUBLIC_AUTHORITY, PUBLIC_ENDPOINT,
 };
 use infrakit_instance_azure::{AzureOptions, AzurePlugin, DEFAULT_NAME};
-use infrakit_rpc::{dir, Handlers, PluginServer};
+use infrakit_rpc::{dir, shutdown_signal, Handlers, PluginServer};
 
 /// Serve Azure virtual machines as an InfraKit instance plugin.
 #[derive(Debug, Parser)]
@@ -139,17 +139,5 @@ async fn run(args: Args) -> Result<()> {
     shutdown_signal().await?;
     tracing::info!(plugin = %args.name, "stopping");
     server.stop().await;
-    Ok(())
-}
-
-/// Waits for SIGTERM or SIGINT.
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

@@ -8,8 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use infrakit_instance_vagrant::{VagrantOptions, VagrantPlugin, DEFAULT_NAME};
-use infrakit_rpc::{dir, Handlers, PluginServer};
-use tokio::signal::unix::{signal, SignalKind};
+use infrakit_rpc::{dir, shutdown_signal, Handlers, PluginServer};
 
 /// Serve Vagrant machines as InfraKit instances.
 #[derive(Debug, Parser)]
@@ -87,11 +86,7 @@ async fn main() -> Result<()> {
     .await
     .with_context(|| format!("serving {} in {}", args.name, plugins_dir.display()))?;
     tracing::info!(socket = %server.socket().display(), "serving");
-    let mut term = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    shutdown_signal().await?;
     server.stop().await;
     Ok(())
 }

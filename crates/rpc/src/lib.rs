@@ -40,5 +40,5 @@ pub use client::{Client, FlavorClient, GroupClient, InstanceClient, ManagerClien
 pub use conns::ConnectionMetrics;
 pub use limits::Limits;
 pub use registry::Plugins;
-pub use server::{Handlers, PluginServer, ServerOptions};
+pub use server::{shutdown_signal, Handlers, PluginServer, ServerOptions};
 pub use tcp::{ClientTlsConfig, TcpClientConfig, TcpListenerConfig, TlsConfig};

@@ -88,6 +88,19 @@ pub struct PluginServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// Waits for SIGTERM or SIGINT: how a plugin program serving until it is told to stop waits
+/// (`infrakit plugin stop` sends SIGTERM).
+pub async fn shutdown_signal() -> io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
 impl PluginServer {
     /// Binds `<dir>/<name>` (creating `dir` with mode 0700), writes `<name>.pid` and starts
     /// serving with the [`Limits`] the environment sets ([`Limits::from_env`]) and no TCP
