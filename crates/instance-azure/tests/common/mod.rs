@@ -33,6 +33,8 @@ pub struct Azure {
     pub subnet: String,
     /// An image the VMs can use.
     pub image: Value,
+    /// A client of ARM as the plugin's, made once (each one fetches its own token).
+    arm: Arm,
     /// Holds the contract server's certificate file.
     _ca: Option<tempfile::TempDir>,
 }
@@ -60,6 +62,7 @@ impl Azure {
             config.credential = CredentialKind::ClientSecret;
             return Azure {
                 server: None,
+                arm: config::connect(&config).expect("the configuration connects"),
                 config,
                 resource_group: required("INFRAKIT_AZURE_RESOURCE_GROUP"),
                 location: required("INFRAKIT_AZURE_LOCATION"),
@@ -93,6 +96,7 @@ impl Azure {
             location: group.location.clone(),
             subnet: o.subnets[0].id(&o.subscription),
             image: json!({"Publisher": image.publisher, "Offer": image.offer, "Sku": image.sku}),
+            arm: config::connect(&config).expect("the configuration connects"),
             config,
             _ca: Some(ca),
             server: Some(server),
@@ -106,7 +110,7 @@ impl Azure {
 
     /// A client of ARM as the plugin's.
     pub fn arm(&self) -> Arm {
-        config::connect(&self.config).expect("the configuration connects")
+        self.arm.clone()
     }
 
     /// The plugin.
@@ -156,12 +160,10 @@ impl Azure {
         }
     }
 
-    /// The resource ID of `name` of `kind` (e.g. `Microsoft.Network/networkInterfaces`).
+    /// The resource ID of `name` of `kind` (e.g. `Microsoft.Network/networkInterfaces`) in the
+    /// tests' resource group.
     pub fn resource_id(&self, kind: &str, name: &str) -> String {
-        format!(
-            "/subscriptions/{}/resourceGroups/{}/providers/{kind}/{name}",
-            self.config.subscription, self.resource_group
-        )
+        self.arm.resource_id(&self.resource_group, kind, name)
     }
 }
 
